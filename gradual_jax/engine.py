@@ -1,0 +1,240 @@
+"""The compiled engine: one task segment for every lane of a sweep, in one XLA program.
+
+A *lane* is one training run (a seed, a schedule, a Δ, a learning rate). Its numeric
+hyperparameters live in :class:`LaneHParams`, its training state in :class:`LaneState`;
+both are pytrees whose leaves carry a leading lane axis. :func:`make_task_fn` builds
+``run_task(hparams, state, data, task) -> (state, TaskMetrics)``: (1+k)·E epochs of
+task ``task`` (and the transition to ``task + 1`` for gradual lanes), as a ``lax.scan``
+over epochs of a ``lax.scan`` over minibatches, ``vmap``-ed over lanes and ``jit``-ed once;
+the task index is a traced scalar, so all tasks reuse the same executable.
+
+All randomness is derived from the lane seed: ``key(seed)`` folded with a stream id
+(init, tasks, shuffles) and then with the task and epoch index. The state therefore
+holds only parameters and optimizer state, and any task can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from gradual_jax import metrics, schedules
+from gradual_jax.tasks import TaskFamily
+
+INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM = 0, 1, 2
+
+
+@struct.dataclass
+class LaneHParams:
+    """Per-lane numbers: each leaf is shaped [lanes]. vmap maps over all of them."""
+
+    seed: jax.Array  # int32
+    schedule: jax.Array  # int32, index into schedules.NAMES
+    delta: jax.Array  # float32, Δ (ignored by abrupt lanes)
+    learning_rate: jax.Array  # float32
+
+
+@struct.dataclass
+class LaneState:
+    params: Any
+    opt_state: Any
+
+
+@struct.dataclass
+class TaskData:
+    """The base data set, placed on the device once and shared by every lane."""
+
+    x_train: jax.Array  # float32 [N, ...], normalised
+    y_train: jax.Array  # int32 [N]
+    x_test: jax.Array | None = None  # float32 [M, ...]
+    y_test: jax.Array | None = None  # int32 [M]
+
+
+@struct.dataclass
+class TaskMetrics:
+    """Per-lane metrics of one task, read at the end of its pure phase (each leaf [lanes])."""
+
+    online_train_acc: jax.Array  # predictions before each update, over the last pure epoch
+    online_train_loss: jax.Array
+    train_acc: jax.Array  # a full pass over the task's training set
+    train_loss: jax.Array
+    test_acc: jax.Array  # NaN when there is no test split
+    test_loss: jax.Array
+    finite: jax.Array  # bool: every training loss of the segment was finite
+    epoch_loss: jax.Array  # [lanes, (1+k)E] mean online loss of every epoch of the segment
+    epoch_acc: jax.Array  # [lanes, (1+k)E] online accuracy (against the dominant label)
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Static structure of a sweep: everything that fixes the compiled program's shape."""
+
+    model_factory: Callable[[nnx.Rngs], nnx.Module]
+    family: TaskFamily
+    num_classes: int
+    num_train: int
+    epochs_per_task: int  # E
+    transition_epochs: int  # k·E
+    batch_size: int
+    eval_batch_size: int
+    make_optimizer: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimizer
+
+    @property
+    def epochs_per_segment(self) -> int:
+        return self.epochs_per_task + self.transition_epochs
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.num_train // self.batch_size)  # drop_last=False: a short last batch
+
+    @property
+    def steps_per_task(self) -> int:
+        return self.epochs_per_segment * self.steps_per_epoch
+
+    @property
+    def graphdef(self) -> nnx.GraphDef:
+        return nnx.split(nnx.eval_shape(lambda: self.model_factory(nnx.Rngs(0))))[0]
+
+
+def lane_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    root = jax.random.key(seed)
+    return tuple(jax.random.fold_in(root, s) for s in (INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM))
+
+
+def task_key(seed: jax.Array, task: jax.Array) -> jax.Array:
+    return jax.random.fold_in(lane_keys(seed)[1], task)
+
+
+def init_lane(program: Program, hp: LaneHParams) -> LaneState:
+    """Initial state of one lane (vmap this over lanes)."""
+    init_key, _, _ = lane_keys(hp.seed)
+    params = nnx.state(program.model_factory(nnx.Rngs(params=init_key)), nnx.Param)
+    opt_state = program.make_optimizer(hp.learning_rate).init(params)
+    return LaneState(params=params, opt_state=opt_state)
+
+
+def init_lanes(program: Program, hparams: LaneHParams) -> LaneState:
+    return jax.jit(jax.vmap(lambda hp: init_lane(program, hp)))(hparams)
+
+
+def apply_model(program: Program, params: Any, x: jax.Array) -> jax.Array:
+    return nnx.merge(program.graphdef, params)(x)
+
+
+def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules.Mix):
+    """Inputs, soft targets and hard labels of one minibatch under a mixing of two tasks."""
+    family = program.family
+    x_base, y_base = data.x_train[index], data.y_train[index]
+    x_old = family.inputs(old, x_base)
+    if family.changes_inputs:
+        x_new = family.inputs(new, x_base)
+        a = mix.input_new.reshape((-1,) + (1,) * (x_base.ndim - 1))
+        x = (1.0 - a) * x_old + a * x_new
+    else:
+        x = x_old
+    y_old = family.labels(old, index, y_base)
+    y_new = family.labels(new, index, y_base) if family.changes_labels else y_old
+    target = metrics.mixed_targets(y_old, y_new, mix, program.num_classes)
+    hard = jnp.where(mix.target_new > mix.target_old, y_new, y_old)
+    return x, target, hard
+
+
+def _train_step(program, data, hp, old, new, state: LaneState, step, index, valid):
+    count = valid.sum()
+    mix = schedules.batch_mix(
+        hp.schedule, hp.delta, step,
+        pure_steps=program.epochs_per_task * program.steps_per_epoch,
+        transition_steps=program.transition_epochs * program.steps_per_epoch,
+        batch_size=count, max_batch=program.batch_size)
+    x, target, hard = make_batch(program, data, old, new, index, mix)
+
+    def loss_fn(params):
+        logits = apply_model(program, params, x)
+        return metrics.masked_mean(optax.softmax_cross_entropy(logits, target), valid), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    tx = program.make_optimizer(hp.learning_rate)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    correct = ((jnp.argmax(logits, -1) == hard) & valid).sum()
+    return LaneState(params, opt_state), (loss * count, correct, count)
+
+
+def _epoch_batches(program: Program, key: jax.Array):
+    """A fresh shuffle, cut into [steps, B] indices; the short last batch is padded and masked."""
+    n, b, steps = program.num_train, program.batch_size, program.steps_per_epoch
+    order = jax.random.permutation(key, n)
+    order = jnp.pad(order, (0, steps * b - n))
+    valid = jnp.arange(steps * b) < n
+    return order.reshape(steps, b), valid.reshape(steps, b)
+
+
+def evaluate(program: Program, params, family_task, x, y) -> tuple[jax.Array, jax.Array]:
+    """Accuracy and mean loss of ``params`` on a whole split of one task, in chunks."""
+    n, chunk = x.shape[0], min(program.eval_batch_size, x.shape[0])
+    chunks = -(-n // chunk)
+    pad = chunks * chunk - n
+    index = jnp.pad(jnp.arange(n), (0, pad)).reshape(chunks, chunk)
+    valid = (jnp.arange(chunks * chunk) < n).reshape(chunks, chunk)
+
+    def one(args):
+        idx, ok = args
+        inputs = program.family.inputs(family_task, x[idx])
+        labels = program.family.labels(family_task, idx, y[idx])
+        logits = apply_model(program, params, inputs)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return ((jnp.argmax(logits, -1) == labels) & ok).sum(), jnp.where(ok, losses, 0.0).sum()
+
+    correct, loss = jax.lax.map(one, (index, valid))
+    return correct.sum() / n, loss.sum() / n
+
+
+def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: TaskData, task):
+    """One lane, one task segment: (1+k)·E epochs, then the readout of the task's metrics."""
+    _, _, shuffle_root = lane_keys(hp.seed)
+    num_features = data.x_train[0].size
+    old = program.family.sample(task_key(hp.seed, task), data.y_train, num_features)
+    new = program.family.sample(task_key(hp.seed, task + 1), data.y_train, num_features)
+    shuffle_key = jax.random.fold_in(shuffle_root, task)
+    readout = schedules.readout_epoch(hp.schedule, program.epochs_per_task, program.transition_epochs)
+    steps = program.steps_per_epoch
+
+    def epoch(carry, e):
+        state, snapshot = carry
+        index, valid = _epoch_batches(program, jax.random.fold_in(shuffle_key, e))
+        step_ids = e * steps + jnp.arange(steps)
+
+        def step(state, xs):
+            return _train_step(program, data, hp, old, new, state, *xs)
+
+        state, (loss_sum, correct, count) = jax.lax.scan(step, state, (step_ids, index, valid))
+        snapshot = jax.tree.map(lambda s, p: jnp.where(e == readout, p, s), snapshot, state.params)
+        seen = count.sum()
+        return (state, snapshot), (loss_sum.sum() / seen, correct.sum() / seen)
+
+    epochs = jnp.arange(program.epochs_per_segment)
+    (state, snapshot), (epoch_loss, epoch_acc) = jax.lax.scan(epoch, (state, state.params), epochs)
+
+    train_acc, train_loss = evaluate(program, snapshot, old, data.x_train, data.y_train)
+    if data.x_test is not None:
+        test_acc, test_loss = evaluate(program, snapshot, old, data.x_test, data.y_test)
+    else:
+        test_acc = test_loss = jnp.float32(jnp.nan)
+    result = TaskMetrics(
+        online_train_acc=epoch_acc[readout], online_train_loss=epoch_loss[readout],
+        train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
+        finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc)
+    return state, result
+
+
+def make_task_fn(program: Program):
+    """``run_task(hparams, state, data, task)`` for all lanes at once, jitted (state donated)."""
+    batched = jax.vmap(lambda hp, st, data, t: run_lane_task(program, hp, st, data, t),
+                       in_axes=(0, 0, None, None))
+    return jax.jit(batched, donate_argnums=1)

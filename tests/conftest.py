@@ -1,0 +1,46 @@
+"""Shared tiny fixtures: a synthetic data set and a small program that compiles in seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from gradual_jax import engine, tasks
+from gradual_jax.models import MLP
+
+
+def make_optimizer(learning_rate):
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+def tiny_data(num_train=48, num_features=12, num_classes=4, num_test=16, seed=0) -> engine.TaskData:
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(num_classes), num_train // num_classes)
+    return engine.TaskData(
+        x_train=jnp.asarray(rng.normal(size=(num_train, num_features)), jnp.float32),
+        y_train=jnp.asarray(y, jnp.int32),
+        x_test=jnp.asarray(rng.normal(size=(num_test, num_features)), jnp.float32),
+        y_test=jnp.asarray(np.tile(np.arange(num_classes), num_test // num_classes), jnp.int32),
+    )
+
+
+def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_classes=4, hidden=(16, 16),
+                 epochs_per_task=2, transition_epochs=4, batch_size=10, eval_batch_size=20) -> engine.Program:
+    def factory(rngs):
+        return MLP(num_features, hidden, num_classes, rngs=rngs)
+
+    return engine.Program(model_factory=factory, family=tasks.get_family(family), num_classes=num_classes,
+                          num_train=num_train, epochs_per_task=epochs_per_task,
+                          transition_epochs=transition_epochs, batch_size=batch_size,
+                          eval_batch_size=eval_batch_size, make_optimizer=make_optimizer)
+
+
+@pytest.fixture
+def data():
+    return tiny_data()

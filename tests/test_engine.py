@@ -1,0 +1,117 @@
+"""The compiled engine: vmapped lanes equal lanes run alone, learning, masking, NaN detection."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradual_jax import engine, schedules
+from gradual_jax.sweep import Lane, to_hparams
+from tests.conftest import tiny_data, tiny_program
+
+
+_TASK_FNS = {}
+
+
+def run_tasks(program, data, lanes, num_tasks):
+    """Run lanes for some tasks; one jitted function per program, so shapes seen before reuse
+    their executable (the lane-alone runs below share one compilation)."""
+    hp = to_hparams(lanes)
+    state = engine.init_lanes(program, hp)
+    run_task = _TASK_FNS.setdefault(program, engine.make_task_fn(program))
+    history = []
+    for t in range(num_tasks):
+        state, m = run_task(hp, state, data, jnp.int32(t))
+        history.append(jax.device_get(m))
+    return jax.device_get(state), history
+
+
+LANES = [
+    Lane(seed=0, schedule="abrupt", delta=None, learning_rate=1e-3),
+    Lane(seed=1, schedule="output_interp", delta=0.5, learning_rate=3e-3),
+    Lane(seed=0, schedule="task_sampling", delta=0.25, learning_rate=1e-3),
+    Lane(seed=2, schedule="output_mix", delta=0.5, learning_rate=2e-3),
+]
+
+
+def test_vmapped_sweep_equals_each_lane_alone():
+    program, data = tiny_program(), tiny_data()
+    state, history = run_tasks(program, data, LANES, num_tasks=2)
+    for i, lane in enumerate(LANES):
+        alone_state, alone = run_tasks(program, data, [lane], num_tasks=2)
+        for t in range(2):
+            for name in ("online_train_acc", "train_acc", "test_acc", "train_loss", "epoch_loss"):
+                np.testing.assert_allclose(np.asarray(getattr(history[t], name))[i],
+                                           np.asarray(getattr(alone[t], name))[0], rtol=1e-4, atol=1e-5,
+                                           err_msg=f"lane {i} task {t} {name}")
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b[0], rtol=1e-4, atol=1e-5),
+                     state.params, alone_state.params)
+
+
+def test_permuted_pixels_input_interp_lanes_equal_alone():
+    program, data = tiny_program("permuted_pixels"), tiny_data()
+    lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "input_interp", 0.25, 1e-3)]
+    _, history = run_tasks(program, data, lanes, num_tasks=2)
+    for i, lane in enumerate(lanes):
+        _, alone = run_tasks(program, data, [lane], num_tasks=2)
+        np.testing.assert_allclose(history[1].test_acc[i], alone[1].test_acc[0], rtol=1e-5)
+        np.testing.assert_allclose(history[1].epoch_loss[i], alone[1].epoch_loss[0], rtol=1e-4, atol=1e-6)
+
+
+def test_same_seed_same_init_and_tasks_across_schedules():
+    """Lanes differing only in schedule start from the same parameters (paired comparison)
+    and train identically until the first transition begins."""
+    program, data = tiny_program(), tiny_data()
+    lanes = [Lane(7, "abrupt", None, 1e-3), Lane(7, "output_interp", 0.5, 1e-3)]
+    _, history = run_tasks(program, data, lanes, num_tasks=1)
+    pure = program.epochs_per_task
+    np.testing.assert_allclose(history[0].epoch_loss[0, :pure], history[0].epoch_loss[1, :pure], rtol=1e-6)
+    assert not np.allclose(history[0].epoch_loss[0, pure:], history[0].epoch_loss[1, pure:])
+
+
+def test_learns_a_tiny_random_label_task():
+    """64 random-labelled points: the MLP memorises them (train accuracy >= 0.95)."""
+    program = tiny_program(num_train=64, hidden=(64, 64), epochs_per_task=60, transition_epochs=0,
+                           batch_size=16, eval_batch_size=64)
+    data = tiny_data(num_train=64)
+    _, history = run_tasks(program, data, [Lane(0, "abrupt", None, 3e-3)], num_tasks=1)
+    assert history[0].train_acc[0] >= 0.95
+    assert history[0].epoch_loss[0, -1] < history[0].epoch_loss[0, 0]
+
+
+def test_epoch_visits_every_example_once_with_a_short_last_batch():
+    """drop_last=False: 48 examples in batches of 10 are four full batches and one of 8
+    real rows; the 2 padded rows are masked out of the loss (see the next test)."""
+    program = tiny_program(num_train=48, batch_size=10)  # last batch: 8 real rows, 2 padded
+    index, valid = engine._epoch_batches(program, jax.random.key(0))
+    assert valid.sum() == 48 and valid[-1].sum() == 8
+    assert sorted(np.asarray(index)[np.asarray(valid)].tolist()) == list(range(48))
+
+
+def test_masked_loss_is_the_mean_over_real_rows():
+    from gradual_jax import metrics
+    values = jnp.array([1.0, 2.0, 3.0, 100.0])
+    assert float(metrics.masked_mean(values, jnp.array([True, True, True, False]))) == pytest.approx(2.0)
+
+
+def test_nonfinite_loss_is_flagged_per_lane():
+    program, data = tiny_program(), tiny_data()
+    lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "abrupt", None, 1e38)]
+    _, history = run_tasks(program, data, lanes, num_tasks=1)
+    assert history[0].finite.tolist() == [True, False]
+
+
+def test_readout_epoch():
+    assert int(schedules.readout_epoch(schedules.ABRUPT, 8, 16)) == 23
+    assert int(schedules.readout_epoch(schedules.OUTPUT_INTERP, 8, 16)) == 7
+
+
+def test_metrics_are_read_at_the_end_of_the_pure_phase():
+    """A gradual lane's online accuracy is that of epoch E-1, an abrupt lane's that of the last epoch."""
+    program, data = tiny_program(), tiny_data()
+    _, history = run_tasks(program, data, LANES[:2], num_tasks=1)
+    m = history[0]
+    assert m.online_train_acc[0] == m.epoch_acc[0, program.epochs_per_segment - 1]
+    assert m.online_train_acc[1] == m.epoch_acc[1, program.epochs_per_task - 1]

@@ -1,0 +1,44 @@
+"""Task families: deterministic per (seed, task), different across tasks and seeds."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradual_jax import engine, tasks
+
+Y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)
+
+
+def sample(family, seed, task):
+    return np.asarray(tasks.get_family(family).sample(engine.task_key(jnp.int32(seed), task), Y, 784))
+
+
+@pytest.mark.parametrize("family", ["random_labels", "permuted_pixels"])
+def test_deterministic_and_distinct(family):
+    np.testing.assert_array_equal(sample(family, 0, 3), sample(family, 0, 3))
+    assert not np.array_equal(sample(family, 0, 3), sample(family, 0, 4))
+    assert not np.array_equal(sample(family, 0, 3), sample(family, 1, 3))
+
+
+def test_random_labels_keep_class_counts():
+    labels = sample("random_labels", 0, 0)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.full(10, 20))
+    assert (labels != np.asarray(Y)).mean() > 0.5
+
+
+def test_permuted_pixels_is_a_permutation_applied_identically():
+    perm = sample("permuted_pixels", 0, 0)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(784))
+    family = tasks.get_family("permuted_pixels")
+    x = np.random.default_rng(0).normal(size=(5, 28, 28, 1)).astype(np.float32)
+    out = np.asarray(family.inputs(jnp.asarray(perm), jnp.asarray(x)))
+    np.testing.assert_array_equal(out.reshape(5, -1), x.reshape(5, -1)[:, perm])  # NumPy reference
+    # the same permutation of the same image gives the same result whichever split it came from
+    np.testing.assert_array_equal(np.asarray(family.inputs(jnp.asarray(perm), jnp.asarray(x[2:3])))[0], out[2])
+
+
+def test_unknown_family():
+    with pytest.raises(ValueError, match="random_labels, permuted_pixels"):
+        tasks.get_family("rotations")
