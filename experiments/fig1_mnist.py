@@ -1,0 +1,54 @@
+"""Figure 1 (left): random-label MNIST with the LayerNorm MLP — abrupt vs output interpolation.
+
+Trainability: every task relabels a fixed 5,120-image MNIST subset (512 per class) by
+permuting its label array; the network must memorise the new labels. The abrupt arm
+trains (1+k)·E = 240 epochs per task; the gradual arm trains E = 80 epochs on the pure
+task, then fades the targets to uniform and into the next task's labels (output
+interpolation via uniform, Δ = 0.5, k = 2). Metric: online train accuracy over the
+last pure epoch (as the released code logs); the full-pass train accuracy is also
+recorded.
+"""
+
+import dataclasses
+
+from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
+                                SweepConfig, TaskConfig)
+
+DESCRIPTION = "Random-label MNIST, LayerNorm MLP: abrupt vs output interpolation (trainability)"
+
+
+def paper() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="fig1-mnist",
+        preset="paper",
+        description=DESCRIPTION,
+        metric="online_train_acc",
+        data=DataConfig(dataset="mnist", train_per_class=512, test_per_class=0),
+        task=TaskConfig(family="random_labels", num_tasks=100),
+        protocol=ProtocolConfig(epochs_per_task=80, transition_ratio=2.0, batch_size=64),
+        model=ModelConfig(hidden_sizes=(256, 256, 256, 256)),
+        optim=OptimConfig(name="adam"),
+        sweep=SweepConfig(seeds=(0, 1, 2, 3, 4), schedules=("abrupt", "output_interp"), deltas=(0.5,),
+                          learning_rates=(1e-3,)),
+    )
+
+
+def cpu() -> ExperimentConfig:
+    """Two minutes on 2 CPU cores. Keeps k = 2, Δ = 0.5, Adam 1e-3, batch 64 and the
+    LayerNorm MLP's depth; shrinks the data to 128 images per class (1,280), the hidden
+    width to 64, E to 30 epochs, the run to 30 tasks and 2 seeds. At this size the abrupt
+    arm visibly loses trainability within 30 tasks; the full-width MLP does not (it
+    memorises 1,280 images easily and shows no decline in the tasks a CPU can afford)."""
+    cfg = paper()
+    return dataclasses.replace(
+        cfg,
+        preset="cpu",
+        data=dataclasses.replace(cfg.data, train_per_class=128),
+        task=dataclasses.replace(cfg.task, num_tasks=30),
+        protocol=dataclasses.replace(cfg.protocol, epochs_per_task=30),
+        model=ModelConfig(hidden_sizes=(64, 64, 64, 64)),
+        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1)),
+    )
+
+
+PRESETS = {"paper": paper, "cpu": cpu}

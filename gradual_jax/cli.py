@@ -1,0 +1,99 @@
+"""``gradual-jax``: list experiments, show a resolved config, run an experiment.
+
+Every input error (unknown experiment, preset or key, a bad value, missing data)
+prints one line naming the field and the allowed values and exits with status 2
+before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import experiments
+from gradual_jax import config as config_lib
+from gradual_jax import schedules, sweep
+
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+
+
+def _resolve(args: argparse.Namespace) -> config_lib.ExperimentConfig:
+    cfg = experiments.get_config(args.experiment, args.preset)
+    cfg = config_lib.apply_overrides(cfg, args.set or [])
+    return config_lib.validate(cfg)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in experiments.MODULES:
+        module = experiments.module(name)
+        print(f"{name:<14} presets: {', '.join(module.PRESETS):<12} {module.DESCRIPTION}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cfg = _resolve(args)
+    print(json.dumps(config_lib.to_dict(cfg), indent=2))
+    lanes = sweep.expand(cfg.sweep)
+    print(f"\n{len(lanes)} lanes:")
+    for i, lane in enumerate(lanes):
+        print(f"  {i:>3}  {lane.label()}")
+    p = cfg.protocol
+    for name in dict.fromkeys(cfg.sweep.schedules):
+        for delta in (dict.fromkeys(cfg.sweep.deltas) if name != "abrupt" else [1.0]):
+            print("  " + schedules.describe(name, delta, p.epochs_per_task, p.transition_ratio))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gradual_jax import train  # imports JAX; keep `list`/`show` and errors fast
+
+    cfg = _resolve(args)
+    try:
+        train.run(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    except train.NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradual-jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="experiments and their presets").set_defaults(func=cmd_list)
+
+    def experiment_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("experiment", help="experiment name (see `gradual-jax list`)")
+        p.add_argument("--preset", default="cpu", help="preset name (default: cpu)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config field by dotted key, e.g. --set sweep.seeds=0,1,2 "
+                            "(repeatable; lists are comma separated)")
+
+    show = sub.add_parser("show", help="print the resolved config and its lanes")
+    experiment_args(show)
+    show.set_defaults(func=cmd_show)
+
+    run = sub.add_parser("run", help="run an experiment")
+    experiment_args(run)
+    run.add_argument("--out", required=True, help="output directory (config.json, results.csv)")
+    run.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except config_lib.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, FileExistsError) as err:  # missing data, existing results
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

