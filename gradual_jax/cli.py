@@ -13,7 +13,7 @@ import sys
 
 import experiments
 from gradual_jax import config as config_lib
-from gradual_jax import schedules, sweep
+from gradual_jax import data, sweep
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
@@ -21,7 +21,10 @@ EXIT_NONFINITE = 3
 
 def _resolve(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     cfg = experiments.get_config(args.experiment, args.preset)
-    cfg = config_lib.apply_overrides(cfg, args.set or [])
+    overrides = list(args.set or [])
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    cfg = config_lib.apply_overrides(cfg, overrides)
     return config_lib.validate(cfg)
 
 
@@ -39,10 +42,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"\n{len(lanes)} lanes:")
     for i, lane in enumerate(lanes):
         print(f"  {i:>3}  {lane.label()}")
-    p = cfg.protocol
-    for name in dict.fromkeys(cfg.sweep.schedules):
-        for delta in (dict.fromkeys(cfg.sweep.deltas) if name != "abrupt" else [1.0]):
-            print("  " + schedules.describe(name, delta, p.epochs_per_task, p.transition_ratio))
+    for line in sweep.describe_schedules(cfg):
+        print("  " + line)
     return 0
 
 
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field by dotted key, e.g. --set sweep.seeds=0,1,2 "
                             "(repeatable; lists are comma separated)")
+        p.add_argument("--data-dir", help="directory of the raw data archives (same as --set data.data_dir=DIR; "
+                                          "default $GRADUAL_JAX_DATA_DIR or ~/.cache/gradual_jax/data)")
 
     show = sub.add_parser("show", help="print the resolved config and its lanes")
     experiment_args(show)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, FileExistsError) as err:  # missing data, existing results
+    except (FileNotFoundError, FileExistsError, data.ChecksumError) as err:  # data, existing results
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -16,6 +16,7 @@ holds only parameters and optimizer state, and any task can be replayed exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -97,8 +98,9 @@ class Program:
     def steps_per_task(self) -> int:
         return self.epochs_per_segment * self.steps_per_epoch
 
-    @property
+    @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:
+        """The model's structure (no arrays), built once from an abstract init."""
         return nnx.split(nnx.eval_shape(lambda: self.model_factory(nnx.Rngs(0))))[0]
 
 

@@ -8,7 +8,7 @@ import itertools
 import jax.numpy as jnp
 
 from gradual_jax import schedules
-from gradual_jax.config import SweepConfig
+from gradual_jax.config import ExperimentConfig, SweepConfig
 from gradual_jax.engine import LaneHParams
 
 
@@ -48,3 +48,11 @@ def to_hparams(lanes: list[Lane]) -> LaneHParams:
         delta=jnp.asarray([1.0 if lane.delta is None else lane.delta for lane in lanes], jnp.float32),
         learning_rate=jnp.asarray([lane.learning_rate for lane in lanes], jnp.float32),
     )
+
+
+def describe_schedules(cfg: ExperimentConfig) -> list[str]:
+    """One line per (schedule, Δ) of the sweep: its pure epochs and transition stages."""
+    p = cfg.protocol
+    return [schedules.describe(name, delta, p.epochs_per_task, p.transition_ratio)
+            for name in dict.fromkeys(cfg.sweep.schedules)
+            for delta in ([1.0] if name == "abrupt" else dict.fromkeys(cfg.sweep.deltas))]

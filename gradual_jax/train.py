@@ -108,8 +108,8 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData) -> engine.Progr
 
 
 def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int]:
-    return [program.epochs_per_segment - 1 if lane.schedule == "abrupt" else program.epochs_per_task - 1
-            for lane in lanes]
+    return [int(schedules.readout_epoch(schedules.schedule_id(lane.schedule), program.epochs_per_task,
+                                        program.transition_epochs)) for lane in lanes]
 
 
 def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, overwrite: bool = False,
@@ -136,10 +136,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, overwrite: 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
          f"{prepared.dataset}, {program.num_train} training examples, "
          f"{program.steps_per_task} steps per task")
-    for name in dict.fromkeys(lane.schedule for lane in lanes):
-        for delta in (dict.fromkeys(cfg.sweep.deltas) if name != "abrupt" else [1.0]):
-            echo("  " + schedules.describe(name, delta, cfg.protocol.epochs_per_task,
-                                           cfg.protocol.transition_ratio))
+    for line in sweep.describe_schedules(cfg):
+        echo("  " + line)
 
     start = time.perf_counter()
     state = engine.init_lanes(program, hparams)

@@ -98,6 +98,36 @@ def test_nonfinite_loss_stops_with_lane_and_task(tmp_path, capsys):
     assert table["task"].max() == 0 and table["finite"].tolist() == [True, False]
 
 
+@needs_mnist
+@pytest.mark.slow
+def test_cpu_preset_abrupt_arm_records_final_accuracy(tmp_path):
+    """Many abrupt tasks at the fig1-mnist cpu preset (one seed): the final train accuracy is
+    recorded for every task. Its value is the experiment's finding, so only finiteness and
+    range are asserted."""
+    out = tmp_path / "abrupt"
+    argv = ["run", "fig1-mnist", "--preset", "cpu", "--out", str(out), "--no-progress",
+            "--set", "sweep.schedules=abrupt", "--set", "sweep.seeds=0"]
+    assert cli.main(argv) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert table["task"].tolist() == list(range(30))
+    final = table.iloc[-1]
+    assert 0.0 <= final["train_acc"] <= 1.0 and 0.0 <= final["online_train_acc"] <= 1.0
+    assert table["finite"].all()
+    print(f"fig1-mnist cpu, abrupt, seed 0: train accuracy task 0 {table['train_acc'].iloc[0]:.3f}, "
+          f"task 29 {final['train_acc']:.3f}")
+
+
+def test_checksum_mismatch_exits_2(tmp_path, capsys, no_compile):
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes(b"not the real file")
+    argv = ["run", "fig1-mnist", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path),
+            "--set", "data.source=raw"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "md5" in err.lower()
+
+
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S)

@@ -149,10 +149,14 @@ def test_input_interpolation_endpoints():
 
 
 def test_arms_see_the_same_samples_per_task():
-    program = tiny_program()
-    lanes_abrupt = program.epochs_per_segment * program.num_train
-    # a gradual lane's segment: E pure epochs + k·E transition epochs, same steps and examples
-    gradual = (program.epochs_per_task + program.transition_epochs) * program.num_train
-    assert lanes_abrupt == gradual
-    steps = program.steps_per_epoch
-    assert steps == 5  # 48 examples, batch 10: four full batches and one of 8 (drop_last=False)
+    """Abrupt and gradual lanes of one program run the same epochs per task, each epoch
+    visiting all N examples once, so both process (1+k)·E·N examples per task."""
+    from gradual_jax.sweep import Lane, to_hparams
+    program, data = tiny_program(), tiny_data()
+    lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "output_interp", 0.5, 1e-3), Lane(0, "task_sampling", 0.5, 1e-3)]
+    hp = to_hparams(lanes)
+    _, m = engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), data, jnp.int32(0))
+    assert np.asarray(m.epoch_loss).shape == (3, 2 + 4)  # (1+k)·E epochs for every lane
+    _, valid = engine._epoch_batches(program, jax.random.key(0))
+    assert int(valid.sum()) == program.num_train == 48
+    assert program.steps_per_epoch == 5  # 48 examples, batch 10: four full batches and one of 8
