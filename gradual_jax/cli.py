@@ -24,6 +24,10 @@ def _resolve(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
+    for flag, key in (("lanes_per_chunk", "run.lanes_per_chunk"), ("distributed", "run.distributed")):
+        value = getattr(args, flag, None)
+        if value:
+            overrides.append(f"{key}={value}")
     cfg = config_lib.apply_overrides(cfg, overrides)
     return config_lib.validate(cfg)
 
@@ -52,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _resolve(args)
     try:
-        train.run(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+        train.run(cfg, args.out, force_new=args.force_new, progress=not args.no_progress)
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
@@ -79,8 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment")
     experiment_args(run)
-    run.add_argument("--out", required=True, help="output directory (config.json, results.csv)")
-    run.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    run.add_argument("--out", required=True,
+                     help="output directory (config.json, results.csv, figure.png, checkpoints/); "
+                          "a directory with checkpoints is resumed")
+    run.add_argument("--force-new", action="store_true",
+                     help="start over, deleting the checkpoints and results in --out (default: resume from "
+                          "the latest checkpoint there)")
+    run.add_argument("--lanes-per-chunk", type=int, metavar="N",
+                     help="run the sweep in chunks of N lanes sharing one executable (for sweeps that do "
+                          "not fit in device memory; same as --set run.lanes_per_chunk=N)")
+    run.add_argument("--distributed", action="store_true",
+                     help="call jax.distributed.initialize() and spread the lanes over every host's devices "
+                          "(also GRADUAL_JAX_DISTRIBUTED=1)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
     return parser

@@ -90,8 +90,14 @@ class SweepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
+    """How a run executes; none of these change what a lane computes."""
+
     eval_batch_size: int = 1024
     on_nonfinite: str = "warn"  # warn: flag the lane and go on; stop: write results and exit
+    checkpoint_every: int = 1  # tasks between Orbax checkpoints (0: never)
+    checkpoints_to_keep: int = 3
+    lanes_per_chunk: int = 0  # 0: all lanes in one program; N: chunks of N lanes, one executable
+    distributed: bool = False  # jax.distributed.initialize() for a multi-host run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,4 +308,33 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError("metric=test_acc needs a test split: set data.test_per_class >= 1")
     _positive_int("run.eval_batch_size", r.eval_batch_size)
     _choice("run.on_nonfinite", r.on_nonfinite, ON_NONFINITE)
+    if r.checkpoint_every < 0:
+        raise ConfigError(f"run.checkpoint_every={r.checkpoint_every}: expected an integer >= 0 (0: never)")
+    _positive_int("run.checkpoints_to_keep", r.checkpoints_to_keep)
+    if r.lanes_per_chunk < 0:
+        raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     return config
+
+
+# Keys that may differ when a run resumes: where the data lives, how long the run is,
+# and how it executes. Every other key must match the checkpoint's config.
+RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
+                            "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed"})
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def resume_mismatches(stored: dict[str, Any], current: ExperimentConfig) -> list[str]:
+    """Dotted keys whose values differ between a checkpoint's config and ``current``."""
+    old, new = flatten(stored), flatten(to_dict(current))
+    return [f"{key} (checkpoint: {old.get(key)!r}, now: {new.get(key)!r})"
+            for key in sorted(set(old) | set(new))
+            if key not in RESUMABLE_KEYS and old.get(key) != new.get(key)]

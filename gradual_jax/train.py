@@ -22,8 +22,9 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
+from gradual_jax import checkpoint, engine, plotting, results, schedules, sharding, sweep, tasks
+from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
-from gradual_jax import engine, plotting, results, schedules, sweep, tasks
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.models import MLP
 
@@ -112,77 +113,160 @@ def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int
                                         program.transition_epochs)) for lane in lanes]
 
 
-def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, overwrite: bool = False,
-        progress: bool = True, echo: Callable[[str], None] = print) -> pd.DataFrame:
+@dataclasses.dataclass
+class Resumed:
+    start_task: int
+    states: list[Any]
+    rows: list[dict[str, Any]]
+
+
+def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_states: list[Any],
+                    echo: Callable[[str], None]) -> Resumed | None:
+    """Start over, resume from the latest checkpoint, or refuse to overwrite results."""
+    table = out / results.RESULTS_FILE
+    if force_new:
+        if out.exists():
+            checkpoint.Checkpointer(out).delete_all()
+            table.unlink(missing_ok=True)
+        return None
+    if checkpoint.has_checkpoints(out):
+        restored = checkpoint.Checkpointer(out).restore_latest(like=fresh_states)
+        if restored is None:
+            raise OutputExistsError(f"{out / checkpoint.CHECKPOINT_DIR} holds no readable checkpoint; "
+                                    "pass --force-new to start over")
+        step, states, record = restored
+        mismatched = config_lib.resume_mismatches(record["config"], cfg)
+        if mismatched:
+            raise ConfigError(f"cannot resume {out}: the config differs from the checkpoint's in "
+                              + "; ".join(mismatched) + " (pass --force-new to start over)")
+        echo(f"resuming from the checkpoint after task {step - 1} ({out / checkpoint.CHECKPOINT_DIR / str(step)})")
+        return Resumed(start_task=step, states=states, rows=record["rows"])
+    if table.exists():
+        raise OutputExistsError(f"{table} already exists and there is no checkpoint to resume from; "
+                                "choose another --out or pass --force-new to replace it")
+    return None
+
+
+def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[str], None]) -> None:
+    """Print the program's device memory and refuse a sweep that cannot fit."""
+    needed = sharding.program_bytes(compiled)
+    if needed is None:
+        return
+    per_device_lanes = layout.chunk_size // layout.mesh.size
+    echo(f"device memory: {needed / 2**20:,.1f} MiB per device for {per_device_lanes} lanes "
+         f"(~{needed / per_device_lanes / 2**20:,.2f} MiB per lane)")
+    limit = sharding.device_memory_limit()
+    if limit is not None and needed > 0.9 * limit:
+        fit = max(1, int(0.8 * limit / needed * layout.chunk_size))
+        raise ConfigError(f"the sweep needs {needed / 2**30:.1f} GiB per device but a device has "
+                          f"{limit / 2**30:.1f} GiB; run it in chunks, e.g. --lanes-per-chunk {fit}")
+
+
+def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: bool = False,
+        progress: bool = True, echo: Callable[[str], None] = print,
+        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None) -> pd.DataFrame:
     """Train every lane of ``cfg`` on every task; return the results table.
 
-    With ``out_dir``, ``config.json`` is written before any compute and ``results.csv``
-    after every task.
+    With ``out_dir``: ``config.json`` is written before any compute, ``results.csv`` after
+    every task, an Orbax checkpoint every ``run.checkpoint_every`` tasks; a directory that
+    holds checkpoints is resumed from the latest one (unless ``force_new``).
+    ``on_task_end(task, rows)`` is called after each task's results are written.
     """
     cfg = validate(cfg)
+    if cfg.run.distributed and cfg.run.lanes_per_chunk:
+        raise ConfigError("run.lanes_per_chunk cannot be combined with run.distributed (chunk states wait in "
+                          "host memory, which multi-host runs do not share); use more hosts or fewer lanes")
+    sharding.maybe_initialize_distributed(cfg.run.distributed)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and (out / results.RESULTS_FILE).exists() and not overwrite:
-        raise OutputExistsError(f"{out / results.RESULTS_FILE} already exists; choose another --out "
-                                "or pass --overwrite to replace it")
+    main_process = sharding.is_main_process()
     lanes = sweep.expand(cfg.sweep)
     prepared = prepare_data(cfg)
     program = build_program(cfg, prepared)
-    hparams = sweep.to_hparams(lanes)
+    layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
+    task_data = layout.replicate(prepared.task_data)
+    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes))]
+    init = jax.jit(jax.vmap(lambda hp: engine.init_lane(program, hp)), out_shardings=layout.lane_sharding)
+    states = [init(h) for h in hparams]
+    offload = layout.num_chunks > 1  # idle chunks wait in host memory
+    if offload:
+        states = [jax.device_get(s) for s in states]
+
+    resumed = _prepare_output(cfg, out, force_new, states, echo) if out is not None else None
+    start_task, rows = (resumed.start_task, resumed.rows) if resumed else (0, [])
+    if resumed:
+        states = resumed.states
+    saver = (checkpoint.Checkpointer(out, keep=cfg.run.checkpoints_to_keep)
+             if out is not None and cfg.run.checkpoint_every > 0 else None)
     readouts = readout_epochs(program, lanes)
-    if out is not None:
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset,
-                             status="running")
+    if out is not None and main_process:
+        results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset, status="running")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
          f"{prepared.dataset}, {program.num_train} training examples, "
-         f"{program.steps_per_task} steps per task")
+         f"{program.steps_per_task} steps per task; {layout.mesh.size} device(s), "
+         f"{layout.num_chunks} chunk(s) of {layout.chunk_size} lanes")
     for line in sweep.describe_schedules(cfg):
         echo("  " + line)
 
     start = time.perf_counter()
-    state = engine.init_lanes(program, hparams)
-    run_task = engine.make_task_fn(program).lower(hparams, state, prepared.task_data, jnp.int32(0)).compile()
+    example_state = layout.to_devices(states[0]) if offload else states[0]
+    run_task = engine.make_task_fn(program).lower(hparams[0], example_state, task_data, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
     echo(f"compiled in {compile_s:.1f} s")
+    _check_memory(run_task, layout, echo)
 
-    rows: list[dict[str, Any]] = []
-    reported: set[int] = set()
-    bar = tqdm(total=cfg.task.num_tasks, unit="task", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    reported: set[int] = {row["lane"] for row in rows if not row["finite"]}
+    bar = tqdm(total=cfg.task.num_tasks, initial=min(start_task, cfg.task.num_tasks), unit="task",
+               disable=not progress or not main_process, file=sys.stderr, dynamic_ncols=True)
     train_start = time.perf_counter()
     try:
-        for task in range(cfg.task.num_tasks):
-            state, task_metrics = run_task(hparams, state, prepared.task_data, jnp.int32(task))
-            task_metrics = jax.device_get(task_metrics)
+        for task in range(start_task, cfg.task.num_tasks):
+            chunk_metrics = []
+            for c in range(layout.num_chunks):
+                state = layout.to_devices(states[c]) if offload else states[c]
+                state, m = run_task(hparams[c], state, task_data, jnp.int32(task))
+                states[c] = jax.device_get(state) if offload else state
+                chunk_metrics.append(sharding.to_host(m))
+            task_metrics = layout.join(chunk_metrics)
             seen = [results.samples_seen(task, r, program.epochs_per_segment, program.num_train)
                     for r in readouts]
             rows += results.task_rows(cfg, prepared.dataset, lanes, task, task_metrics, seen)
-            if out is not None:
+            if out is not None and main_process:
                 results.write_table(out / results.RESULTS_FILE, rows)
+            if saver is not None and ((task + 1) % cfg.run.checkpoint_every == 0 or task + 1 == cfg.task.num_tasks):
+                saver.save(task + 1, states, {"config": config_lib.to_dict(cfg), "rows": rows})
+            done = task + 1 - start_task
             elapsed = time.perf_counter() - train_start
             bar.set_postfix(lanes=len(lanes),
-                            lane_steps_per_s=f"{len(lanes) * program.steps_per_task * (task + 1) / elapsed:,.0f}")
+                            lane_steps_per_s=f"{len(lanes) * program.steps_per_task * done / elapsed:,.0f}")
             bar.update(1)
-            bad = [i for i in np.flatnonzero(~np.asarray(task_metrics.finite)) if i not in reported]
+            bad = [int(i) for i in np.flatnonzero(~np.asarray(task_metrics.finite)) if i not in reported]
             for i in bad:
                 echo(f"warning: non-finite training loss in lane {i} ({lanes[i].label()}) during task {task}")
             reported.update(bad)
             if bad and cfg.run.on_nonfinite == "stop":
                 raise NonFiniteError(f"non-finite loss in lane(s) {bad} during task {task}; results up to "
                                      f"task {task} are in {out / results.RESULTS_FILE if out else 'memory'}")
+            if on_task_end is not None:
+                on_task_end(task, rows)
     finally:
         bar.close()
+        if saver is not None:
+            saver.close()
     train_s = time.perf_counter() - train_start
+    rows = [row for row in rows if row["task"] < cfg.task.num_tasks]
     frame = pd.DataFrame(rows, columns=list(results.COLUMNS))
-    if out is not None:
+    tasks_run = cfg.task.num_tasks - start_task
+    if out is not None and main_process:
+        results.write_table(out / results.RESULTS_FILE, rows)
         results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset,
                              status="finished", compile_seconds=round(compile_s, 2),
-                             train_seconds=round(train_s, 2),
+                             train_seconds=round(train_s, 2), resumed_from_task=start_task,
                              lane_steps_per_second=round(len(lanes) * program.steps_per_task
-                                                         * cfg.task.num_tasks / train_s, 1))
-    echo(f"trained {len(lanes)} lanes × {cfg.task.num_tasks} tasks in {train_s:.1f} s")
+                                                         * max(tasks_run, 0) / max(train_s, 1e-9), 1))
+    echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
     echo(results.format_summary(frame, cfg.metric))
-    if out is not None:
+    if out is not None and main_process:
         p = cfg.protocol
         caption = (f"{prepared.dataset}, {cfg.task.family}, {program.num_train} examples, E={p.epochs_per_task}, "
                    f"k={p.transition_ratio:g}, batch {p.batch_size}, MLP {cfg.model.hidden_sizes}, "

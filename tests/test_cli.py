@@ -79,9 +79,10 @@ def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
     assert meta["config"]["name"] == "fig3-emnist" and meta["config"]["protocol"]["epochs_per_task"] == 2
     assert meta["environment"]["versions"]["jax"] and meta["environment"]["platform"] == "cpu"
     assert "test_acc" in capsys.readouterr().out
-    # a second run into the same directory must not overwrite the results
-    assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 2
-    assert len(pd.read_csv(out / "results.csv")) == 8
+    # the same command again resumes from the final checkpoint: nothing to redo, nothing lost
+    assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 0
+    assert "resuming from the checkpoint after task 1" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)
 
 
 @needs_mnist
