@@ -1,0 +1,287 @@
+"""A compact T5-style encoder–decoder (Raffel et al., 2020) in Flax NNX, for the text tasks.
+
+What makes it T5 rather than the original Transformer, all kept here:
+
+* pre-norm residual blocks with RMS layer norm (no mean subtraction, no bias, eps 1e-6),
+  and one final RMS norm per stack;
+* attention and feed-forward projections without biases; no 1/√d_kv score scaling (T5
+  folds it into the query initialisation instead);
+* relative position bias instead of position embeddings: offsets are bucketed (exact for
+  small offsets, logarithmic up to ``max_distance``), each bucket has one learned scalar per
+  head, and one table is shared by all layers of a stack (bidirectional buckets for the
+  encoder, causal ones for the decoder; cross-attention has none);
+* one embedding matrix shared by the encoder input, the decoder input and the output
+  projection, with the decoder output scaled by ``d_model**-0.5`` before the tied projection;
+* initialisation as Mesh TensorFlow / Hugging Face T5: embeddings N(0, 1), query
+  N(0, (d_model·d_kv)^-½), key and value N(0, d_model^-½), attention output N(0, (H·d_kv)^-½),
+  FFN in N(0, d_model^-½) and out N(0, d_ff^-½), relative bias N(0, d_model^-½).
+
+There is no dropout: the paper turns it off. The model is used functionally like the MLP:
+``nnx.split`` once, then ``nnx.merge(graphdef, params)`` inside jitted code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gradual_jax.text import tokenizer as tok
+
+NEG_INF = -1e9  # added to masked scores; finite so that sums with the bias never overflow
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """Model sizes. Defaults are the paper's 'customised T5-small' with our 30-token vocabulary."""
+
+    vocab_size: int = tok.VOCAB_SIZE
+    d_model: int = 256
+    num_heads: int = 4
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_encoder_layers: int = 1
+    num_decoder_layers: int = 1
+    num_buckets: int = 32
+    max_distance: int = 128
+    layer_norm_eps: float = 1e-6  # the released code sets 0.0; T5's default is 1e-6
+    pad_id: int = tok.PAD
+
+
+def relative_position_bucket(relative_position: jax.Array, *, bidirectional: bool,
+                             num_buckets: int = 32, max_distance: int = 128) -> jax.Array:
+    """T5's bucket of each offset ``key_position - query_position``.
+
+    Bidirectional: half the buckets for keys at or before the query, half for keys after.
+    Causal: only keys at or before the query get distinct buckets (later ones share bucket 0,
+    and are masked anyway). Within a half, offsets below ``num_buckets / 4`` (resp. ``/ 2``) get
+    one bucket each, larger ones share logarithmically wider buckets, and every offset from
+    ``max_distance`` on falls into the last one.
+    """
+    rel = jnp.asarray(relative_position, jnp.int32)
+    if bidirectional:
+        num_buckets //= 2
+        base = jnp.where(rel > 0, num_buckets, 0)
+        distance = jnp.abs(rel)
+    else:
+        base = jnp.zeros_like(rel)
+        distance = jnp.maximum(-rel, 0)
+    max_exact = num_buckets // 2
+    scaled = (jnp.log(jnp.maximum(distance, max_exact).astype(jnp.float32) / max_exact)
+              / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+    large = jnp.minimum(max_exact + scaled.astype(jnp.int32), num_buckets - 1)
+    return base + jnp.where(distance < max_exact, distance, large)
+
+
+def _normal(std: float):
+    return nnx.initializers.normal(stddev=std)
+
+
+def _dense(d_in: int, d_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, use_bias=False, kernel_init=_normal(std), rngs=rngs)
+
+
+class RMSNorm(nnx.Module):
+    """T5's layer norm: ``x / sqrt(mean(x²) + eps) · scale`` (no centring, no bias), in float32."""
+
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+        self.eps = eps
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...]).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention without biases or score scaling; ``bias`` carries masks and positions."""
+
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        inner = cfg.num_heads * cfg.d_kv
+        self.num_heads, self.d_kv = cfg.num_heads, cfg.d_kv
+        self.q = _dense(cfg.d_model, inner, (cfg.d_model * cfg.d_kv) ** -0.5, rngs)
+        self.k = _dense(cfg.d_model, inner, cfg.d_model ** -0.5, rngs)
+        self.v = _dense(cfg.d_model, inner, cfg.d_model ** -0.5, rngs)
+        self.o = _dense(inner, cfg.d_model, inner ** -0.5, rngs)
+
+    def __call__(self, x, memory, bias):
+        """``x [B, Lq, d]`` attends to ``memory [B, Lk, d]``; ``bias`` broadcasts to ``[B, H, Lq, Lk]``."""
+        def heads(h):
+            return h.reshape(*h.shape[:-1], self.num_heads, self.d_kv)
+
+        q, k, v = heads(self.q(x)), heads(self.k(memory)), heads(self.v(memory))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias
+        weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.o(out.reshape(*out.shape[:-2], -1))
+
+
+class FeedForward(nnx.Module):
+    """ReLU FFN without biases; also returns the hidden activations (for dormancy and ReDo)."""
+
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        self.wi = _dense(cfg.d_model, cfg.d_ff, cfg.d_model ** -0.5, rngs)
+        self.wo = _dense(cfg.d_ff, cfg.d_model, cfg.d_ff ** -0.5, rngs)
+
+    def __call__(self, x):
+        h = jax.nn.relu(self.wi(x))
+        return self.wo(h), h
+
+
+class RelativeBias(nnx.Module):
+    """One learned scalar per (bucket, head); one instance per stack, shared by its layers."""
+
+    def __init__(self, cfg: T5Config, *, bidirectional: bool, rngs: nnx.Rngs):
+        self.table = nnx.Embed(cfg.num_buckets, cfg.num_heads, embedding_init=_normal(cfg.d_model ** -0.5),
+                               rngs=rngs)
+        self.bidirectional = bidirectional
+        self.num_buckets, self.max_distance = cfg.num_buckets, cfg.max_distance
+
+    def __call__(self, q_len: int, k_len: int):
+        """``[H, q_len, k_len]``."""
+        rel = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
+        buckets = relative_position_bucket(rel, bidirectional=self.bidirectional,
+                                           num_buckets=self.num_buckets, max_distance=self.max_distance)
+        return jnp.moveaxis(self.table(buckets), -1, 0)
+
+
+class EncoderLayer(nnx.Module):
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg, rngs=rngs)
+
+    def __call__(self, x, bias):
+        h = self.attn_norm(x)
+        x = x + self.attn(h, h, bias)
+        out, acts = self.ffn(self.ffn_norm(x))
+        return x + out, acts
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        self.self_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.self_attn = Attention(cfg, rngs=rngs)
+        self.cross_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.cross_attn = Attention(cfg, rngs=rngs)
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg, rngs=rngs)
+
+    def __call__(self, y, encoded, self_bias, cross_bias):
+        h = self.self_norm(y)
+        y = y + self.self_attn(h, h, self_bias)
+        y = y + self.cross_attn(self.cross_norm(y), encoded, cross_bias)
+        out, acts = self.ffn(self.ffn_norm(y))
+        return y + out, acts
+
+
+def _mask_bias(mask):
+    """``[B, Lk]`` bool (True = attend) → additive ``[B, 1, 1, Lk]``."""
+    return jnp.where(mask, 0.0, NEG_INF)[:, None, None, :]
+
+
+class T5(nnx.Module):
+    """Encoder–decoder: ``model(inputs, decoder_inputs) -> logits [B, L_dec, vocab]``.
+
+    ``inputs`` are token ids with pad = ``cfg.pad_id`` (padding is masked in attention);
+    ``decoder_inputs`` are the targets shifted right (:func:`shift_right`).
+    """
+
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.shared = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_normal(1.0), rngs=rngs)
+        self.encoder_bias = RelativeBias(cfg, bidirectional=True, rngs=rngs)
+        self.encoder_layers = nnx.List([EncoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_encoder_layers)])
+        self.encoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.decoder_bias = RelativeBias(cfg, bidirectional=False, rngs=rngs)
+        self.decoder_layers = nnx.List([DecoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_decoder_layers)])
+        self.decoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
+
+    def padding_mask(self, inputs):
+        """True where ``inputs`` is a real token (the encoder mask)."""
+        return inputs != self.cfg.pad_id
+
+    def _encode(self, inputs):
+        x = self.shared(inputs)
+        length = inputs.shape[-1]
+        bias = self.encoder_bias(length, length)[None] + _mask_bias(self.padding_mask(inputs))
+        acts = []
+        for layer in self.encoder_layers:
+            x, a = layer(x, bias)
+            acts.append(a)
+        return self.encoder_norm(x), acts
+
+    def _decode(self, encoded, encoder_mask, decoder_inputs):
+        y = self.shared(decoder_inputs)
+        length = decoder_inputs.shape[-1]
+        causal = jnp.arange(length)[None, :] <= jnp.arange(length)[:, None]
+        self_bias = (self.decoder_bias(length, length) + jnp.where(causal, 0.0, NEG_INF))[None]
+        cross_bias = _mask_bias(encoder_mask)
+        acts = []
+        for layer in self.decoder_layers:
+            y, a = layer(y, encoded, self_bias, cross_bias)
+            acts.append(a)
+        y = self.decoder_norm(y) * self.cfg.d_model ** -0.5
+        return self.shared.attend(y), acts
+
+    def encode(self, inputs):
+        """``[B, L_in]`` ids → ``[B, L_in, d_model]`` (after the encoder's final norm)."""
+        return self._encode(inputs)[0]
+
+    def decode(self, encoded, encoder_mask, decoder_inputs):
+        """Logits ``[B, L_dec, vocab]`` of the decoder over a full prefix buffer (causal, so
+        position i depends only on ``decoder_inputs[:, :i+1]``)."""
+        return self._decode(encoded, encoder_mask, decoder_inputs)[0]
+
+    def __call__(self, inputs, decoder_inputs):
+        return self.decode(self.encode(inputs), self.padding_mask(inputs), decoder_inputs)
+
+    def ffn_activations(self, inputs, decoder_inputs) -> list[jax.Array]:
+        """Post-ReLU FFN activations of every encoder then decoder layer (for dormancy / ReDo)."""
+        encoded, enc_acts = self._encode(inputs)
+        _, dec_acts = self._decode(encoded, self.padding_mask(inputs), decoder_inputs)
+        return enc_acts + dec_acts
+
+
+def shift_right(targets: jax.Array, start_id: int = tok.BOS) -> jax.Array:
+    """Teacher-forcing decoder inputs: ``[start, t_0, …, t_{L-2}]``."""
+    start = jnp.full(targets.shape[:-1] + (1,), start_id, targets.dtype)
+    return jnp.concatenate([start, targets[..., :-1]], axis=-1)
+
+
+def _token_weights(targets, mask_pad, example_mask, pad_id):
+    w = jnp.ones(targets.shape, jnp.float32)
+    if mask_pad:
+        w = w * (targets != pad_id)
+    if example_mask is not None:
+        w = w * example_mask[..., None]
+    return w
+
+
+def seq2seq_loss(logits, targets, *, mask_pad: bool = True, example_mask=None, pad_id: int = tok.PAD):
+    """Teacher-forced token cross-entropy, averaged over counted tokens of the batch.
+
+    ``mask_pad=True`` leaves pad targets out (standard). ``mask_pad=False`` counts them, as
+    the released code did (it passed padded ids as labels, which Hugging Face only ignores
+    when they are -100). ``example_mask [B]`` drops the padding rows of a short last batch.
+    """
+    w = _token_weights(targets, mask_pad, example_mask, pad_id)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+    return (ce * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def token_accuracy(logits, targets, *, mask_pad: bool = True, example_mask=None, pad_id: int = tok.PAD):
+    """Fraction of counted target tokens whose argmax prediction is right (same weighting as the loss)."""
+    w = _token_weights(targets, mask_pad, example_mask, pad_id)
+    right = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return (right * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def count_params(params) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params))
