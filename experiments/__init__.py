@@ -1,9 +1,11 @@
 """Experiment configs, one module per paper figure; configs are code.
 
-Each module defines ``DESCRIPTION`` and ``PRESETS``: preset name -> function returning
-an :class:`~gradual_jax.config.ExperimentConfig`. Every experiment has a ``paper``
-preset (the paper's numbers, see ``shared/PAPER.md``) and a ``cpu`` preset that runs
-on a 2-core CPU in minutes.
+Each module defines ``DESCRIPTION`` and ``PRESETS``: preset name -> function returning an
+:class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
+a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
+``paper`` preset (the paper's numbers, see ``shared/PAPER.md``) and a ``cpu`` preset that
+runs on a 2-core CPU in minutes. A module with a ``run(out_dir, preset)`` function (the
+theory check) is run by that function instead of the training engine.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from gradual_jax.config import ConfigError, ExperimentConfig
 MODULES = {
     "fig1-mnist": "fig1_mnist",
     "fig3-emnist": "fig3_emnist",
+    "fig5-granularity": "fig5_granularity",
+    "fig6-diagnostics": "fig6_diagnostics",
+    "theory": "theory",
 }
 
 
@@ -31,8 +36,22 @@ def presets(name: str) -> tuple[str, ...]:
     return tuple(module(name).PRESETS)
 
 
-def get_config(name: str, preset: str) -> ExperimentConfig:
+def is_custom_runner(name: str) -> bool:
+    return hasattr(module(name), "run")
+
+
+def get_configs(name: str, preset: str) -> dict[str, ExperimentConfig]:
+    """Part name -> config ("" for a single-part experiment)."""
     mod = module(name)
     if preset not in mod.PRESETS:
         raise ConfigError(f"unknown preset {preset!r} for {name}; choose one of: {', '.join(mod.PRESETS)}")
-    return mod.PRESETS[preset]()
+    made = mod.PRESETS[preset]()
+    return made if isinstance(made, dict) else {"": made}
+
+
+def get_config(name: str, preset: str) -> ExperimentConfig:
+    """The config of a single-part experiment."""
+    parts = get_configs(name, preset)
+    if list(parts) != [""]:
+        raise ConfigError(f"{name} has parts {', '.join(parts)}; use get_configs")
+    return parts[""]

@@ -25,16 +25,20 @@ import jax
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "snapshots"  # readout parameters kept for post-hoc analysis (`gradual-jax analyze`)
 
 # Orbax logs every save at INFO level through absl; keep a long run's terminal readable.
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 class Checkpointer:
-    """Saves and restores ``(state, record)`` pairs under ``OUT/checkpoints/<step>``."""
+    """Saves and restores ``(state, record)`` pairs under ``OUT/<name>/<step>``.
 
-    def __init__(self, out_dir: Path, *, keep: int = 3):
-        self.directory = (Path(out_dir) / CHECKPOINT_DIR).absolute()
+    ``keep=None`` keeps every step (parameter snapshots).
+    """
+
+    def __init__(self, out_dir: Path, *, name: str = CHECKPOINT_DIR, keep: int | None = 3):
+        self.directory = (Path(out_dir) / name).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
 
@@ -47,17 +51,22 @@ class Checkpointer:
                                   record=ocp.args.JsonSave(_json_safe(record)))
         self._manager.save(step, args=args, force=True)
 
+    def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
+        """One step's ``(state, record)``; ``like`` gives structure, shapes and shardings."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
+        return restored.state, _from_json_safe(restored.record)
+
     def restore_latest(self, like: Any) -> tuple[int, Any, dict[str, Any]] | None:
         """The newest readable checkpoint as ``(step, state, record)``, or None if there is none.
 
         ``like`` is a state of the right structure, shapes and shardings (a fresh init).
         """
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         unreadable = []
         for step in reversed(self.steps()):
             try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
+                state, record = self.restore(step, like)
             except Exception as err:  # noqa: BLE001 - any unreadable step falls back to the previous
                 warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''}); trying the previous one",
@@ -65,7 +74,7 @@ class Checkpointer:
                 unreadable.append(step)
                 continue
             self._set_aside(unreadable)
-            return step, restored.state, _from_json_safe(restored.record)
+            return step, state, record
         return None
 
     def _set_aside(self, steps: list[int]) -> None:

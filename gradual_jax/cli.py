@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import experiments
 from gradual_jax import config as config_lib
@@ -19,8 +20,15 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 
 
-def _resolve(args: argparse.Namespace) -> config_lib.ExperimentConfig:
-    cfg = experiments.get_config(args.experiment, args.preset)
+def _resolve(args: argparse.Namespace) -> dict[str, config_lib.ExperimentConfig]:
+    """Part name -> validated config, with the command line's overrides applied to every part."""
+    if experiments.is_custom_runner(args.experiment):
+        experiments.presets(args.experiment)  # validates the name
+        if args.preset not in experiments.presets(args.experiment):
+            experiments.get_configs(args.experiment, args.preset)  # raises the preset error
+        if args.set:
+            raise config_lib.ConfigError(f"{args.experiment} takes no --set overrides")
+        return {}
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
@@ -28,8 +36,8 @@ def _resolve(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         value = getattr(args, flag, None)
         if value:
             overrides.append(f"{key}={value}")
-    cfg = config_lib.apply_overrides(cfg, overrides)
-    return config_lib.validate(cfg)
+    return {part: config_lib.validate(config_lib.apply_overrides(cfg, overrides))
+            for part, cfg in experiments.get_configs(args.experiment, args.preset).items()}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -40,26 +48,58 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    cfg = _resolve(args)
-    print(json.dumps(config_lib.to_dict(cfg), indent=2))
-    lanes = sweep.expand(cfg.sweep)
-    print(f"\n{len(lanes)} lanes:")
-    for i, lane in enumerate(lanes):
-        print(f"  {i:>3}  {lane.label()}")
-    for line in sweep.describe_schedules(cfg):
-        print("  " + line)
+    parts = _resolve(args)
+    if not parts:
+        print(experiments.module(args.experiment).__doc__)
+    for part, cfg in parts.items():
+        if part:
+            print(f"== part {part} ==")
+        print(json.dumps(config_lib.to_dict(cfg), indent=2))
+        lanes = sweep.expand(cfg.sweep)
+        print(f"\n{len(lanes)} lanes:")
+        for i, lane in enumerate(lanes):
+            print(f"  {i:>3}  {lane.label()}")
+        for line in sweep.describe_schedules(cfg):
+            print("  " + line)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gradual_jax import train  # imports JAX; keep `list`/`show` and errors fast
 
-    cfg = _resolve(args)
+    parts = _resolve(args)
+    out = Path(args.out)
+    if not parts:
+        experiments.module(args.experiment).run(out, args.preset)
+        return 0
     try:
-        train.run(cfg, args.out, force_new=args.force_new, progress=not args.no_progress)
+        for part, cfg in parts.items():
+            if part:
+                print(f"== part {part} ==")
+            train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part)
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
+    if len(parts) > 1:
+        from gradual_jax import plotting
+
+        print(f"figure:  {plotting.plot_runs([out])[0]}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from gradual_jax import plotting
+
+    for path in plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric):
+        print(path)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from gradual_jax import analyze  # imports JAX
+
+    analyze.analyze(args.run_dir, args.set or [])
+    print(f"diagnostics written into {args.run_dir}/results.csv")
     return 0
 
 
@@ -97,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "(also GRADUAL_JAX_DISTRIBUTED=1)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    plot = sub.add_parser("plot", help="the paper's figure and a summary table of one or more runs")
+    plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories (several are overlaid)")
+    plot.add_argument("--x", choices=("task", "samples"), default="task", help="x axis (default: task)")
+    plot.add_argument("--out", help="figure file (default: DIR/figure.png; a .pdf is written beside it)")
+    plot.add_argument("--metric", help="column to plot (default: the experiment's metric)")
+    plot.set_defaults(func=cmd_plot)
+
+    analyze = sub.add_parser("analyze", help="recompute diagnostics from a run's parameter snapshots")
+    analyze.add_argument("run_dir", help="a run directory made with --set run.snapshot_every=N")
+    analyze.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="diagnostics settings, e.g. --set diagnostics.probe_size=1024 "
+                              "--set diagnostics.hessian_iters=50")
+    analyze.set_defaults(func=cmd_analyze)
     return parser
 
 

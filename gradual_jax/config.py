@@ -89,6 +89,23 @@ class SweepConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Plasticity diagnostics read with each task's metrics (``gradual_jax.diagnostics``).
+
+    They are computed on a fixed probe of ``probe_size`` training examples (evenly spaced
+    indices of the fixed subset, transformed as the current task transforms them; the whole
+    training set when it is smaller).
+    """
+
+    enabled: bool = True
+    hessian: bool = True  # the costly one: power iteration on Hessian-vector products
+    hessian_iters: int = 20
+    probe_size: int = 512
+    dormant_taus: tuple[float, ...] = (1e-4, 0.0)  # active on ≤ τ of the probe: 0.01% and never
+    redo_threshold: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """How a run executes; none of these change what a lane computes."""
 
@@ -98,6 +115,7 @@ class RunConfig:
     checkpoints_to_keep: int = 3
     lanes_per_chunk: int = 0  # 0: all lanes in one program; N: chunks of N lanes, one executable
     distributed: bool = False  # jax.distributed.initialize() for a multi-host run
+    snapshot_every: int = 0  # keep every lane's readout parameters every N tasks (0: never), for `analyze`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +130,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     sweep: SweepConfig = SweepConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     run: RunConfig = RunConfig()
 
 
@@ -311,6 +330,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if r.checkpoint_every < 0:
         raise ConfigError(f"run.checkpoint_every={r.checkpoint_every}: expected an integer >= 0 (0: never)")
     _positive_int("run.checkpoints_to_keep", r.checkpoints_to_keep)
+    if r.snapshot_every < 0:
+        raise ConfigError(f"run.snapshot_every={r.snapshot_every}: expected an integer >= 0 (0: never)")
+    g = config.diagnostics
+    _positive_int("diagnostics.hessian_iters", g.hessian_iters)
+    _positive_int("diagnostics.probe_size", g.probe_size)
+    for tau in g.dormant_taus:
+        if not 0 <= tau < 1:
+            raise ConfigError(f"diagnostics.dormant_taus: {tau} must lie in [0, 1)")
     if r.lanes_per_chunk < 0:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     return config
@@ -319,7 +346,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 # Keys that may differ when a run resumes: where the data lives, how long the run is,
 # and how it executes. Every other key must match the checkpoint's config.
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
-                            "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed"})
+                            "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed",
+                            "run.snapshot_every"})
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from gradual_jax import metrics, schedules
+from gradual_jax import diagnostics, metrics, schedules
+from gradual_jax.config import DiagnosticsConfig
 from gradual_jax.tasks import TaskFamily
 
-INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM = 0, 1, 2
+INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM = 0, 1, 2, 3
 
 
 @struct.dataclass
@@ -45,6 +46,7 @@ class LaneHParams:
 class LaneState:
     params: Any
     opt_state: Any
+    readout_params: Any  # parameters at the previous task's readout (at init before task 0)
 
 
 @struct.dataclass
@@ -70,6 +72,7 @@ class TaskMetrics:
     finite: jax.Array  # bool: every training loss of the segment was finite
     epoch_loss: jax.Array  # [lanes, (1+k)E] mean online loss of every epoch of the segment
     epoch_acc: jax.Array  # [lanes, (1+k)E] online accuracy (against the dominant label)
+    diagnostics: dict[str, jax.Array]  # name -> [lanes]; empty when diagnostics are off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Program:
     batch_size: int
     eval_batch_size: int
     make_optimizer: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimizer
+    diagnostics: DiagnosticsConfig | None = None  # None or disabled: no diagnostics
 
     @property
     def epochs_per_segment(self) -> int:
@@ -113,12 +117,17 @@ def task_key(seed: jax.Array, task: jax.Array) -> jax.Array:
     return jax.random.fold_in(lane_keys(seed)[1], task)
 
 
+def init_params(program: Program, seed: jax.Array) -> Any:
+    """A lane's initial parameters, a pure function of its seed."""
+    init_key, _, _ = lane_keys(seed)
+    return nnx.state(program.model_factory(nnx.Rngs(params=init_key)), nnx.Param)
+
+
 def init_lane(program: Program, hp: LaneHParams) -> LaneState:
     """Initial state of one lane (vmap this over lanes)."""
-    init_key, _, _ = lane_keys(hp.seed)
-    params = nnx.state(program.model_factory(nnx.Rngs(params=init_key)), nnx.Param)
+    params = init_params(program, hp.seed)
     opt_state = program.make_optimizer(hp.learning_rate).init(params)
-    return LaneState(params=params, opt_state=opt_state)
+    return LaneState(params=params, opt_state=opt_state, readout_params=params)
 
 
 def init_lanes(program: Program, hparams: LaneHParams) -> LaneState:
@@ -165,7 +174,7 @@ def _train_step(program, data, hp, old, new, state: LaneState, step, index, vali
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     correct = ((jnp.argmax(logits, -1) == hard) & valid).sum()
-    return LaneState(params, opt_state), (loss * count, correct, count)
+    return state.replace(params=params, opt_state=opt_state), (loss * count, correct, count)
 
 
 def _epoch_batches(program: Program, key: jax.Array):
@@ -195,6 +204,37 @@ def evaluate(program: Program, params, family_task, x, y) -> tuple[jax.Array, ja
 
     correct, loss = jax.lax.map(one, (index, valid))
     return correct.sum() / n, loss.sum() / n
+
+
+def probe_indices(program: Program) -> jax.Array:
+    """The fixed probe: ``probe_size`` evenly spaced indices of the training subset (all of it
+    when it is smaller)."""
+    size = min(program.diagnostics.probe_size, program.num_train)
+    return jnp.arange(size) * (program.num_train // size)
+
+
+def diagnose_readout(program: Program, seed, params, prev_params, task, data: TaskData) -> dict[str, jax.Array]:
+    """Diagnostics of one lane at the readout of ``task`` (shared by the run and ``analyze``).
+
+    The probe inputs and labels are task ``task``'s; representation change compares the
+    last hidden layer under ``params`` with that under ``prev_params`` (the previous task's
+    readout parameters) on the same inputs.
+    """
+    spec = program.diagnostics
+    features_fn, loss_fn = diagnostics.model_fns(program.graphdef)
+    family_task = program.family.sample(task_key(seed, task), data.y_train, data.x_train[0].size)
+    index = probe_indices(program)
+    x = program.family.inputs(family_task, data.x_train[index])
+    y = program.family.labels(family_task, index, data.y_train[index])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DIAGNOSTICS_STREAM), task)
+    return diagnostics.diagnose(
+        features_fn, loss_fn, params, init_params(program, seed), features_fn(prev_params, x)[-1], x, y, key,
+        taus=spec.dormant_taus, redo_threshold=spec.redo_threshold, hessian_iters=spec.hessian_iters,
+        costly=spec.hessian)
+
+
+def diagnostics_enabled(program: Program) -> bool:
+    return program.diagnostics is not None and program.diagnostics.enabled
 
 
 def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: TaskData, task):
@@ -228,11 +268,13 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
         test_acc, test_loss = evaluate(program, snapshot, old, data.x_test, data.y_test)
     else:
         test_acc = test_loss = jnp.float32(jnp.nan)
+    diag = (diagnose_readout(program, hp.seed, snapshot, state.readout_params, task, data)
+            if diagnostics_enabled(program) else {})
     result = TaskMetrics(
         online_train_acc=epoch_acc[readout], online_train_loss=epoch_loss[readout],
         train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
-        finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc)
-    return state, result
+        finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag)
+    return state.replace(readout_params=snapshot), result
 
 
 def make_task_fn(program: Program):

@@ -1,11 +1,16 @@
-"""Figures from a results table: the metric per task, one line per schedule / Δ / learning rate.
+"""The paper's figures from run directories (``gradual-jax plot DIR [DIR ...]``).
 
-Reads only the table (it never re-runs anything). Lines are the mean over seeds with a
-shaded 95% interval (normal approximation, mean ± 1.96·s/√n) when there are several seeds.
+Reads only ``results.csv`` and ``config.json`` of each run (it never re-runs anything).
+Each line is one method (schedule, Δ, learning rate; and the run, when several are
+overlaid), the mean over seeds with a shaded 95% interval (mean ± 1.96·s/√n). The layout
+follows the experiment: one panel for Figs. 1–4, one panel per part for Fig. 5 (trainability
+and generalizability), four diagnostics panels for Fig. 6.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -15,29 +20,65 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-LABELS = {"online_train_acc": "train accuracy (online, last pure epoch)", "train_acc": "train accuracy",
-          "test_acc": "test accuracy"}
+from gradual_jax.results import METHOD_KEYS, summary_markdown, summary_table  # noqa: E402
+
+RESULTS_FILE, CONFIG_FILE = "results.csv", "config.json"
+LABELS = {
+    "online_train_acc": "train accuracy (online, last pure epoch)", "train_acc": "train accuracy",
+    "test_acc": "test accuracy", "max_hessian_eigenvalue": "max Hessian eigenvalue",
+    "representation_change": "relative representation change", "dormant_fraction_tau0.0001": "dormant fraction (τ = 0.01%)",
+    "distance_from_init": "distance from initialisation",
+}
+FIG6_PANELS = ("max_hessian_eigenvalue", "representation_change", "dormant_fraction_tau0.0001", "distance_from_init")
 X_AXES = {"task": "task", "samples": "samples_seen"}
 
 
-def curve_label(schedule: str, delta: float, learning_rate: float, several_rates: bool) -> str:
+# ---------------------------------------------------------------------------
+# Loading runs
+
+
+def run_parts(run_dir: Path) -> list[Path]:
+    """A run directory, or the part directories of a multi-part experiment (Fig. 5)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RESULTS_FILE).exists():
+        return [run_dir]
+    parts = sorted(p for p in run_dir.iterdir() if (p / RESULTS_FILE).exists()) if run_dir.is_dir() else []
+    if not parts:
+        raise FileNotFoundError(f"{run_dir} holds no {RESULTS_FILE} (neither directly nor in part directories)")
+    return parts
+
+
+def load_part(part_dir: Path, run_label: str) -> tuple[pd.DataFrame, dict]:
+    frame = pd.read_csv(part_dir / RESULTS_FILE)
+    frame.insert(0, "run", run_label)
+    config = json.loads((part_dir / CONFIG_FILE).read_text())["config"]
+    return frame, config
+
+
+# ---------------------------------------------------------------------------
+# Drawing
+
+
+def method_label(run: str, schedule: str, delta: float, learning_rate: float, *, show_run: bool,
+                 show_rate: bool) -> str:
     label = schedule if pd.isna(delta) else f"{schedule} (Δ={delta:g})"
-    return f"{label}, lr={learning_rate:g}" if several_rates else label
+    if show_rate:
+        label += f", lr={learning_rate:g}"
+    return f"{run}: {label}" if show_run else label
 
 
-def plot_metric(frame: pd.DataFrame, metric: str, *, x: str = "task", title: str = "",
-                ax: plt.Axes | None = None) -> plt.Axes:
-    """Draw ``metric`` against task index (``x="task"``) or samples seen (``x="samples"``)."""
+def draw(ax: plt.Axes, frame: pd.DataFrame, metric: str, *, x: str = "task") -> None:
+    """One line per method: the mean over seeds of ``metric`` against task or samples seen."""
     if x not in X_AXES:
         raise ValueError(f"x={x!r} is not allowed; choose one of: {', '.join(X_AXES)}")
-    ax = ax or plt.figure(figsize=(6.4, 4.0)).add_subplot()
-    several_rates = frame["learning_rate"].nunique() > 1
-    for (schedule, delta, lr), group in frame.groupby(["schedule", "delta", "learning_rate"], dropna=False,
-                                                      sort=False):
+    show_run = frame["run"].nunique() > 1
+    show_rate = frame["learning_rate"].nunique() > 1
+    for (run, schedule, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
         by_task = group.groupby("task")
         mean = by_task[metric].mean()
         xs = by_task[X_AXES[x]].mean().to_numpy()
-        line, = ax.plot(xs, mean.to_numpy(), label=curve_label(schedule, delta, lr, several_rates))
+        label = method_label(run, schedule, delta, lr, show_run=show_run, show_rate=show_rate)
+        line, = ax.plot(xs, mean.to_numpy(), label=label)
         count = by_task[metric].count()
         if count.max() > 1:
             half = 1.96 * by_task[metric].std().fillna(0.0) / np.sqrt(count)
@@ -45,20 +86,68 @@ def plot_metric(frame: pd.DataFrame, metric: str, *, x: str = "task", title: str
                             color=line.get_color(), linewidth=0)
     ax.set_xlabel("task" if x == "task" else "samples seen")
     ax.set_ylabel(LABELS.get(metric, metric))
-    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
-    return ax
+    ax.legend(fontsize=8)
 
 
-def save_run_figure(frame: pd.DataFrame, metric: str, path: Path, *, title: str = "",
-                    caption: str = "") -> Path:
-    """Write a PNG of ``metric`` per task for a run; returns the path."""
-    ax = plot_metric(frame, metric, title=title)
-    if caption:
-        ax.figure.text(0.01, 0.01, caption, fontsize=7, color="0.35")
-        ax.figure.subplots_adjust(bottom=0.2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
-    return path
+def caption_of(config: dict, dataset: str) -> str:
+    d, p, m, o = config["data"], config["protocol"], config["model"], config["optim"]
+    return (f"{dataset}, {config['task']['family']}, {d['train_per_class']}/class, E={p['epochs_per_task']}, "
+            f"k={p['transition_ratio']:g}, batch {p['batch_size']}, MLP {tuple(m['hidden_sizes'])}, {o['name']}; "
+            "mean over seeds, 95% interval")
+
+
+def figure_for(parts: list[tuple[str, pd.DataFrame, dict]], *, x: str = "task",
+               metric: str | None = None) -> plt.Figure:
+    """The figure of one experiment; ``parts`` are (title, table, config) per panel group."""
+    experiment = parts[0][2]["name"]
+    if experiment == "fig6-diagnostics" and metric is None:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+        frame, config = parts[0][1], parts[0][2]
+        for ax, name in zip(axes.flat, FIG6_PANELS):
+            draw(ax, frame, name, x=x)
+            ax.set_title(LABELS[name])
+        captions = [caption_of(config, frame["dataset"].iloc[0])]
+    else:
+        fig, axes = plt.subplots(1, len(parts), figsize=(6.4 * len(parts), 4.2), squeeze=False)
+        captions = []
+        for ax, (title, frame, config) in zip(axes.flat, parts):
+            draw(ax, frame, metric or config["metric"], x=x)
+            ax.set_title(title)
+            captions.append(caption_of(config, frame["dataset"].iloc[0]))
+    fig.suptitle(f"{experiment} [{parts[0][2]['preset']}]")
+    fig.text(0.01, 0.005, "\n".join(dict.fromkeys(captions)), fontsize=7, color="0.35", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 * len(set(captions)), 1, 1))
+    return fig
+
+
+def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, x: str = "task",
+              metric: str | None = None) -> list[Path]:
+    """Write the figure (PNG and PDF) and the summary (Markdown and CSV) of one or more runs.
+
+    Several directories are overlaid, part by part. Returns the files written.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    labels = [d.name for d in dirs]
+    by_part: dict[str, list[tuple[pd.DataFrame, dict]]] = {}
+    for label, run_dir in zip(labels, dirs):
+        for part in run_parts(run_dir):
+            name = part.name if part != run_dir else ""
+            by_part.setdefault(name, []).append(load_part(part, label))
+    parts = [(name or frames[0][1]["name"], pd.concat([f for f, _ in frames], ignore_index=True), frames[0][1])
+             for name, frames in by_part.items()]
+    target = Path(out) if out else dirs[0] / "figure.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig = figure_for(parts, x=x, metric=metric)
+    written = []
+    for suffix in (".png", ".pdf"):
+        path = target.with_suffix(suffix)
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+        written.append(path)
+    plt.close(fig)
+    tables = [summary_table(frame, metric or config["metric"]).assign(part=title) for title, frame, config in parts]
+    summary = pd.concat(tables, ignore_index=True)
+    csv_path, md_path = target.with_name(target.stem + "-summary.csv"), target.with_name(target.stem + "-summary.md")
+    summary.to_csv(csv_path, index=False)
+    md_path.write_text(summary_markdown(summary))
+    return [*written, csv_path, md_path]

@@ -58,8 +58,16 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
         for name in METRIC_COLUMNS:
             value = np.asarray(getattr(metrics, name))[i]
             row[name] = bool(value) if name == "finite" else float(value)
+        for name, values in metrics.diagnostics.items():
+            row[name] = float(np.asarray(values)[i])
         rows.append(row)
     return rows
+
+
+def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The fixed columns, then any others the rows carry (diagnostics), in first-seen order."""
+    extra = dict.fromkeys(k for row in rows for k in row if k not in COLUMNS)
+    return [*COLUMNS, *extra]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -77,7 +85,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_table(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    rows = list(rows)
+    frame = pd.DataFrame(rows, columns=columns_of(rows))
     atomic_write_text(path, frame.to_csv(index=False))
     return frame
 
@@ -117,42 +126,50 @@ def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[L
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def summarize(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (schedule, Δ, learning rate): the metric on the first task, the last task, the
-    mean over the last 10% of tasks, each as mean ± std over seeds."""
-    last = frame["task"].max()
+METHOD_KEYS = ["run", "schedule", "delta", "learning_rate"]
+
+
+def summary_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per method: the metric on the first task and over the last 10% of tasks (mean over
+    seeds ± 95% interval half-width), and the drop from the first task."""
+    if "run" not in frame:
+        frame = frame.assign(run="")
+    last = int(frame["task"].max())
     tail_start = last - max(1, round(0.1 * (last + 1))) + 1
-    keys = ["schedule", "delta", "learning_rate"]
+    rows = []
+    for (run, schedule, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
+        per_seed = group.groupby("seed")
+        first = per_seed.apply(lambda g: g.loc[g["task"] == g["task"].min(), metric].mean(), include_groups=False)
+        tail = per_seed.apply(lambda g: g.loc[g["task"] >= tail_start, metric].mean(), include_groups=False)
+        n = len(tail)
+        half = 1.96 * tail.std() / np.sqrt(n) if n > 1 else float("nan")
+        rows.append({"run": run, "schedule": schedule, "delta": delta, "learning_rate": lr, "metric": metric,
+                     "seeds": n, "first_task": first.mean(), "last_10pct": tail.mean(), "last_10pct_ci95": half,
+                     "drop": (first - tail).mean(), "tasks": last + 1})
+    return pd.DataFrame(rows)
 
-    def per_lane(group: pd.DataFrame) -> pd.Series:
-        group = group.sort_values("task")
-        return pd.Series({
-            "first": group[metric].iloc[0],
-            "last": group[metric].iloc[-1],
-            "last_10pct": group.loc[group["task"] >= tail_start, metric].mean(),
-        })
 
-    lanes = frame.groupby(keys + ["seed"], dropna=False)[["task", metric]].apply(per_lane).reset_index()
-    grouped = lanes.groupby(keys, dropna=False, sort=False)
-    out = grouped[["first", "last", "last_10pct"]].agg(["mean", "std"])
-    out.columns = [f"{a}_{b}" for a, b in out.columns]
-    out.insert(0, "seeds", grouped.size())
-    return out.reset_index()
+def summary_markdown(summary: pd.DataFrame) -> str:
+    lines = ["| part | method | metric | seeds | first task | last 10% of tasks (± 95% CI) | drop |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for _, r in summary.iterrows():
+        method = r["schedule"] if pd.isna(r["delta"]) else f"{r['schedule']} (Δ={r['delta']:g})"
+        if r["run"]:
+            method = f"{r['run']}: {method}"
+        ci = "" if pd.isna(r["last_10pct_ci95"]) else f" ± {r['last_10pct_ci95']:.3f}"
+        lines.append(f"| {r['part']} | {method}, lr={r['learning_rate']:g} | {r['metric']} | {r['seeds']} | "
+                     f"{r['first_task']:.3f} | {r['last_10pct']:.3f}{ci} | {r['drop']:+.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def format_summary(frame: pd.DataFrame, metric: str) -> str:
-    table = summarize(frame, metric)
-    tasks = int(frame["task"].max()) + 1
-    lines = [f"{metric} (mean ± std over seeds; {tasks} tasks)",
-             f"{'schedule':<15}{'Δ':>6}{'lr':>9}{'seeds':>6}{'first task':>17}{'last task':>17}"
-             f"{'last 10% of tasks':>20}"]
-    for _, row in table.iterrows():
-        delta = "-" if pd.isna(row["delta"]) else f"{row['delta']:g}"
-
-        def cell(name: str) -> str:
-            std = row[f"{name}_std"]
-            return f"{row[f'{name}_mean']:.3f} ± {0.0 if pd.isna(std) else std:.3f}"
-
-        lines.append(f"{row['schedule']:<15}{delta:>6}{row['learning_rate']:>9.0e}{row['seeds']:>6}"
-                     f"{cell('first'):>17}{cell('last'):>17}{cell('last_10pct'):>20}")
+    """The summary table as aligned text for the terminal."""
+    table = summary_table(frame, metric)
+    lines = [f"{metric}: mean over seeds (last 10% of {int(table['tasks'].iloc[0])} tasks ± 95% interval)",
+             f"{'schedule':<15}{'Δ':>6}{'lr':>9}{'seeds':>6}{'first task':>12}  {'last 10%':<16}{'drop':>7}"]
+    for _, r in table.iterrows():
+        delta = "-" if pd.isna(r["delta"]) else f"{r['delta']:g}"
+        tail = f"{r['last_10pct']:.3f}" + ("" if pd.isna(r["last_10pct_ci95"]) else f" ± {r['last_10pct_ci95']:.3f}")
+        lines.append(f"{r['schedule']:<15}{delta:>6}{r['learning_rate']:>9.0e}{r['seeds']:>6}"
+                     f"{r['first_task']:>12.3f}  {tail:<16}{r['drop']:>+7.3f}")
     return "\n".join(lines)

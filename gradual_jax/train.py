@@ -29,9 +29,6 @@ from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.models import MLP
 
 
-FIGURE_FILE = "figure.png"
-
-
 class NonFiniteError(RuntimeError):
     """A lane's training loss became NaN/Inf and ``run.on_nonfinite`` is ``stop``."""
 
@@ -105,12 +102,20 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData) -> engine.Progr
         batch_size=p.batch_size,
         eval_batch_size=cfg.run.eval_batch_size,
         make_optimizer=make_optimizer_factory(cfg),
+        diagnostics=cfg.diagnostics if cfg.diagnostics.enabled else None,
     )
 
 
 def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int]:
     return [int(schedules.readout_epoch(schedules.schedule_id(lane.schedule), program.epochs_per_task,
                                         program.transition_epochs)) for lane in lanes]
+
+
+def place_lanes(cfg: ExperimentConfig, lanes: list[sweep.Lane], prepared: PreparedData):
+    """The lane layout, the replicated data and each chunk's lane-sharded hyperparameters."""
+    layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
+    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes))]
+    return layout, layout.replicate(prepared.task_data), hparams
 
 
 @dataclasses.dataclass
@@ -164,13 +169,14 @@ def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[st
 
 def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: bool = False,
         progress: bool = True, echo: Callable[[str], None] = print,
-        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None) -> pd.DataFrame:
+        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, plot: bool = True) -> pd.DataFrame:
     """Train every lane of ``cfg`` on every task; return the results table.
 
     With ``out_dir``: ``config.json`` is written before any compute, ``results.csv`` after
     every task, an Orbax checkpoint every ``run.checkpoint_every`` tasks; a directory that
     holds checkpoints is resumed from the latest one (unless ``force_new``).
-    ``on_task_end(task, rows)`` is called after each task's results are written.
+    ``on_task_end(task, rows)`` is called after each task's results are written; with
+    ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``).
     """
     cfg = validate(cfg)
     if cfg.run.distributed and cfg.run.lanes_per_chunk:
@@ -182,9 +188,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     lanes = sweep.expand(cfg.sweep)
     prepared = prepare_data(cfg)
     program = build_program(cfg, prepared)
-    layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
-    task_data = layout.replicate(prepared.task_data)
-    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes))]
+    layout, task_data, hparams = place_lanes(cfg, lanes, prepared)
     init = jax.jit(jax.vmap(lambda hp: engine.init_lane(program, hp)), out_shardings=layout.lane_sharding)
     states = [init(h) for h in hparams]
     offload = layout.num_chunks > 1  # idle chunks wait in host memory
@@ -197,6 +201,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
         states = resumed.states
     saver = (checkpoint.Checkpointer(out, keep=cfg.run.checkpoints_to_keep)
              if out is not None and cfg.run.checkpoint_every > 0 else None)
+    snapshots = (checkpoint.Checkpointer(out, name=checkpoint.SNAPSHOT_DIR, keep=None)
+                 if out is not None and cfg.run.snapshot_every > 0 else None)
     readouts = readout_epochs(program, lanes)
     if out is not None and main_process:
         results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset, status="running")
@@ -233,6 +239,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
             rows += results.task_rows(cfg, prepared.dataset, lanes, task, task_metrics, seen)
             if out is not None and main_process:
                 results.write_table(out / results.RESULTS_FILE, rows)
+            if snapshots is not None and (task + 1) % cfg.run.snapshot_every == 0:
+                snapshots.save(task, [s.readout_params for s in states], {"task": task})
             if saver is not None and ((task + 1) % cfg.run.checkpoint_every == 0 or task + 1 == cfg.task.num_tasks):
                 saver.save(task + 1, states, {"config": config_lib.to_dict(cfg), "rows": rows})
             done = task + 1 - start_task
@@ -251,11 +259,12 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                 on_task_end(task, rows)
     finally:
         bar.close()
-        if saver is not None:
-            saver.close()
+        for manager in (saver, snapshots):
+            if manager is not None:
+                manager.close()
     train_s = time.perf_counter() - train_start
     rows = [row for row in rows if row["task"] < cfg.task.num_tasks]
-    frame = pd.DataFrame(rows, columns=list(results.COLUMNS))
+    frame = pd.DataFrame(rows, columns=results.columns_of(rows))
     tasks_run = cfg.task.num_tasks - start_task
     if out is not None and main_process:
         results.write_table(out / results.RESULTS_FILE, rows)
@@ -267,11 +276,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
     echo(results.format_summary(frame, cfg.metric))
     if out is not None and main_process:
-        p = cfg.protocol
-        caption = (f"{prepared.dataset}, {cfg.task.family}, {program.num_train} examples, E={p.epochs_per_task}, "
-                   f"k={p.transition_ratio:g}, batch {p.batch_size}, MLP {cfg.model.hidden_sizes}, "
-                   f"{cfg.optim.name}; mean over seeds, 95% interval")
-        figure = plotting.save_run_figure(frame, cfg.metric, out / FIGURE_FILE,
-                                          title=f"{cfg.name} [{cfg.preset}]", caption=caption)
-        echo(f"results: {out / results.RESULTS_FILE}\nfigure:  {figure}")
+        echo(f"results: {out / results.RESULTS_FILE}")
+        if plot:
+            figure = plotting.plot_runs([out])[0]
+            echo(f"figure:  {figure}")
     return frame

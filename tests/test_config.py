@@ -83,9 +83,23 @@ def test_round_trip_through_dict():
 def test_every_experiment_preset_validates(name):
     presets = experiments.presets(name)
     assert {"paper", "cpu"} <= set(presets)
+    if experiments.is_custom_runner(name):
+        return
     for preset in presets:
-        cfg = validate(experiments.get_config(name, preset))
-        assert cfg.name == name and cfg.preset == preset
+        parts = experiments.get_configs(name, preset)
+        for cfg in parts.values():
+            validate(cfg)
+            assert cfg.name == name and cfg.preset in (preset, "paper", "cpu")
+
+
+def test_fig5_sweeps_every_delta_in_both_parts():
+    for preset in ("paper", "cpu"):
+        parts = experiments.get_configs("fig5-granularity", preset)
+        assert list(parts) == ["trainability", "generalizability"]
+        assert parts["trainability"].sweep.schedules == ("abrupt", "output_interp")
+        assert parts["generalizability"].sweep.schedules == ("abrupt", "input_interp")
+        for cfg in parts.values():
+            assert cfg.sweep.deltas == (1.0, 0.5, 0.25, 0.1, 0.05) and cfg.preset == preset
 
 
 def test_paper_presets_use_paper_numbers():

@@ -1,0 +1,73 @@
+"""Post-hoc diagnostics from a run's parameter snapshots (``gradual-jax analyze DIR``).
+
+For runs made before a diagnostic existed, or to recompute with costlier settings (more
+probe inputs, more power iterations): the snapshots that ``run.snapshot_every`` kept are
+restored and passed through the same :func:`gradual_jax.engine.diagnose_readout` the run
+uses, and the columns are written back into ``results.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from gradual_jax import checkpoint, engine, results, sharding, sweep, train
+from gradual_jax import config as config_lib
+from gradual_jax.config import ConfigError
+
+
+def load_run_config(run_dir: Path) -> config_lib.ExperimentConfig:
+    path = Path(run_dir) / results.CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a gradual-jax run directory")
+    return config_lib.from_dict(json.loads(path.read_text())["config"])
+
+
+def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
+            echo: Callable[[str], None] = print) -> pd.DataFrame:
+    """Recompute the diagnostics of every snapshot task; returns the updated results table."""
+    run_dir = Path(run_dir)
+    for item in overrides:
+        if not item.startswith("diagnostics."):
+            raise ConfigError(f"analyze: only diagnostics.* settings can change, not {item.split('=')[0]!r}")
+    cfg = config_lib.apply_overrides(load_run_config(run_dir), list(overrides))
+    cfg = config_lib.validate(dataclasses.replace(cfg, diagnostics=dataclasses.replace(cfg.diagnostics, enabled=True)))
+    store = checkpoint.Checkpointer(run_dir, name=checkpoint.SNAPSHOT_DIR, keep=None)
+    steps = store.steps()
+    if not steps:
+        raise FileNotFoundError(f"{run_dir / checkpoint.SNAPSHOT_DIR} holds no snapshots; rerun with "
+                                "--set run.snapshot_every=1 (or N) to keep them")
+    lanes = sweep.expand(cfg.sweep)
+    prepared = train.prepare_data(cfg)
+    program = train.build_program(cfg, prepared)
+    layout, data, hparams = train.place_lanes(cfg, lanes, prepared)
+    like = [jax.jit(jax.vmap(lambda hp: engine.init_params(program, hp.seed)),
+                    out_shardings=layout.lane_sharding)(h) for h in hparams]
+    diagnose = jax.jit(jax.vmap(lambda hp, params, prev, task: engine.diagnose_readout(
+        program, hp.seed, params, prev, task, data), in_axes=(0, 0, 0, None)))
+
+    table = results.read_table(run_dir / results.RESULTS_FILE)
+    for task in steps:
+        params, _ = store.restore(task, like)
+        if task - 1 in steps:
+            previous, known = store.restore(task - 1, like)[0], True
+        else:  # before task 0 the previous readout is the initialisation
+            previous, known = (like if task == 0 else params), task == 0
+        per_chunk = [sharding.to_host(diagnose(h, p, q, task)) for h, p, q in zip(hparams, params, previous)]
+        values = layout.join(per_chunk)
+        if not known:
+            values["representation_change"] = np.full(len(lanes), math.nan)
+        for name, column in values.items():
+            for lane, value in enumerate(np.asarray(column)):
+                table.loc[(table["task"] == task) & (table["lane"] == lane), name] = float(value)
+        echo(f"task {task}: diagnostics of {len(lanes)} lanes recomputed")
+    store.close()
+    results.atomic_write_text(run_dir / results.RESULTS_FILE, table.to_csv(index=False))
+    return table
