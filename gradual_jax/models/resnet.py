@@ -1,0 +1,328 @@
+"""ResNet-18 (He et al., 2016) in Flax NNX, with PyTorch's BatchNorm semantics, for random-label CIFAR-10.
+
+Architecture (torchvision's ``resnet18``, the paper's model):
+
+* ImageNet stem: 7×7 conv, stride 2, padding 3, no bias → BatchNorm → ReLU → 3×3 max-pool,
+  stride 2, padding 1 (padded with -inf, so padding never wins the max). ``cifar_stem=True``
+  swaps in a 3×3 stride-1 padding-1 conv and drops the max-pool (the usual CIFAR variant).
+* four stages of two basic blocks, widths 64/128/256/512 × ``width_multiplier``; a block is
+  3×3 conv (stride s) → BN → ReLU → 3×3 conv → BN, plus the shortcut, then ReLU. The shortcut
+  is the identity, or a 1×1 conv with stride s (no bias) → BN where the shape changes.
+* global average pool → linear head (with bias).
+
+Every padding is explicit and symmetric, as in PyTorch, so an ``H``-pixel input gives
+``floor((H + 2p - k) / s) + 1`` pixels after each conv/pool (32 → 16 → 8 → 8 → 4 → 2 → 1 with the
+ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC float32 (normalised images).
+
+Initialisation (``init=``):
+
+* ``"torch"`` (default; PAPER.md: "Init as PyTorch's defaults"): what ``nn.Conv2d`` and
+  ``nn.Linear`` do on construction, kaiming_uniform(a=√5), i.e. weights ~ U(±1/√fan_in) with
+  fan_in = in_channels·kh·kw; the head's bias ~ U(±1/√fan_in); BN γ = 1, β = 0.
+* ``"torchvision"``: what ``torchvision.models.resnet18()`` does after construction: conv
+  weights ~ N(0, 2/fan_out) (kaiming_normal, mode="fan_out", nonlinearity="relu", fan_out =
+  out_channels·kh·kw); BN γ = 1, β = 0; the head keeps nn.Linear's default U(±1/√fan_in).
+
+BatchNorm (:class:`BatchNorm`) follows ``torch.nn.BatchNorm2d``, not ``nnx.BatchNorm``:
+``nnx.BatchNorm`` updates the running variance with the *biased* batch variance, PyTorch with
+the *unbiased* one (n/(n-1)·var, n = examples × pixels). Training normalises with the batch
+mean and biased batch variance and updates running = (1 - 0.1)·running + 0.1·batch (PyTorch's
+momentum convention: ``momentum=0.1`` here is flax's 0.9); evaluation normalises with the
+running statistics. eps = 1e-5, γ = 1, β = 0, running mean 0, running variance 1.
+
+Functional use (the engine's lanes): the running statistics are ``nnx.BatchStat`` variables,
+separate from the ``nnx.Param`` ones::
+
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    logits, batch_stats = apply(graphdef, params, batch_stats, x, train=True, mask=valid)
+    logits, _ = apply(graphdef, params, batch_stats, x, train=False)
+
+``train`` is a static Python bool. ``mask`` ([N] bool, optional) leaves padded examples of a
+short last batch out of the batch statistics, so the statistics are PyTorch's for that batch.
+
+``dtype=jnp.bfloat16`` computes convolutions and activations in bfloat16 with float32
+parameters; batch statistics, normalisation arithmetic, pooling and the head stay float32
+and the logits are float32. Default ``None``: everything float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gradual_jax.models.mlp import torch_linear
+
+WIDTHS = (64, 128, 256, 512)
+BLOCKS_PER_STAGE = (2, 2, 2, 2)
+INITS = ("torch", "torchvision")
+
+
+# --------------------------------------------------------------------------- init
+def _uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _normal(std: float):
+    def init(key, shape, dtype=jnp.float32):
+        return std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def conv_kernel_init(init: str, in_channels: int, out_channels: int, kernel: int):
+    """The kernel initialiser of a bias-free conv (flax kernel layout [kh, kw, in, out])."""
+    if init == "torch":  # nn.Conv2d.reset_parameters: kaiming_uniform(a=√5) = U(±1/√fan_in)
+        return _uniform(1.0 / math.sqrt(in_channels * kernel * kernel))
+    if init == "torchvision":  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
+        return _normal(math.sqrt(2.0 / (out_channels * kernel * kernel)))
+    raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+
+
+def scaled_width(width: int, multiplier: float) -> int:
+    """``round(width × multiplier)``, at least 1."""
+    return max(1, round(width * multiplier))
+
+
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, *,
+         init: str = "torch", dtype=None, rngs: nnx.Rngs) -> nnx.Conv:
+    """``nn.Conv2d(in, out, kernel, stride, padding, bias=False)`` in NHWC."""
+    return nnx.Conv(in_channels, out_channels, (kernel, kernel), (stride, stride),
+                    padding=((padding, padding), (padding, padding)), use_bias=False,
+                    dtype=dtype, param_dtype=jnp.float32,
+                    kernel_init=conv_kernel_init(init, in_channels, out_channels, kernel), rngs=rngs)
+
+
+# --------------------------------------------------------------------------- BatchNorm
+class BatchNorm(nnx.Module):
+    """``torch.nn.BatchNorm2d`` over the last (channel) axis of NHWC (or NC) inputs.
+
+    Parameters ``scale`` (γ, 1) and ``bias`` (β, 0) are ``nnx.Param``; ``mean`` (0) and
+    ``var`` (1) are ``nnx.BatchStat``. ``momentum`` uses PyTorch's convention (the weight of the
+    new batch statistic). Statistics are computed in float32 by two passes (mean, then the
+    mean squared deviation); the output has the input's dtype unless ``dtype`` is given.
+    """
+
+    def __init__(self, num_features: int, *, momentum: float = 0.1, epsilon: float = 1e-5, dtype=None):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.num_features = num_features
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def batch_stats(self, x: jax.Array, mask: jax.Array | None = None):
+        """Batch mean, biased variance and element count n per channel (float32)."""
+        x = x.astype(jnp.float32)
+        axes = tuple(range(x.ndim - 1))
+        if mask is None:
+            n = jnp.float32(math.prod(x.shape[:-1]))
+            mean = x.mean(axes)
+            var = jnp.square(x - mean).mean(axes)
+        else:
+            w = mask.astype(jnp.float32).reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+            n = w.sum() * math.prod(x.shape[mask.ndim:-1])
+            denom = jnp.maximum(n, 1.0)
+            mean = (x * w).sum(axes) / denom
+            var = (jnp.square(x - mean) * w).sum(axes) / denom
+        return mean, var, n
+
+    def __call__(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> jax.Array:
+        out_dtype = self.dtype or x.dtype
+        if train:
+            mean, var, n = self.batch_stats(x, mask)
+            unbiased = var * n / jnp.maximum(n - 1.0, 1.0)
+            m = self.momentum
+            self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+            self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+        else:
+            mean, var = self.mean[...], self.var[...]
+        inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+        y = (x.astype(jnp.float32) - mean) * inv + self.bias[...]
+        return y.astype(out_dtype)
+
+
+# --------------------------------------------------------------------------- blocks
+class Downsample(nnx.Module):
+    """The projection shortcut: 1×1 conv with stride (no bias) → BatchNorm."""
+
+    def __init__(self, in_channels, out_channels, stride, *, init, dtype, bn_momentum, bn_epsilon, rngs):
+        self.conv = conv(in_channels, out_channels, 1, stride, 0, init=init, dtype=dtype, rngs=rngs)
+        self.bn = BatchNorm(out_channels, momentum=bn_momentum, epsilon=bn_epsilon)
+
+    def __call__(self, x, train: bool, mask=None):
+        return self.bn(self.conv(x), train, mask)
+
+
+class BasicBlock(nnx.Module):
+    """3×3 conv → BN → ReLU → 3×3 conv → BN, + shortcut, → ReLU (torchvision's BasicBlock)."""
+
+    def __init__(self, in_channels, out_channels, stride, *, init="torch", dtype=None,
+                 bn_momentum=0.1, bn_epsilon=1e-5, rngs: nnx.Rngs):
+        bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
+        self.conv1 = conv(in_channels, out_channels, 3, stride, 1, init=init, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(out_channels, **bn)
+        self.conv2 = conv(out_channels, out_channels, 3, 1, 1, init=init, dtype=dtype, rngs=rngs)
+        self.bn2 = BatchNorm(out_channels, **bn)
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = Downsample(in_channels, out_channels, stride, init=init, dtype=dtype,
+                                         bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        else:
+            self.downsample = None
+
+    def activations(self, x, train: bool, mask=None):
+        """(inner, out): the post-ReLU activation after conv1/bn1 and the block output."""
+        inner = nnx.relu(self.bn1(self.conv1(x), train, mask))
+        h = self.bn2(self.conv2(inner), train, mask)
+        shortcut = x if self.downsample is None else self.downsample(x, train, mask)
+        return inner, nnx.relu(h + shortcut.astype(h.dtype))
+
+    def __call__(self, x, train: bool, mask=None):
+        return self.activations(x, train, mask)[1]
+
+
+# --------------------------------------------------------------------------- ResNet-18
+class ResNet18(nnx.Module):
+    """ResNet-18; ``model(x, train)`` -> float32 logits [N, num_classes] for NHWC inputs.
+
+    Attribute names follow torchvision (``conv1``, ``bn1``, ``layer1``…``layer4`` holding
+    ``BasicBlock``s, ``fc``), so per-layer code (ReDo, L2 on ndim>1) and weight ports read alike.
+    ``train`` selects batch statistics (and updates the running ones) or running statistics.
+    """
+
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3, width_multiplier: float = 1.0,
+                 cifar_stem: bool = False, init: str = "torch", dtype=None, bn_momentum: float = 0.1,
+                 bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+        if not width_multiplier > 0:
+            raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}.")
+        widths = [scaled_width(w, width_multiplier) for w in WIDTHS]
+        common = {"init": init, "dtype": dtype, "rngs": rngs}
+        bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
+        if cifar_stem:
+            self.conv1 = conv(in_channels, widths[0], 3, 1, 1, **common)
+        else:
+            self.conv1 = conv(in_channels, widths[0], 7, 2, 3, **common)
+        self.bn1 = BatchNorm(widths[0], **bn)
+        stages = []
+        channels = widths[0]
+        for i, (width, blocks) in enumerate(zip(widths, BLOCKS_PER_STAGE)):
+            stage = []
+            for j in range(blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                stage.append(BasicBlock(channels, width, stride, bn_momentum=bn_momentum,
+                                        bn_epsilon=bn_epsilon, **common))
+                channels = width
+            stages.append(nnx.List(stage))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.fc = torch_linear(channels, num_classes, rngs=rngs)  # float32, U(±1/√fan_in) in both inits
+        self.num_classes = num_classes
+        self.widths = tuple(widths)
+        self.cifar_stem = cifar_stem
+        self.init = init
+        self.dtype = dtype
+
+    @property
+    def blocks(self) -> list[tuple[str, BasicBlock]]:
+        """(torchvision name, block) in forward order: ``layer1.0`` … ``layer4.1``."""
+        return [(f"layer{i + 1}.{j}", block)
+                for i, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4))
+                for j, block in enumerate(stage)]
+
+    def _stem(self, x, train: bool, mask=None):
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
+        h = nnx.relu(self.bn1(self.conv1(x), train, mask))
+        pre_pool = h
+        if not self.cifar_stem:  # nn.MaxPool2d(3, 2, padding=1): padding is -inf
+            h = nnx.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        return pre_pool, h
+
+    def activation_maps(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> dict[str, jax.Array]:
+        """Every post-ReLU activation [N, H, W, C] in forward order: ``stem`` (before the
+        max-pool), then per block ``layerI.J.relu1`` (after conv1/bn1) and ``layerI.J`` (output)."""
+        stem, h = self._stem(x, train, mask)
+        maps = {"stem": stem}
+        for name, block in self.blocks:
+            inner, h = block.activations(h, train, mask)
+            maps[f"{name}.relu1"] = inner
+            maps[name] = h
+        return maps
+
+    def feature_maps(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> list[jax.Array]:
+        """The 8 block outputs (post-ReLU) [N, H, W, C], in forward order."""
+        _, h = self._stem(x, train, mask)
+        out = []
+        for _, block in self.blocks:
+            h = block(h, train, mask)
+            out.append(h)
+        return out
+
+    def features(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> list[jax.Array]:
+        """The 8 block outputs averaged over space, float32 [N, C] each (diagnostics' convention:
+        one [N, units] array per layer, a unit = a conv filter, as ReDo scores conv filters).
+        The last one is the head's input (the globally pooled layer4 output)."""
+        return [_global_pool(h) for h in self.feature_maps(x, train, mask)]
+
+    def __call__(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> jax.Array:
+        _, h = self._stem(x, train, mask)
+        for _, block in self.blocks:
+            h = block(h, train, mask)
+        return self.fc(_global_pool(h))
+
+
+def _global_pool(h: jax.Array) -> jax.Array:
+    return h.astype(jnp.float32).mean(axis=(1, 2))
+
+
+# --------------------------------------------------------------------------- functional use
+def split(model: nnx.Module):
+    """``(graphdef, params, batch_stats)``; ``nnx.merge(graphdef, params, batch_stats)`` undoes it."""
+    return nnx.split(model, nnx.Param, nnx.BatchStat)
+
+
+def apply(graphdef: nnx.GraphDef, params: Any, batch_stats: Any, x: jax.Array, *, train: bool,
+          mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
+    """Pure forward: ``(logits, new_batch_stats)``. In eval mode the stats come back unchanged.
+
+    Differentiable in ``params`` (use ``has_aux`` for the stats); ``vmap`` it over lanes with
+    ``params`` and ``batch_stats`` mapped, and every lane keeps its own running statistics.
+    """
+    model = nnx.merge(graphdef, params, batch_stats, copy=True)
+    logits = model(x, train, mask)
+    return logits, nnx.state(model, nnx.BatchStat)
+
+
+def forward_macs(height: int = 32, width: int = 32, *, num_classes: int = 10, in_channels: int = 3,
+                 width_multiplier: float = 1.0, cifar_stem: bool = False) -> int:
+    """Multiply-accumulates of one example's forward pass through the convs and the head
+    (BN, ReLU, pooling and additions, a few percent, left out). FLOPs ≈ 2 × MACs; a training
+    step (forward + backward) ≈ 3 × the forward's FLOPs."""
+    def out(size, k, s, p):
+        return (size + 2 * p - k) // s + 1
+
+    widths = [scaled_width(w, width_multiplier) for w in WIDTHS]
+    k, s, p = (3, 1, 1) if cifar_stem else (7, 2, 3)
+    h, w = out(height, k, s, p), out(width, k, s, p)
+    macs = h * w * widths[0] * in_channels * k * k
+    if not cifar_stem:
+        h, w = out(h, 3, 2, 1), out(w, 3, 2, 1)
+    channels = widths[0]
+    for i, (width_i, blocks) in enumerate(zip(widths, BLOCKS_PER_STAGE)):
+        for j in range(blocks):
+            stride = 2 if (i > 0 and j == 0) else 1
+            h, w = out(h, 3, stride, 1), out(w, 3, stride, 1)
+            macs += h * w * width_i * channels * 9 + h * w * width_i * width_i * 9
+            if stride != 1 or channels != width_i:
+                macs += h * w * width_i * channels
+            channels = width_i
+    return macs + channels * num_classes

@@ -1,0 +1,338 @@
+"""ResNet-18: parameter counts by hand, PyTorch BatchNorm semantics, spatial sizes, init, lanes, bf16."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from gradual_jax.models import resnet
+from gradual_jax.models.resnet import BatchNorm, ResNet18
+
+TINY = 1 / 16  # widths 4/8/16/32
+
+
+def count(tree) -> int:
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Widths 4/8/16/32, PyTorch-default init, ImageNet stem (not to be mutated by tests)."""
+    return ResNet18(10, width_multiplier=TINY, rngs=nnx.Rngs(0))
+
+
+def abstract(**kwargs):
+    return nnx.eval_shape(lambda: ResNet18(rngs=nnx.Rngs(0), **kwargs))
+
+
+def torch_out(size, kernel, stride, padding):
+    """PyTorch's Conv2d / MaxPool2d output size: floor((H + 2p - k) / s) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# --------------------------------------------------------------------------- sizes
+def test_parameter_count_by_hand():
+    def conv(c_in, c_out, k):
+        return c_in * c_out * k * k
+
+    def bn(c):
+        return 2 * c  # γ and β; the running mean and variance are BatchStat, not Param
+
+    def block(c_in, c_out):
+        n = conv(c_in, c_out, 3) + bn(c_out) + conv(c_out, c_out, 3) + bn(c_out)
+        if c_in != c_out:
+            n += conv(c_in, c_out, 1) + bn(c_out)  # projection shortcut
+        return n
+
+    assert conv(3, 64, 7) == 9_408 and block(64, 64) == 73_984 and block(64, 128) == 230_144
+    stages = (2 * block(64, 64) + block(64, 128) + block(128, 128) + block(128, 256) + block(256, 256)
+              + block(256, 512) + block(512, 512))
+    assert stages == 147_968 + 525_568 + 2_099_712 + 8_393_728
+    head = 512 * 10 + 10
+    imagenet_stem = conv(3, 64, 7) + bn(64)
+    cifar_stem = conv(3, 64, 3) + bn(64)
+    assert imagenet_stem + stages + head == 11_181_642
+    assert cifar_stem + stages + head == 11_173_962
+
+    _, params, stats = resnet.split(abstract())
+    assert count(params) == 11_181_642
+    # running mean + variance of the 20 BatchNorms: 2 × (64 + 4·64 + 5·128 + 5·256 + 5·512)
+    assert count(stats) == 2 * (64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512) == 9_600
+    assert count(nnx.state(abstract(), nnx.Param)) == 11_181_642  # Param alone excludes the stats
+    assert count(nnx.state(abstract(cifar_stem=True), nnx.Param)) == 11_173_962
+    # torchvision's resnet18() (1000 classes) has 11,689,512 parameters
+    assert count(nnx.state(abstract(num_classes=1000), nnx.Param)) == 11_689_512
+
+
+@pytest.mark.parametrize("size, cifar_stem", [(32, False), (224, False), (32, True)])
+def test_spatial_sizes_match_pytorch_formula(size, cifar_stem):
+    graphdef, params, stats = resnet.split(abstract(width_multiplier=TINY, cifar_stem=cifar_stem))
+    x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    maps = jax.eval_shape(lambda p, s, x: nnx.merge(graphdef, p, s).activation_maps(x, False), params, stats, x)
+    h = torch_out(size, 3, 1, 1) if cifar_stem else torch_out(size, 7, 2, 3)
+    assert maps["stem"].shape == (2, h, h, 4)
+    if not cifar_stem:
+        h = torch_out(h, 3, 2, 1)  # max-pool
+    for i, width in enumerate((4, 8, 16, 32)):
+        for j in range(2):
+            h = torch_out(h, 3, 2 if (i and not j) else 1, 1)
+            assert maps[f"layer{i + 1}.{j}.relu1"].shape == (2, h, h, width)
+            assert maps[f"layer{i + 1}.{j}"].shape == (2, h, h, width)
+    expected = {(32, False): 1, (224, False): 7, (32, True): 4}[(size, cifar_stem)]
+    assert h == expected
+    logits, _ = jax.eval_shape(lambda p, s, x: resnet.apply(graphdef, p, s, x, train=True), params, stats, x)
+    assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+
+
+def test_max_pool_pads_with_minus_infinity():
+    # All-negative input: zero padding would put 0 on the border; -inf padding never wins.
+    x = -1.0 - jnp.arange(16.0).reshape(1, 4, 4, 1)
+    y = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], [[-1.0, -2.0], [-5.0, -6.0]])
+
+
+def test_forward_and_features_shapes(tiny):
+    x = jax.random.normal(jax.random.key(0), (3, 32, 32, 3))
+    logits, feats, maps, head = nnx.jit(lambda m, x: (m(x, False), m.features(x, False), m.feature_maps(x, False),
+                                                       m.fc(m.features(x, False)[-1])))(tiny, x)
+    assert logits.shape == (3, 10)
+    assert [f.shape for f in feats] == [(3, w) for w in (4, 4, 8, 8, 16, 16, 32, 32)]
+    assert all(bool((f >= 0).all()) for f in feats)
+    np.testing.assert_allclose(feats[-1], maps[-1].mean((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(head, logits, rtol=1e-5, atol=1e-6)  # the last feature is the head's input
+
+
+# --------------------------------------------------------------------------- init
+def test_torch_default_init(tiny):
+    checks = [(tiny.conv1.kernel, 3 * 49), (tiny.layer4[1].conv2.kernel, 32 * 9),
+              (tiny.layer3[0].downsample.conv.kernel, 8), (tiny.fc.kernel, 32)]
+    for w, fan_in in checks:
+        w, bound = np.asarray(w[...]), 1 / np.sqrt(fan_in)
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+        np.testing.assert_allclose(w.var(), bound ** 2 / 3, rtol=0.2)  # U(±b): variance b²/3
+    assert np.abs(np.asarray(tiny.fc.bias[...])).max() <= 1 / np.sqrt(32)
+    assert np.asarray(tiny.fc.bias[...]).std() > 0.1 / np.sqrt(32)
+    for name, value in nnx.to_flat_state(nnx.state(tiny, nnx.BatchStat)):
+        np.testing.assert_array_equal(value[...], 0.0 if name[-1] == "mean" else 1.0)
+    bns = [tiny.bn1] + [b.bn1 for _, b in tiny.blocks] + [b.bn2 for _, b in tiny.blocks]
+    for bn in bns:
+        np.testing.assert_array_equal(bn.scale[...], 1.0)
+        np.testing.assert_array_equal(bn.bias[...], 0.0)
+
+
+def test_torchvision_init():
+    # one projection block is enough to see the rule (the full model threads `init` to every conv)
+    block = resnet.BasicBlock(16, 32, 2, init="torchvision", rngs=nnx.Rngs(2))
+    for w, fan_out in ((block.conv1.kernel, 32 * 9), (block.conv2.kernel, 32 * 9), (block.downsample.conv.kernel, 32)):
+        w = np.asarray(w[...])
+        np.testing.assert_allclose(w.std(), np.sqrt(2 / fan_out), rtol=0.1)  # kaiming_normal, fan_out, relu
+        assert abs(w.mean()) < 0.1 * w.std()
+    np.testing.assert_array_equal(block.bn1.scale[...], 1.0)
+    np.testing.assert_array_equal(block.bn1.bias[...], 0.0)
+    model = abstract(init="torchvision")
+    assert model.init == "torchvision"
+    with pytest.raises(ValueError, match="init"):
+        ResNet18(10, init="xavier", rngs=nnx.Rngs(0))
+
+
+# --------------------------------------------------------------------------- BatchNorm
+def test_batchnorm_train_normalises_with_batch_statistics():
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (16, 5, 5, 6))
+    bn = BatchNorm(6)
+    y = np.asarray(bn(x, train=True))
+    np.testing.assert_allclose(y.mean((0, 1, 2)), 0.0, atol=1e-5)
+    var = np.asarray(x).var((0, 1, 2))  # biased variance normalises: y.var = var / (var + eps)
+    np.testing.assert_allclose(y.var((0, 1, 2)), var / (var + 1e-5), rtol=1e-4)
+
+
+def test_batchnorm_running_statistics_pytorch_formula():
+    # 2 examples × 1×2 pixels × 2 channels: n = 4 values per channel
+    x1 = np.array([[[[1.0, -2.0], [3.0, 0.0]]], [[[5.0, 2.0], [7.0, 6.0]]]], np.float32)
+    x2 = np.array([[[[0.0, 1.0], [0.0, 1.0]]], [[[2.0, 1.0], [2.0, 5.0]]]], np.float32)
+    bn = BatchNorm(2)
+    bn(jnp.asarray(x1), train=True)
+    # by hand: channel 0 = {1, 3, 5, 7}: mean 4, unbiased var (9+1+1+9)/3 = 20/3;
+    #          channel 1 = {-2, 0, 2, 6}: mean 1.5, unbiased var (12.25+2.25+0.25+20.25)/3 = 35/3
+    np.testing.assert_allclose(bn.mean[...], [0.1 * 4.0, 0.1 * 1.5], rtol=1e-6)
+    np.testing.assert_allclose(bn.var[...], [0.9 + 0.1 * 20 / 3, 0.9 + 0.1 * 35 / 3], rtol=1e-6)
+    # a second step by PyTorch's formula in numpy
+    rm = 0.9 * np.array([0.4, 0.15]) + 0.1 * x2.reshape(-1, 2).mean(0)
+    rv = 0.9 * np.array([0.9 + 2 / 3, 0.9 + 3.5 / 3]) + 0.1 * x2.reshape(-1, 2).var(0, ddof=1)
+    bn(jnp.asarray(x2), train=True)
+    np.testing.assert_allclose(bn.mean[...], rm, rtol=1e-6)
+    np.testing.assert_allclose(bn.var[...], rv, rtol=1e-6)
+    # flax's own nnx.BatchNorm uses the biased variance (8.75 for channel 1) for the running
+    # update: the reason this module has its own BatchNorm
+    flax_bn = nnx.BatchNorm(2, momentum=0.9, epsilon=1e-5, use_fast_variance=False, rngs=nnx.Rngs(0))
+    flax_bn(jnp.asarray(x1))
+    np.testing.assert_allclose(flax_bn.var[...], [0.9 + 0.1 * 5.0, 0.9 + 0.1 * 8.75], rtol=1e-6)
+
+
+def test_batchnorm_eval_uses_running_statistics():
+    bn = BatchNorm(3)
+    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.5])
+    gamma, beta = np.array([1.5, -0.5, 2.0]), np.array([0.1, 0.2, -0.3])
+    bn.mean[...], bn.var[...] = jnp.asarray(rm, jnp.float32), jnp.asarray(rv, jnp.float32)
+    bn.scale[...], bn.bias[...] = jnp.asarray(gamma, jnp.float32), jnp.asarray(beta, jnp.float32)
+    x = np.asarray(jax.random.normal(jax.random.key(1), (4, 3, 3, 3)))
+    y = bn(jnp.asarray(x), train=False)
+    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-5) * gamma + beta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(bn.mean[...], rm.astype(np.float32))  # eval leaves them alone
+    np.testing.assert_array_equal(bn.var[...], rv.astype(np.float32))
+
+
+def test_batchnorm_mask_ignores_padded_examples():
+    x = jax.random.normal(jax.random.key(2), (6, 2, 2, 3))
+    valid = jnp.array([True, True, True, True, False, False])
+    masked, plain = BatchNorm(3), BatchNorm(3)
+    y = masked(x.at[4:].set(100.0), train=True, mask=valid)
+    want = plain(x[:4], train=True)
+    np.testing.assert_allclose(y[:4], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(masked.mean[...], plain.mean[...], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(masked.var[...], plain.var[...], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- lanes
+def test_vmapped_lanes_keep_separate_statistics(tiny):
+    graphdef, params, stats = resnet.split(tiny)
+
+    def step(params, stats, x):  # the engine's pattern: a train-mode forward returns the new statistics
+        return resnet.apply(graphdef, params, stats, x, train=True)
+
+    xs = jax.random.normal(jax.random.key(3), (2, 4, 16, 16, 3)) * jnp.array([1.0, 3.0]).reshape(2, 1, 1, 1, 1)
+    def lanes(tree):
+        return jax.tree.map(lambda a: jnp.stack([a, a]), tree)
+
+    logits, new_stats = jax.jit(jax.vmap(step))(lanes(params), lanes(stats), xs)
+    single = jax.jit(step)
+    for lane in range(2):
+        want_logits, want_stats = single(params, stats, xs[lane])
+        np.testing.assert_allclose(logits[lane], want_logits, rtol=1e-4, atol=1e-5)
+        got_stats = jax.tree.map(lambda a, i=lane: a[i], new_stats)
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6), got_stats, want_stats)
+    flat = [np.asarray(v[...]) for _, v in nnx.to_flat_state(new_stats)]
+    old = [np.asarray(v[...]) for _, v in nnx.to_flat_state(stats)]
+    assert len(flat) == 40
+    assert all(not np.allclose(v[0], v[1]) for v in flat)  # each lane has its own statistics
+    assert all(not np.allclose(v[0], o) for v, o in zip(flat, old))  # and they moved
+    # eval mode returns the statistics unchanged
+    _, same = resnet.apply(graphdef, params, stats, xs[0], train=False)
+    jax.tree.map(np.testing.assert_array_equal, same, stats)
+
+
+# --------------------------------------------------------------------------- bfloat16
+def test_bfloat16_compute_is_close_to_float32(tiny):
+    x = jax.random.normal(jax.random.key(4), (32, 32, 32, 3))
+    bf16 = ResNet18(10, width_multiplier=TINY, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    graphdef, params, stats = resnet.split(bf16)
+    _, p32, _ = resnet.split(tiny)
+    jax.tree.map(np.testing.assert_array_equal, params, p32)  # the same float32 parameters
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(params))
+    f32_graphdef = resnet.split(tiny)[0]
+
+    @functools.partial(jax.jit, static_argnums=(0, 4))
+    def run(graphdef, params, stats, x, train):
+        logits, new_stats = resnet.apply(graphdef, params, stats, x, train=train)
+        return logits, new_stats
+
+    maps = jax.eval_shape(lambda p, s, x: nnx.merge(graphdef, p, s).feature_maps(x, False), params, stats, x)
+    assert all(m.dtype == jnp.bfloat16 for m in maps)
+    for train in (True, False):
+        a, sa = run(f32_graphdef, p32, stats, x, train)
+        b, sb = run(graphdef, params, stats, x, train)
+        assert b.dtype == jnp.float32
+        # eval: ~0.2 % of the logits' scale. Train-mode BN re-centres every layer on the batch, which
+        # magnifies bf16 rounding where the batch spread is small next to the mean: ~3 % at batch 32.
+        np.testing.assert_allclose(b, a, atol=(0.08 if train else 0.01) * float(jnp.abs(a).max()))
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=0.05, atol=0.05), sb, sa)
+
+
+# --------------------------------------------------------------------------- PyTorch reference
+def test_matches_pytorch_reference():
+    """A hand-built PyTorch ResNet-18 (torchvision's layout) with our weights: logits in train
+    and eval mode, gradients, and running statistics after one training forward."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+
+    class Block(tnn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(c_out)
+            self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(c_out)
+            self.downsample = (tnn.Sequential(tnn.Conv2d(c_in, c_out, 1, stride, bias=False), tnn.BatchNorm2d(c_out))
+                               if stride != 1 or c_in != c_out else None)
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(h + (x if self.downsample is None else self.downsample(x)))
+
+    widths = (4, 8, 16, 32)
+    blocks, c = [], widths[0]
+    for i, w in enumerate(widths):
+        for j in range(2):
+            blocks.append(Block(c, w, 2 if (i and not j) else 1))
+            c = w
+    net = tnn.Sequential(tnn.Conv2d(3, 4, 7, 2, 3, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(),
+                         tnn.MaxPool2d(3, 2, 1), *blocks, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(),
+                         tnn.Linear(32, 10)).double()
+
+    model = ResNet18(10, width_multiplier=TINY, rngs=nnx.Rngs(0))  # same shapes as `tiny`: no new compiles
+    ours_convs = [model.conv1] + [m for _, b in model.blocks for m in (b.conv1, b.conv2)
+                                  + ((b.downsample.conv,) if b.downsample is not None else ())]
+    ours_bns = [model.bn1] + [m for _, b in model.blocks for m in (b.bn1, b.bn2)
+                              + ((b.downsample.bn,) if b.downsample is not None else ())]
+    torch_convs = [m for m in net.modules() if isinstance(m, tnn.Conv2d)]
+    torch_bns = [m for m in net.modules() if isinstance(m, tnn.BatchNorm2d)]
+    assert len(ours_convs) == len(torch_convs) == 20 and len(ours_bns) == len(torch_bns) == 20
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for ours, theirs in zip(ours_convs, torch_convs):
+            theirs.weight.copy_(torch.from_numpy(np.asarray(ours.kernel[...]).transpose(3, 2, 0, 1).astype(np.float64)))
+        for ours, theirs in zip(ours_bns, torch_bns):  # non-trivial γ, β to exercise the affine part
+            gamma, beta = rng.uniform(0.5, 1.5, ours.num_features), rng.normal(0, 0.1, ours.num_features)
+            ours.scale[...], ours.bias[...] = jnp.asarray(gamma, jnp.float32), jnp.asarray(beta, jnp.float32)
+            theirs.weight.copy_(torch.from_numpy(gamma))
+            theirs.bias.copy_(torch.from_numpy(beta))
+        net[-1].weight.copy_(torch.from_numpy(np.asarray(model.fc.kernel[...]).T.astype(np.float64)))
+        net[-1].bias.copy_(torch.from_numpy(np.asarray(model.fc.bias[...]).astype(np.float64)))
+
+    x = rng.normal(size=(6, 32, 32, 3)).astype(np.float32)
+    y = np.arange(6) % 10
+    graphdef, params, stats = resnet.split(model)
+
+    def loss_fn(p):
+        logits, new_stats = resnet.apply(graphdef, p, stats, jnp.asarray(x), train=True)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(6), y]), (logits, new_stats)
+
+    (_, (logits, new_stats)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float64))
+    net.train()
+    tlogits = net(xt)
+    tloss = torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(y))
+    tloss.backward()
+    np.testing.assert_allclose(logits, tlogits.detach().numpy(), rtol=1e-4, atol=1e-4)
+    model = nnx.merge(graphdef, params, new_stats)
+    ours_bns = [model.bn1] + [m for _, b in model.blocks for m in (b.bn1, b.bn2)
+                              + ((b.downsample.bn,) if b.downsample is not None else ())]
+    for ours, theirs in zip(ours_bns, torch_bns):
+        np.testing.assert_allclose(ours.mean[...], theirs.running_mean.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ours.var[...], theirs.running_var.numpy(), rtol=1e-4, atol=1e-5)
+    grad_model = nnx.merge(graphdef, grads, new_stats)
+    for ours, theirs in ((np.asarray(grad_model.conv1.kernel[...]).transpose(3, 2, 0, 1), torch_convs[0].weight.grad),
+                         (np.asarray(grad_model.layer3[0].conv1.kernel[...]).transpose(3, 2, 0, 1),
+                          torch_convs[10].weight.grad),
+                         (np.asarray(grad_model.bn1.scale[...]), torch_bns[0].weight.grad),
+                         (np.asarray(grad_model.fc.kernel[...]).T, net[-1].weight.grad)):
+        theirs = theirs.numpy()  # float32 vs float64: compare relative to the gradient's scale
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3 * np.abs(theirs).max())
+    net.eval()
+    with torch.no_grad():
+        eval_logits, _ = jax.jit(lambda p, s, x: resnet.apply(graphdef, p, s, x, train=False))(params, new_stats, x)
+        np.testing.assert_allclose(eval_logits, net(xt).numpy(), rtol=1e-4, atol=1e-4)
