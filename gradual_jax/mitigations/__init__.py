@@ -1,0 +1,100 @@
+"""Plasticity mitigations as small, pure, composable pieces (issue 4).
+
+Strengths are per-lane numbers (:class:`MitigationHParams`, traced under ``vmap``; the "off"
+value of each is an exact no-op), structure is static (:class:`MitigationConfig`). The engine
+needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
+:func:`at_task_boundary`. The pieces are usable on their own:
+
+* loss terms: :func:`l2`, :func:`l2_init`, :func:`spectral` (persistent power iteration);
+* :func:`shrink_perturb`;
+* ReDo: :func:`redo_reset`, :func:`should_apply`;
+* continual backprop: :func:`cbp_init`, :func:`cbp_step`;
+* CReLU: :func:`crelu`, :class:`CReLUMLP`.
+"""
+
+from gradual_jax.mitigations.api import (
+    PAPER_PRESETS,
+    MitigationConfig,
+    MitigationHParams,
+    MState,
+    after_step,
+    at_task_boundary,
+    check_lanes,
+    init_state,
+    logits_and_features,
+    loss_terms,
+    preset,
+)
+from gradual_jax.mitigations.cbp import CBPLayerState, cbp_init, cbp_step
+from gradual_jax.mitigations.crelu import CReLUMLP, crelu
+from gradual_jax.mitigations.redo import (
+    layer_scores,
+    redo_reset,
+    redo_reset_scored,
+    redo_select,
+    should_apply,
+)
+from gradual_jax.mitigations.regularizers import (
+    SpectralVectors,
+    as_matrix,
+    l2,
+    l2_init,
+    power_iteration,
+    sigma_estimate,
+    spectral,
+    spectral_init,
+    spectral_matrices,
+)
+from gradual_jax.mitigations.shrink_perturb import shrink_perturb
+from gradual_jax.mitigations.units import (
+    UnitLayer,
+    mlp_unit_layers,
+    normal_fan_in,
+    reset_units,
+    resnet_unit_layers,
+    t5_unit_layers,
+    torch_uniform,
+    unit_activity,
+)
+
+__all__ = [
+    "PAPER_PRESETS",
+    "CBPLayerState",
+    "CReLUMLP",
+    "MState",
+    "MitigationConfig",
+    "MitigationHParams",
+    "SpectralVectors",
+    "UnitLayer",
+    "after_step",
+    "as_matrix",
+    "at_task_boundary",
+    "cbp_init",
+    "cbp_step",
+    "check_lanes",
+    "crelu",
+    "init_state",
+    "l2",
+    "l2_init",
+    "layer_scores",
+    "logits_and_features",
+    "loss_terms",
+    "mlp_unit_layers",
+    "normal_fan_in",
+    "power_iteration",
+    "preset",
+    "redo_reset",
+    "redo_reset_scored",
+    "redo_select",
+    "reset_units",
+    "resnet_unit_layers",
+    "should_apply",
+    "shrink_perturb",
+    "sigma_estimate",
+    "spectral",
+    "spectral_init",
+    "spectral_matrices",
+    "t5_unit_layers",
+    "torch_uniform",
+    "unit_activity",
+]

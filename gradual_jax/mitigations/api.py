@@ -1,0 +1,319 @@
+"""The engine-facing API: per-lane numbers, a static description, and four calls.
+
+* :class:`MitigationHParams`: per-lane strengths (a pytree of float32 scalars, given a lane
+  axis and ``vmap``-ed like ``engine.LaneHParams``). Every method's "off" value is an exact
+  no-op: ``l2 = l2_init = spectral = 0``, ``sp_shrink = 1, sp_noise = 0``,
+  ``redo_threshold <= 0``, ``cbp_rate = 0``.
+* :class:`MitigationConfig`: static structure: which methods the compiled program contains
+  (the union over its lanes), periods, targets, which layers. Hashable.
+* :func:`init_state` → :class:`MState` (spectral power-iteration vectors, CBP utilities/ages,
+  ReDo counters); :func:`loss_terms` (add to the loss, inside ``value_and_grad``);
+  :func:`after_step` (after the optimizer update: CBP every step, ReDo every N steps);
+  :func:`at_task_boundary` (Shrink & Perturb).
+
+:data:`PAPER_PRESETS` maps the paper's "Mitigation baselines" table (``../shared/PAPER.md``)
+onto these numbers; :func:`preset` returns one entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from gradual_jax.mitigations import cbp as cbp_lib
+from gradual_jax.mitigations import redo as redo_lib
+from gradual_jax.mitigations import regularizers as reg
+from gradual_jax.mitigations._paths import leaf_dict
+from gradual_jax.mitigations.shrink_perturb import shrink_perturb
+from gradual_jax.mitigations.units import (
+    InitFn,
+    UnitLayer,
+    resolve_layers,
+    torch_uniform,
+    unit_activity,
+)
+
+_OFF = {"l2": 0.0, "l2_init": 0.0, "spectral": 0.0, "sp_shrink": 1.0, "sp_noise": 0.0, "redo_threshold": 0.0,
+        "redo_max_fraction": 0.05, "cbp_rate": 0.0, "cbp_maturity": 100.0, "cbp_decay": 0.99}
+
+
+@struct.dataclass
+class MitigationHParams:
+    """Per-lane numbers (float32 scalars; ``[lanes]`` once stacked)."""
+
+    l2: jax.Array  # L2 strength
+    l2_init: jax.Array  # L2-init strength
+    spectral: jax.Array  # spectral-regulariser strength
+    sp_shrink: jax.Array  # Shrink & Perturb: θ ← sp_shrink·θ + sp_noise·ε (1, 0 = off)
+    sp_noise: jax.Array
+    redo_threshold: jax.Array  # ReDo: dormant if score <= threshold (<= 0 = off)
+    redo_max_fraction: jax.Array  # ReDo: at most floor(fraction·units) resets per layer
+    cbp_rate: jax.Array  # continual backprop replacement rate ρ (0 = off)
+    cbp_maturity: jax.Array  # CBP maturity threshold m, in steps
+    cbp_decay: jax.Array  # CBP utility decay η
+
+    @classmethod
+    def create(cls, **values: float) -> MitigationHParams:
+        """One lane, every method off unless given (see the field comments)."""
+        unknown = set(values) - set(_OFF)
+        if unknown:
+            raise TypeError(f"unknown mitigation hyperparameters {sorted(unknown)}; known: {sorted(_OFF)}")
+        return cls(**{k: jnp.asarray(values.get(k, v), jnp.float32) for k, v in _OFF.items()})
+
+    @classmethod
+    def stack(cls, lanes: Sequence[MitigationHParams]) -> MitigationHParams:
+        """A lane axis from per-lane values."""
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *lanes)
+
+
+@dataclasses.dataclass(frozen=True)
+class MitigationConfig:
+    """Static structure. A method is compiled in only when enabled here; lanes that do not use
+    it then set its strength to the "off" value. Defaults: nothing enabled (a no-op)."""
+
+    l2: bool = False
+    l2_kernels_only: bool = False  # ResNet variant: Σ‖W‖² over ndim > 1 leaves only
+    l2_init: bool = False  # needs the lane's initial parameters (pass them to loss_terms)
+    spectral: bool = False
+    spectral_target: str = "init"  # "init": σ₀ = σ_max at init; "one": σ₀ = 1
+    spectral_bias_l2: bool = True  # MLP variant: + Σ‖b‖² (inside the strength)
+    spectral_exclude: tuple[str, ...] = reg.DEFAULT_EXCLUDE  # leaf-name substrings left out
+    spectral_iters: int = 1  # power-iteration steps per training step
+    shrink_perturb: bool = False
+    shrink_perturb_at: str = "after"  # "after" each task, or "before" each task (task 0 included)
+    redo_every: int = 0  # ReDo period in optimizer steps (0: ReDo not compiled in)
+    redo_after: int = 0  # ReDo runs only once more than this many steps were made
+    redo_normalize: bool = True  # False: raw mean activation as the score (T5 variant)
+    redo_features: str = "batch"  # "batch": this step's batch; "accumulate": mean since the last check
+    redo_reset_bias: str = "init"  # "init": redraw the bias; "zero": set it to 0
+    cbp: bool = False
+    cbp_reset_bias: str = "zero"
+    unit_layers: tuple[UnitLayer, ...] | None = None  # None: the MLP's (mlp_unit_layers)
+    init_fn: InitFn = torch_uniform  # distribution of redrawn incoming weights (ReDo, CBP)
+
+    def __post_init__(self):
+        choices = {"spectral_target": ("init", "one"), "shrink_perturb_at": ("after", "before"),
+                   "redo_features": ("batch", "accumulate"), "redo_reset_bias": ("init", "zero"),
+                   "cbp_reset_bias": ("init", "zero")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"MitigationConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.redo_every < 0 or self.redo_after < 0 or self.spectral_iters < 1:
+            raise ValueError("redo_every and redo_after must be >= 0 and spectral_iters >= 1")
+
+    @property
+    def redo(self) -> bool:
+        return self.redo_every > 0
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether :func:`after_step` needs the step's post-activation features."""
+        return self.redo or self.cbp
+
+    @property
+    def needs_init_params(self) -> bool:
+        """Whether :func:`loss_terms` needs the lane's initial parameters."""
+        return self.l2_init
+
+
+@struct.dataclass
+class MState:
+    """Per-lane mitigation state (absent parts are ``None``)."""
+
+    spectral: tuple[reg.SpectralVectors, ...] | None = None
+    cbp: tuple[cbp_lib.CBPLayerState, ...] | None = None
+    redo_activity: tuple[jax.Array, ...] | None = None  # "accumulate": Σ of per-step mean |h|, [units]
+    redo_count: jax.Array | None = None  # "accumulate": steps summed since the last check
+    redo_resets: jax.Array | None = None  # int32 [unit layers]: units reset by ReDo so far
+    cbp_replacements: jax.Array | None = None  # int32 [unit layers]: units replaced by CBP so far
+
+
+def init_state(params, static: MitigationConfig) -> MState:
+    """The lane's mitigation state at initialisation (call on the initial parameters)."""
+    state = MState()
+    if static.spectral:
+        state = state.replace(spectral=reg.spectral_init(params, exclude=static.spectral_exclude))
+    if static.needs_features:
+        layers = resolve_layers(params, static.unit_layers)
+        counts = jnp.zeros((len(layers),), jnp.int32)
+        if static.cbp:
+            state = state.replace(cbp=cbp_lib.cbp_init(params, layers), cbp_replacements=counts)
+        if static.redo:
+            state = state.replace(redo_resets=counts)
+            if static.redo_features == "accumulate":
+                leaves = leaf_dict(params)
+                state = state.replace(
+                    redo_activity=tuple(jnp.zeros((leaves[l.kernel].shape[-1],), jnp.float32) for l in layers),
+                    redo_count=jnp.zeros((), jnp.float32))
+    return state
+
+
+def loss_terms(params, init_params, mstate: MState, mhp: MitigationHParams,
+               static: MitigationConfig) -> tuple[jax.Array, MState]:
+    """Σ of the enabled loss terms, and the state with the spectral vectors advanced.
+
+    Call inside the loss function under ``value_and_grad`` and return the new state as aux.
+    ``init_params`` is needed only when ``static.l2_init`` (else may be ``None``).
+    """
+    total = jnp.zeros((), jnp.float32)
+    if static.l2:
+        total = total + reg.l2(params, mhp.l2, kernels_only=static.l2_kernels_only)
+    if static.l2_init:
+        if init_params is None:
+            raise ValueError("MitigationConfig.l2_init is on: loss_terms needs the lane's initial parameters")
+        total = total + reg.l2_init(params, init_params, mhp.l2_init)
+    if static.spectral:
+        term, vectors = reg.spectral(params, mstate.spectral, mhp.spectral, target=static.spectral_target,
+                                     bias_l2=static.spectral_bias_l2, exclude=static.spectral_exclude,
+                                     iters=static.spectral_iters)
+        total = total + term
+        mstate = mstate.replace(spectral=vectors)
+    return total, mstate
+
+
+def _counts(masks) -> jax.Array:
+    return jnp.stack([m.sum().astype(jnp.int32) for m in masks])
+
+
+def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] | None, step, key: jax.Array,
+               mhp: MitigationHParams, static: MitigationConfig, *,
+               optimizer: optax.GradientTransformation | None = None, valid: jax.Array | None = None):
+    """Continual backprop (every step) then ReDo (when :func:`redo.should_apply`), after the
+    optimizer update of step ``step`` (0-based, counted over the lane's whole run, not per task).
+
+    ``features``: post-activation features of the step's forward pass, one array per unit layer
+    (``MLP.features(x)``; see :func:`logits_and_features`); ``valid``: the batch's mask of real
+    rows. ``optimizer``: the lane's optimizer (used only to locate Adam's moments).
+    Returns ``(params, opt_state, mstate)``; with every strength off they are the inputs bit
+    for bit (apart from CBP's ages/utilities, which always advance).
+    """
+    if not static.needs_features:
+        return params, opt_state, mstate
+    if features is None:
+        raise ValueError("after_step needs the step's features when ReDo or continual backprop is on")
+    layers = resolve_layers(params, static.unit_layers)
+    features = list(features)
+    if static.cbp:
+        params, opt_state, cbp_state, masks = cbp_lib.cbp_step(
+            params, opt_state, mstate.cbp, features, jax.random.fold_in(key, 0), rate=mhp.cbp_rate,
+            maturity=mhp.cbp_maturity, decay=mhp.cbp_decay, optimizer=optimizer, layers=layers,
+            init_fn=static.init_fn, reset_bias=static.cbp_reset_bias, valid=valid)
+        mstate = mstate.replace(cbp=cbp_state, cbp_replacements=mstate.cbp_replacements + _counts(masks))
+    if static.redo:
+        accumulate = static.redo_features == "accumulate"
+        if accumulate:
+            activity = tuple(a + unit_activity(h, l.copies, valid).sum(0)
+                             for a, h, l in zip(mstate.redo_activity, features, layers))
+            mstate = mstate.replace(redo_activity=activity, redo_count=mstate.redo_count + 1.0)
+        redo_key = jax.random.fold_in(key, 1)
+
+        def reset(operand):
+            params, opt_state, mstate = operand
+            if accumulate:
+                count = jnp.maximum(mstate.redo_count, 1.0)
+                scores = [redo_lib.scores_from_activity(a / count, normalize=static.redo_normalize)
+                          for a in mstate.redo_activity]
+                mstate = mstate.replace(redo_activity=tuple(jnp.zeros_like(a) for a in mstate.redo_activity),
+                                        redo_count=jnp.zeros_like(mstate.redo_count))
+            else:
+                scores = redo_lib.layer_scores(features, layers, normalize=static.redo_normalize, valid=valid)
+            params, opt_state, masks = redo_lib.redo_reset_scored(
+                params, opt_state, scores, redo_key, threshold=mhp.redo_threshold,
+                max_fraction=mhp.redo_max_fraction, optimizer=optimizer, layers=layers, init_fn=static.init_fn,
+                reset_bias=static.redo_reset_bias)
+            return params, opt_state, mstate.replace(redo_resets=mstate.redo_resets + _counts(masks))
+
+        apply = redo_lib.should_apply(jnp.asarray(step) + 1, static.redo_every, static.redo_after)
+        params, opt_state, mstate = jax.lax.cond(apply, reset, lambda operand: operand, (params, opt_state, mstate))
+    return params, opt_state, mstate
+
+
+def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: MitigationConfig):
+    """Shrink & Perturb, if compiled in. The engine calls it after each task's training
+    (``static.shrink_perturb_at == "after"``) or before each task's (``"before"``)."""
+    if not static.shrink_perturb:
+        return params
+    return shrink_perturb(params, key, mhp.sp_shrink, mhp.sp_noise)
+
+
+def logits_and_features(model, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+    """One forward pass giving both the logits and the post-activation features of an MLP or
+    CReLU MLP (``model.features`` then ``model.head``): the features ReDo and CBP need come
+    for free from the training step's own forward pass."""
+    features = model.features(x)
+    return model.head(features[-1]), features
+
+
+def check_lanes(static: MitigationConfig, mhp: MitigationHParams) -> None:
+    """Host-side check that every lane's nonzero strength belongs to a compiled-in method."""
+    v = {k: np.atleast_1d(np.asarray(getattr(mhp, k))) for k in _OFF}
+    used = {
+        "l2": bool(np.any(v["l2"] != 0)),
+        "l2_init": bool(np.any(v["l2_init"] != 0)),
+        "spectral": bool(np.any(v["spectral"] != 0)),
+        "shrink_perturb": bool(np.any(v["sp_shrink"] != 1) or np.any(v["sp_noise"] != 0)),
+        "redo": bool(np.any(v["redo_threshold"] > 0)),
+        "cbp": bool(np.any(v["cbp_rate"] != 0)),
+    }
+    enabled = {"l2": static.l2, "l2_init": static.l2_init, "spectral": static.spectral,
+               "shrink_perturb": static.shrink_perturb, "redo": static.redo, "cbp": static.cbp}
+    missing = [name for name, u in used.items() if u and not enabled[name]]
+    if missing:
+        raise ValueError(f"lanes use {missing} but the MitigationConfig does not compile them in")
+
+
+# --------------------------------------------------------------------------- the paper's numbers
+def _p(static: dict[str, Any], hparams: dict[str, float]):
+    return static, hparams
+
+
+#: (domain, method) -> (MitigationConfig fields, MitigationHParams values), from PAPER.md's
+#: "Mitigation baselines" table and the released code it summarises. Domains: "mlp" (the
+#: MNIST/EMNIST LayerNorm MLP), "resnet" (ResNet-18), "t5". "cbp" and CReLU are not in the
+#: paper: CBP uses Dohare et al.'s GnT defaults (ρ = 1e-4, η = 0.99) and their CBPLinear
+#: maturity (100).
+PAPER_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
+    ("mlp", "l2"): _p({"l2": True}, {"l2": 1e-3}),
+    ("mlp", "l2_init"): _p({"l2_init": True}, {"l2_init": 0.1}),
+    ("mlp", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "after"},
+                                  {"sp_shrink": 0.9, "sp_noise": 0.01}),
+    ("mlp", "redo"): _p({"redo_every": 1000, "redo_after": 1000},
+                        {"redo_threshold": 0.1, "redo_max_fraction": 0.05}),
+    ("mlp", "spectral"): _p({"spectral": True, "spectral_target": "init", "spectral_bias_l2": True},
+                            {"spectral": 0.1}),
+    ("mlp", "cbp"): _p({"cbp": True}, {"cbp_rate": 1e-4, "cbp_maturity": 100.0, "cbp_decay": 0.99}),
+    ("resnet", "l2"): _p({"l2": True, "l2_kernels_only": True}, {"l2": 1e-5}),
+    ("resnet", "l2_init"): _p({"l2_init": True}, {"l2_init": 1e-3}),
+    ("resnet", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "before"},
+                                     {"sp_shrink": 0.8, "sp_noise": 0.01}),
+    # first reset at step 2000, as the released code (step_counter >= 2000 and % 1000 == 0)
+    ("resnet", "redo"): _p({"redo_every": 1000, "redo_after": 1999},
+                           {"redo_threshold": 0.1, "redo_max_fraction": 0.05}),
+    ("resnet", "spectral"): _p({"spectral": True, "spectral_target": "one", "spectral_bias_l2": False,
+                                "spectral_exclude": ("norm", "bn")}, {"spectral": 1e-3}),
+    ("t5", "l2"): _p({"l2": True}, {"l2": 1e-7}),
+    ("t5", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "after"},
+                                 {"sp_shrink": 0.5, "sp_noise": 0.01}),
+    # absolute threshold on the mean activation, no cap; unit_layers = t5_unit_layers(params)
+    ("t5", "redo"): _p({"redo_every": 100, "redo_after": 0, "redo_normalize": False},
+                       {"redo_threshold": 1e-4, "redo_max_fraction": 1.0}),
+    ("t5", "spectral"): _p({"spectral": True, "spectral_target": "init", "spectral_bias_l2": False},
+                           {"spectral": 1e-3}),
+}
+
+
+def preset(domain: str, method: str, **static_overrides) -> tuple[MitigationConfig, MitigationHParams]:
+    """The paper's setting of one method in one domain: ``(static config, one lane's numbers)``."""
+    try:
+        static, hparams = PAPER_PRESETS[(domain, method)]
+    except KeyError:
+        known = sorted(PAPER_PRESETS)
+        raise KeyError(f"no preset for {(domain, method)}; known: {known}") from None
+    return MitigationConfig(**{**static, **static_overrides}), MitigationHParams.create(**hparams)
