@@ -46,4 +46,13 @@ def cpu() -> ExperimentConfig:
     )
 
 
-PRESETS = {"paper": paper, "cpu": cpu}
+def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Abrupt with every mitigation (PAPER.md's MLP strengths, ``cfg.mitigations``), and the
+    gradual schedule, in one sweep."""
+    sweep = dataclasses.replace(cfg.sweep, methods=("none", "l2", "l2_init", "shrink_perturb", "redo",
+                                                    "spectral", "cbp"))
+    return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines", sweep=sweep)
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),
+           "cpu-baselines": lambda: baselines(cpu())}

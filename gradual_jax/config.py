@@ -27,6 +27,7 @@ MODELS = ("mlp",)
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc")
 ON_NONFINITE = ("warn", "stop")
+METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
 
 
 class ConfigError(ValueError):
@@ -80,12 +81,36 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """Lanes = seeds × schedules × deltas × learning rates (abrupt lanes ignore deltas)."""
+    """Lanes = seeds × schedules × deltas × learning rates (abrupt lanes ignore deltas), and
+    × methods for the abrupt lanes: the paper runs the mitigations in the abrupt environment."""
 
     seeds: tuple[int, ...] = (0,)
     schedules: tuple[str, ...] = ("abrupt", "output_interp")
     deltas: tuple[float, ...] = (0.5,)
     learning_rates: tuple[float, ...] = (1e-3,)
+    methods: tuple[str, ...] = ("none",)  # mitigations, crossed with the abrupt lanes
+    mitigate_gradual: bool = False  # also cross the methods with the gradual schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class MitigationsConfig:
+    """Each mitigation's strength when a lane uses it (``sweep.methods``); defaults are
+    PAPER.md's MLP settings (``gradual_jax.mitigations.PAPER_PRESETS``)."""
+
+    l2: float = 1e-3  # l2: strength·Σ‖θ‖²
+    l2_init: float = 0.1  # l2_init: strength·Σ‖θ-θ₀‖²
+    shrink: float = 0.9  # shrink_perturb: θ ← shrink·θ + perturb·ε
+    perturb: float = 0.01
+    shrink_perturb_at: str = "after"  # after each task, or before each task
+    redo_threshold: float = 0.1  # redo: dormant if normalised score ≤ threshold
+    redo_max_fraction: float = 0.05
+    redo_every: int = 1000  # steps
+    redo_after: int = 1000
+    spectral: float = 0.1  # spectral: strength·Σ(σ_max² − σ₀²)² (+ Σ‖b‖²)
+    spectral_target: str = "init"  # σ₀: σ_max at init, or one
+    cbp_rate: float = 1e-4  # continual backprop replacement rate
+    cbp_maturity: float = 100.0  # steps
+    cbp_decay: float = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +155,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     sweep: SweepConfig = SweepConfig()
+    mitigations: MitigationsConfig = MitigationsConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     run: RunConfig = RunConfig()
 
@@ -317,6 +343,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if t.family == "random_labels" and "input_interp" in s.schedules:
         raise ConfigError("sweep.schedules: input_interp needs a task family whose inputs change "
                           "(task.family=permuted_pixels); random_labels only changes the labels")
+    for method in s.methods:
+        _choice("sweep.methods", method, METHODS)
+    mit = config.mitigations
+    _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, ("after", "before"))
+    _choice("mitigations.spectral_target", mit.spectral_target, ("init", "one"))
+    _positive_int("mitigations.redo_every", mit.redo_every)
+    if mit.redo_after < 0:
+        raise ConfigError(f"mitigations.redo_after={mit.redo_after}: expected an integer >= 0")
     for delta in s.deltas:
         schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
     for lr in s.learning_rates:

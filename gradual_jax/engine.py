@@ -25,11 +25,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from gradual_jax import diagnostics, metrics, schedules
+from gradual_jax import diagnostics, metrics, mitigations, schedules
 from gradual_jax.config import DiagnosticsConfig
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.tasks import TaskFamily
 
-INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM = 0, 1, 2, 3
+INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM, MITIGATION_STREAM = 0, 1, 2, 3, 4
 
 
 @struct.dataclass
@@ -40,6 +41,7 @@ class LaneHParams:
     schedule: jax.Array  # int32, index into schedules.NAMES
     delta: jax.Array  # float32, Δ (ignored by abrupt lanes)
     learning_rate: jax.Array  # float32
+    mitigation: MitigationHParams  # strengths of the mitigations (all off: an exact no-op)
 
 
 @struct.dataclass
@@ -47,6 +49,7 @@ class LaneState:
     params: Any
     opt_state: Any
     readout_params: Any  # parameters at the previous task's readout (at init before task 0)
+    mitigation: mitigations.MState  # power-iteration vectors, unit utilities and ages, counters
 
 
 @struct.dataclass
@@ -89,6 +92,7 @@ class Program:
     eval_batch_size: int
     make_optimizer: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimizer
     diagnostics: DiagnosticsConfig | None = None  # None or disabled: no diagnostics
+    mitigation: MitigationConfig = MitigationConfig()  # which mitigations are compiled in
 
     @property
     def epochs_per_segment(self) -> int:
@@ -127,7 +131,8 @@ def init_lane(program: Program, hp: LaneHParams) -> LaneState:
     """Initial state of one lane (vmap this over lanes)."""
     params = init_params(program, hp.seed)
     opt_state = program.make_optimizer(hp.learning_rate).init(params)
-    return LaneState(params=params, opt_state=opt_state, readout_params=params)
+    return LaneState(params=params, opt_state=opt_state, readout_params=params,
+                     mitigation=mitigations.init_state(params, program.mitigation))
 
 
 def init_lanes(program: Program, hparams: LaneHParams) -> LaneState:
@@ -156,8 +161,9 @@ def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules
     return x, target, hard
 
 
-def _train_step(program, data, hp, old, new, state: LaneState, step, index, valid):
+def _train_step(program, data, hp, old, new, start_params, task, state: LaneState, step, index, valid):
     count = valid.sum()
+    static = program.mitigation
     mix = schedules.batch_mix(
         hp.schedule, hp.delta, step,
         pure_steps=program.epochs_per_task * program.steps_per_epoch,
@@ -166,15 +172,30 @@ def _train_step(program, data, hp, old, new, state: LaneState, step, index, vali
     x, target, hard = make_batch(program, data, old, new, index, mix)
 
     def loss_fn(params):
-        logits = apply_model(program, params, x)
-        return metrics.masked_mean(optax.softmax_cross_entropy(logits, target), valid), logits
+        model = nnx.merge(program.graphdef, params)
+        if static.needs_features:
+            logits, features = mitigations.logits_and_features(model, x)
+        else:
+            logits, features = model(x), None
+        loss = metrics.masked_mean(optax.softmax_cross_entropy(logits, target), valid)
+        extra, mstate = mitigations.loss_terms(params, start_params, state.mitigation, hp.mitigation, static)
+        return loss + extra, (loss, logits, features, mstate)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, logits, features, mstate)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     tx = program.make_optimizer(hp.learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    global_step = task * program.steps_per_task + step  # over the lane's whole run
+    key = jax.random.fold_in(jax.random.fold_in(mitigation_key(hp.seed), task), step)
+    params, opt_state, mstate = mitigations.after_step(params, opt_state, mstate, features, global_step, key,
+                                                       hp.mitigation, static, optimizer=tx, valid=valid)
     correct = ((jnp.argmax(logits, -1) == hard) & valid).sum()
-    return state.replace(params=params, opt_state=opt_state), (loss * count, correct, count)
+    new_state = state.replace(params=params, opt_state=opt_state, mitigation=mstate)
+    return new_state, (loss * count, correct, count)  # the logged loss excludes regularisers
+
+
+def mitigation_key(seed: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), MITIGATION_STREAM)
 
 
 def _epoch_batches(program: Program, key: jax.Array):
@@ -246,6 +267,12 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
     shuffle_key = jax.random.fold_in(shuffle_root, task)
     readout = schedules.readout_epoch(hp.schedule, program.epochs_per_task, program.transition_epochs)
     steps = program.steps_per_epoch
+    static = program.mitigation
+    start_params = init_params(program, hp.seed) if static.needs_init_params else None
+    # the boundary's key: the step index one past the task's last step, used by no step
+    boundary_key = jax.random.fold_in(jax.random.fold_in(mitigation_key(hp.seed), task), program.steps_per_task)
+    if static.shrink_perturb and static.shrink_perturb_at == "before":
+        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
 
     def epoch(carry, e):
         state, snapshot = carry
@@ -253,7 +280,7 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
         step_ids = e * steps + jnp.arange(steps)
 
         def step(state, xs):
-            return _train_step(program, data, hp, old, new, state, *xs)
+            return _train_step(program, data, hp, old, new, start_params, task, state, *xs)
 
         state, (loss_sum, correct, count) = jax.lax.scan(step, state, (step_ids, index, valid))
         snapshot = jax.tree.map(lambda s, p: jnp.where(e == readout, p, s), snapshot, state.params)
@@ -274,6 +301,8 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
         online_train_acc=epoch_acc[readout], online_train_loss=epoch_loss[readout],
         train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
         finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag)
+    if static.shrink_perturb and static.shrink_perturb_at == "after":  # after the readout
+        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
     return state.replace(readout_params=snapshot), result
 
 

@@ -59,9 +59,11 @@ def load_part(part_dir: Path, run_label: str) -> tuple[pd.DataFrame, dict]:
 # Drawing
 
 
-def method_label(run: str, schedule: str, delta: float, learning_rate: float, *, show_run: bool,
+def method_label(run: str, schedule: str, method: str, delta: float, learning_rate: float, *, show_run: bool,
                  show_rate: bool) -> str:
     label = schedule if pd.isna(delta) else f"{schedule} (Δ={delta:g})"
+    if method != "none":
+        label += f" + {method}"
     if show_rate:
         label += f", lr={learning_rate:g}"
     return f"{run}: {label}" if show_run else label
@@ -73,11 +75,13 @@ def draw(ax: plt.Axes, frame: pd.DataFrame, metric: str, *, x: str = "task") -> 
         raise ValueError(f"x={x!r} is not allowed; choose one of: {', '.join(X_AXES)}")
     show_run = frame["run"].nunique() > 1
     show_rate = frame["learning_rate"].nunique() > 1
-    for (run, schedule, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
+    if "method" not in frame:  # results written before mitigations existed
+        frame = frame.assign(method="none")
+    for (run, schedule, method, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
         by_task = group.groupby("task")
         mean = by_task[metric].mean()
         xs = by_task[X_AXES[x]].mean().to_numpy()
-        label = method_label(run, schedule, delta, lr, show_run=show_run, show_rate=show_rate)
+        label = method_label(run, schedule, method, delta, lr, show_run=show_run, show_rate=show_rate)
         line, = ax.plot(xs, mean.to_numpy(), label=label)
         count = by_task[metric].count()
         if count.max() > 1:

@@ -28,7 +28,7 @@ from gradual_jax.sweep import Lane
 RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
 
-LANE_COLUMNS = ("lane", "seed", "schedule", "delta", "learning_rate")
+LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate")
 METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "train_acc", "train_loss",
                   "test_acc", "test_loss", "finite")
 COLUMNS = ("experiment", "preset", "dataset", "family", *LANE_COLUMNS, "epochs_per_task",
@@ -48,7 +48,7 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
     for i, lane in enumerate(lanes):
         row = {
             "experiment": cfg.name, "preset": cfg.preset, "dataset": dataset, "family": cfg.task.family,
-            "lane": i, "seed": lane.seed, "schedule": lane.schedule,
+            "lane": i, "seed": lane.seed, "schedule": lane.schedule, "method": lane.method,
             "delta": math.nan if lane.delta is None else lane.delta,
             "learning_rate": lane.learning_rate,
             "epochs_per_task": cfg.protocol.epochs_per_task,
@@ -126,7 +126,7 @@ def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[L
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-METHOD_KEYS = ["run", "schedule", "delta", "learning_rate"]
+METHOD_KEYS = ["run", "schedule", "method", "delta", "learning_rate"]
 
 
 def summary_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -134,16 +134,18 @@ def summary_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     seeds ± 95% interval half-width), and the drop from the first task."""
     if "run" not in frame:
         frame = frame.assign(run="")
+    if "method" not in frame:  # results written before mitigations existed
+        frame = frame.assign(method="none")
     last = int(frame["task"].max())
     tail_start = last - max(1, round(0.1 * (last + 1))) + 1
     rows = []
-    for (run, schedule, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
+    for (run, schedule, method, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
         per_seed = group.groupby("seed")
         first = per_seed.apply(lambda g: g.loc[g["task"] == g["task"].min(), metric].mean(), include_groups=False)
         tail = per_seed.apply(lambda g: g.loc[g["task"] >= tail_start, metric].mean(), include_groups=False)
         n = len(tail)
         half = 1.96 * tail.std() / np.sqrt(n) if n > 1 else float("nan")
-        rows.append({"run": run, "schedule": schedule, "delta": delta, "learning_rate": lr, "metric": metric,
+        rows.append({"run": run, "schedule": schedule, "method": method, "delta": delta, "learning_rate": lr, "metric": metric,
                      "seeds": n, "first_task": first.mean(), "last_10pct": tail.mean(), "last_10pct_ci95": half,
                      "drop": (first - tail).mean(), "tasks": last + 1})
     return pd.DataFrame(rows)
@@ -154,6 +156,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
              "|---|---|---|---:|---:|---:|---:|"]
     for _, r in summary.iterrows():
         method = r["schedule"] if pd.isna(r["delta"]) else f"{r['schedule']} (Δ={r['delta']:g})"
+        if r["method"] != "none":
+            method += f" + {r['method']}"
         if r["run"]:
             method = f"{r['run']}: {method}"
         ci = "" if pd.isna(r["last_10pct_ci95"]) else f" ± {r['last_10pct_ci95']:.3f}"
@@ -166,10 +170,10 @@ def format_summary(frame: pd.DataFrame, metric: str) -> str:
     """The summary table as aligned text for the terminal."""
     table = summary_table(frame, metric)
     lines = [f"{metric}: mean over seeds (last 10% of {int(table['tasks'].iloc[0])} tasks ± 95% interval)",
-             f"{'schedule':<15}{'Δ':>6}{'lr':>9}{'seeds':>6}{'first task':>12}  {'last 10%':<16}{'drop':>7}"]
+             f"{'schedule':<15}{'method':<15}{'Δ':>6}{'lr':>9}{'seeds':>6}{'first task':>12}  {'last 10%':<16}{'drop':>7}"]
     for _, r in table.iterrows():
         delta = "-" if pd.isna(r["delta"]) else f"{r['delta']:g}"
         tail = f"{r['last_10pct']:.3f}" + ("" if pd.isna(r["last_10pct_ci95"]) else f" ± {r['last_10pct_ci95']:.3f}")
-        lines.append(f"{r['schedule']:<15}{delta:>6}{r['learning_rate']:>9.0e}{r['seeds']:>6}"
+        lines.append(f"{r['schedule']:<15}{r['method']:<15}{delta:>6}{r['learning_rate']:>9.0e}{r['seeds']:>6}"
                      f"{r['first_task']:>12.3f}  {tail:<16}{r['drop']:>+7.3f}")
     return "\n".join(lines)

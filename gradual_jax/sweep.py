@@ -8,8 +8,9 @@ import itertools
 import jax.numpy as jnp
 
 from gradual_jax import schedules
-from gradual_jax.config import ExperimentConfig, SweepConfig
+from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.engine import LaneHParams
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,29 +21,58 @@ class Lane:
     schedule: str
     delta: float | None
     learning_rate: float
+    method: str = "none"  # mitigation (config.METHODS)
 
     def label(self) -> str:
         delta = "" if self.delta is None else f", Δ={self.delta:g}"
-        return f"{self.schedule}{delta}, lr={self.learning_rate:g}, seed={self.seed}"
+        method = "" if self.method == "none" else f" + {self.method}"
+        return f"{self.schedule}{method}{delta}, lr={self.learning_rate:g}, seed={self.seed}"
 
 
 def expand(sweep: SweepConfig) -> list[Lane]:
-    """Lanes in a stable order: schedule, Δ, learning rate, then seed (innermost).
+    """Lanes in a stable order: schedule, method, Δ, learning rate, then seed (innermost).
 
-    Abrupt lanes are not multiplied by the Δ axis; duplicate entries are dropped.
+    Abrupt lanes are not multiplied by the Δ axis, gradual lanes not by the methods axis
+    (unless ``mitigate_gradual``); duplicate entries are dropped.
     """
     lanes: list[Lane] = []
     for name in dict.fromkeys(sweep.schedules):
         deltas = [None] if name == "abrupt" else list(dict.fromkeys(sweep.deltas))
-        for delta, lr, seed in itertools.product(deltas, dict.fromkeys(sweep.learning_rates),
-                                                 dict.fromkeys(sweep.seeds)):
-            lanes.append(Lane(seed=seed, schedule=name, delta=delta, learning_rate=lr))
+        methods = dict.fromkeys(sweep.methods) if name == "abrupt" or sweep.mitigate_gradual else ["none"]
+        for method, delta, lr, seed in itertools.product(methods, deltas, dict.fromkeys(sweep.learning_rates),
+                                                         dict.fromkeys(sweep.seeds)):
+            lanes.append(Lane(seed=seed, schedule=name, delta=delta, learning_rate=lr, method=method))
     return lanes
 
 
-def to_hparams(lanes: list[Lane]) -> LaneHParams:
+def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
+    """A lane's mitigation numbers: its method's strengths from the config, every other off."""
+    values = {
+        "none": {},
+        "l2": {"l2": m.l2},
+        "l2_init": {"l2_init": m.l2_init},
+        "shrink_perturb": {"sp_shrink": m.shrink, "sp_noise": m.perturb},
+        "redo": {"redo_threshold": m.redo_threshold, "redo_max_fraction": m.redo_max_fraction},
+        "spectral": {"spectral": m.spectral},
+        "cbp": {"cbp_rate": m.cbp_rate, "cbp_maturity": m.cbp_maturity, "cbp_decay": m.cbp_decay},
+    }[method]
+    return MitigationHParams.create(**values)
+
+
+def mitigation_structure(lanes: list[Lane], m: MitigationsConfig) -> MitigationConfig:
+    """The static part: every method some lane uses is compiled into the one program."""
+    used = {lane.method for lane in lanes}
+    return MitigationConfig(
+        l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used,
+        spectral_target=m.spectral_target, spectral_bias_l2=True,
+        shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
+        redo_every=m.redo_every if "redo" in used else 0, redo_after=m.redo_after, cbp="cbp" in used)
+
+
+def to_hparams(lanes: list[Lane], mitigations: MitigationsConfig = MitigationsConfig()) -> LaneHParams:
     """Stack lanes into the vmappable pytree (abrupt lanes carry Δ = 1, never read)."""
     return LaneHParams(
+        mitigation=MitigationHParams.stack([lane_mitigation(lane.method, mitigations) for lane in lanes]),
         seed=jnp.asarray([lane.seed for lane in lanes], jnp.int32),
         schedule=jnp.asarray([schedules.schedule_id(lane.schedule) for lane in lanes], jnp.int32),
         delta=jnp.asarray([1.0 if lane.delta is None else lane.delta for lane in lanes], jnp.float32),

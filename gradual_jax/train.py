@@ -84,7 +84,8 @@ def make_optimizer_factory(cfg: ExperimentConfig) -> Callable[[Any], optax.Gradi
     return make
 
 
-def build_program(cfg: ExperimentConfig, prepared: PreparedData) -> engine.Program:
+def build_program(cfg: ExperimentConfig, prepared: PreparedData,
+                  lanes: list[sweep.Lane] | None = None) -> engine.Program:
     in_features = int(np.prod(prepared.input_shape))
     hidden, classes = cfg.model.hidden_sizes, prepared.num_classes
 
@@ -103,6 +104,8 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData) -> engine.Progr
         eval_batch_size=cfg.run.eval_batch_size,
         make_optimizer=make_optimizer_factory(cfg),
         diagnostics=cfg.diagnostics if cfg.diagnostics.enabled else None,
+        mitigation=sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
+                                              cfg.mitigations),
     )
 
 
@@ -114,7 +117,7 @@ def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int
 def place_lanes(cfg: ExperimentConfig, lanes: list[sweep.Lane], prepared: PreparedData):
     """The lane layout, the replicated data and each chunk's lane-sharded hyperparameters."""
     layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
-    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes))]
+    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes, cfg.mitigations))]
     return layout, layout.replicate(prepared.task_data), hparams
 
 

@@ -31,14 +31,15 @@ def tiny_data(num_train=48, num_features=12, num_classes=4, num_test=16, seed=0)
 
 
 def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_classes=4, hidden=(16, 16),
-                 epochs_per_task=2, transition_epochs=4, batch_size=10, eval_batch_size=20) -> engine.Program:
+                 epochs_per_task=2, transition_epochs=4, batch_size=10, eval_batch_size=20,
+                 **extra) -> engine.Program:
     def factory(rngs):
         return MLP(num_features, hidden, num_classes, rngs=rngs)
 
     return engine.Program(model_factory=factory, family=tasks.get_family(family), num_classes=num_classes,
                           num_train=num_train, epochs_per_task=epochs_per_task,
                           transition_epochs=transition_epochs, batch_size=batch_size,
-                          eval_batch_size=eval_batch_size, make_optimizer=make_optimizer)
+                          eval_batch_size=eval_batch_size, make_optimizer=make_optimizer, **extra)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def synthetic_run(path, name="fig1-mnist", preset="cpu", metric="online_train_ac
             for task in range(tasks):
                 value = (1 - 0.1 * task if schedule == "abrupt" else 1.0) + 0.01 * (seed - 1)
                 row = {c: 0 for c in results.COLUMNS}
-                row.update(experiment=name, preset=preset, dataset="mnist (test)", family="random_labels",
+                row.update(experiment=name, preset=preset, dataset="mnist (test)", family="random_labels", method="none",
                            lane=lane, seed=seed, schedule=schedule, delta=delta, learning_rate=1e-3, task=task,
                            samples_seen=(task + 1) * 100, finite=True)
                 row[metric] = value
