@@ -23,7 +23,7 @@ from gradual_jax import schedules
 from gradual_jax.data import DATASETS, NUM_CLASSES
 from gradual_jax.data import SOURCES as DATA_SOURCES
 FAMILIES = ("random_labels", "permuted_pixels")
-MODELS = ("mlp",)
+MODELS = ("mlp", "crelu_mlp")
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc")
 ON_NONFINITE = ("warn", "stop")
@@ -64,7 +64,7 @@ class ProtocolConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mlp"
+    name: str = "mlp"  # mlp, or crelu_mlp: CReLU activations (each layer's output width doubles)
     hidden_sizes: tuple[int, ...] = (256, 256, 256, 256)
 
 

@@ -26,6 +26,7 @@ from gradual_jax import checkpoint, engine, plotting, results, schedules, shardi
 from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
+from gradual_jax.mitigations import CReLUMLP
 from gradual_jax.models import MLP
 
 
@@ -89,8 +90,10 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
     in_features = int(np.prod(prepared.input_shape))
     hidden, classes = cfg.model.hidden_sizes, prepared.num_classes
 
+    model_class = {"mlp": MLP, "crelu_mlp": CReLUMLP}[cfg.model.name]
+
     def model_factory(rngs: nnx.Rngs) -> nnx.Module:
-        return MLP(in_features, hidden, classes, rngs=rngs)
+        return model_class(in_features, hidden, classes, rngs=rngs)
 
     p = cfg.protocol
     return engine.Program(
