@@ -10,10 +10,11 @@ theory check) is run by that function instead of the training engine.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
 
-from gradual_jax.config import ConfigError, ExperimentConfig
+from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
 
 # experiment name (CLI) -> module in this package
 MODULES = {
@@ -55,3 +56,10 @@ def get_config(name: str, preset: str) -> ExperimentConfig:
     if list(parts) != [""]:
         raise ConfigError(f"{name} has parts {', '.join(parts)}; use get_configs")
     return parts[""]
+
+
+def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with every mitigation crossed with its abrupt lanes (strengths from
+    ``cfg.mitigations``), beside its gradual schedule: the ``*-baselines`` presets."""
+    return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines",
+                               sweep=dataclasses.replace(cfg.sweep, methods=METHODS))

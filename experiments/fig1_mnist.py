@@ -11,6 +11,7 @@ recorded.
 
 import dataclasses
 
+from experiments import baselines
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
@@ -49,14 +50,6 @@ def cpu() -> ExperimentConfig:
         model=ModelConfig(hidden_sizes=(64, 64, 64, 64)),
         sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1)),
     )
-
-
-def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Abrupt with every mitigation (PAPER.md's MLP strengths, ``cfg.mitigations``), and the
-    gradual schedule, in one sweep."""
-    sweep = dataclasses.replace(cfg.sweep, methods=("none", "l2", "l2_init", "shrink_perturb", "redo",
-                                                    "spectral", "cbp"))
-    return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines", sweep=sweep)
 
 
 PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),

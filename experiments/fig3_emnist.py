@@ -9,6 +9,7 @@ interpolates the inputs from the old permutation to the new one in 1/Δ = 20 sta
 
 import dataclasses
 
+from experiments import baselines
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
@@ -44,14 +45,6 @@ def cpu() -> ExperimentConfig:
         protocol=dataclasses.replace(cfg.protocol, epochs_per_task=10),
         sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1), deltas=(0.1,)),
     )
-
-
-def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Abrupt with every mitigation (PAPER.md's MLP strengths, ``cfg.mitigations``), and the
-    gradual schedule, in one sweep."""
-    sweep = dataclasses.replace(cfg.sweep, methods=("none", "l2", "l2_init", "shrink_perturb", "redo",
-                                                    "spectral", "cbp"))
-    return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines", sweep=sweep)
 
 
 PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),
