@@ -19,6 +19,7 @@ from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
 # experiment name (CLI) -> module in this package
 MODULES = {
     "fig1-mnist": "fig1_mnist",
+    "fig1-cifar": "fig1_cifar",
     "fig3-emnist": "fig3_emnist",
     "fig5-granularity": "fig5_granularity",
     "fig6-diagnostics": "fig6_diagnostics",

@@ -43,7 +43,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, config_lib.ExperimentConfig]
 def cmd_list(args: argparse.Namespace) -> int:
     for name in experiments.MODULES:
         module = experiments.module(name)
-        print(f"{name:<14} presets: {', '.join(module.PRESETS):<12} {module.DESCRIPTION}")
+        print(f"{name:<18} {module.DESCRIPTION}\n{'':<18} presets: {', '.join(module.PRESETS)}")
     return 0
 
 

@@ -23,7 +23,7 @@ from gradual_jax import schedules
 from gradual_jax.data import DATASETS, NUM_CLASSES
 from gradual_jax.data import SOURCES as DATA_SOURCES
 FAMILIES = ("random_labels", "permuted_pixels")
-MODELS = ("mlp", "crelu_mlp")
+MODELS = ("mlp", "crelu_mlp", "resnet18")
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc")
 ON_NONFINITE = ("warn", "stop")
@@ -64,8 +64,12 @@ class ProtocolConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mlp"  # mlp, or crelu_mlp: CReLU activations (each layer's output width doubles)
-    hidden_sizes: tuple[int, ...] = (256, 256, 256, 256)
+    name: str = "mlp"  # mlp; crelu_mlp: CReLU activations (each layer's output width doubles); resnet18
+    hidden_sizes: tuple[int, ...] = (256, 256, 256, 256)  # the MLPs' widths
+    width_multiplier: float = 1.0  # resnet18: channels 64/128/256/512 × this
+    cifar_stem: bool = False  # resnet18: 3×3 stride-1 stem without max-pool (default: ImageNet stem)
+    init: str = "torch"  # resnet18: torch (PyTorch layer defaults) or torchvision (kaiming-normal convs)
+    compute_dtype: str = "float32"  # resnet18: bfloat16 computes convolutions in bf16, parameters stay f32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +334,18 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
                           f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
     _choice("model.name", m.name, MODELS)
+    _choice("model.init", m.init, ("torch", "torchvision"))
+    _choice("model.compute_dtype", m.compute_dtype, ("float32", "bfloat16"))
+    if not m.width_multiplier > 0:
+        raise ConfigError(f"model.width_multiplier={m.width_multiplier}: expected a number > 0")
+    if m.name == "resnet18":
+        if config.diagnostics.enabled:
+            raise ConfigError("diagnostics are not implemented for model.name=resnet18 yet (they need its batch "
+                              "statistics); set diagnostics.enabled=false")
+        unit_methods = sorted({"redo", "cbp"} & set(config.sweep.methods))
+        if unit_methods:
+            raise ConfigError(f"sweep.methods: {', '.join(unit_methods)} are not wired for model.name=resnet18 yet; "
+                              "choose among none, l2, l2_init, shrink_perturb, spectral")
     for width in m.hidden_sizes:
         _positive_int("model.hidden_sizes", width)
     _choice("optim.name", o.name, OPTIMIZERS)

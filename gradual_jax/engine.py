@@ -49,6 +49,8 @@ class LaneState:
     params: Any
     opt_state: Any
     readout_params: Any  # parameters at the previous task's readout (at init before task 0)
+    batch_stats: Any  # BatchNorm running statistics (an empty State for models without them)
+    readout_batch_stats: Any  # the statistics at the previous task's readout
     mitigation: mitigations.MState  # power-iteration vectors, unit utilities and ages, counters
 
 
@@ -108,8 +110,9 @@ class Program:
 
     @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:
-        """The model's structure (no arrays), built once from an abstract init."""
-        return nnx.split(nnx.eval_shape(lambda: self.model_factory(nnx.Rngs(0))))[0]
+        """The model's structure (no arrays), built once from an abstract init; its variables
+        come in two states, parameters and batch statistics (empty for the MLPs)."""
+        return nnx.split(nnx.eval_shape(lambda: self.model_factory(nnx.Rngs(0))), nnx.Param, nnx.BatchStat)[0]
 
 
 def lane_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -121,26 +124,35 @@ def task_key(seed: jax.Array, task: jax.Array) -> jax.Array:
     return jax.random.fold_in(lane_keys(seed)[1], task)
 
 
-def init_params(program: Program, seed: jax.Array) -> Any:
-    """A lane's initial parameters, a pure function of its seed."""
+def init_variables(program: Program, seed: jax.Array) -> tuple[Any, Any]:
+    """A lane's initial parameters and batch statistics, a pure function of its seed."""
     init_key, _, _ = lane_keys(seed)
-    return nnx.state(program.model_factory(nnx.Rngs(params=init_key)), nnx.Param)
+    _, params, batch_stats = nnx.split(program.model_factory(nnx.Rngs(params=init_key)), nnx.Param, nnx.BatchStat)
+    return params, batch_stats
+
+
+def init_params(program: Program, seed: jax.Array) -> Any:
+    return init_variables(program, seed)[0]
 
 
 def init_lane(program: Program, hp: LaneHParams) -> LaneState:
     """Initial state of one lane (vmap this over lanes)."""
-    params = init_params(program, hp.seed)
+    params, batch_stats = init_variables(program, hp.seed)
     opt_state = program.make_optimizer(hp.learning_rate).init(params)
-    return LaneState(params=params, opt_state=opt_state, readout_params=params,
-                     mitigation=mitigations.init_state(params, program.mitigation))
+    return LaneState(params=params, opt_state=opt_state, readout_params=params, batch_stats=batch_stats,
+                     readout_batch_stats=batch_stats, mitigation=mitigations.init_state(params, program.mitigation))
 
 
 def init_lanes(program: Program, hparams: LaneHParams) -> LaneState:
     return jax.jit(jax.vmap(lambda hp: init_lane(program, hp)))(hparams)
 
 
-def apply_model(program: Program, params: Any, x: jax.Array) -> jax.Array:
-    return nnx.merge(program.graphdef, params)(x)
+def apply_model(program: Program, params: Any, batch_stats: Any, x: jax.Array, *, train: bool = False,
+                mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
+    """Logits and the batch statistics after the call (updated in training mode only)."""
+    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
+    logits = model(x, train=train, mask=mask)
+    return logits, nnx.state(model, nnx.BatchStat)
 
 
 def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules.Mix):
@@ -172,16 +184,17 @@ def _train_step(program, data, hp, old, new, start_params, task, state: LaneStat
     x, target, hard = make_batch(program, data, old, new, index, mix)
 
     def loss_fn(params):
-        model = nnx.merge(program.graphdef, params)
-        if static.needs_features:
+        model = nnx.merge(program.graphdef, params, state.batch_stats, copy=True)
+        if static.needs_features:  # MLPs only (validated): one pass gives logits and features
             logits, features = mitigations.logits_and_features(model, x)
         else:
-            logits, features = model(x), None
+            logits, features = model(x, train=True, mask=valid), None
         loss = metrics.masked_mean(optax.softmax_cross_entropy(logits, target), valid)
         extra, mstate = mitigations.loss_terms(params, start_params, state.mitigation, hp.mitigation, static)
-        return loss + extra, (loss, logits, features, mstate)
+        return loss + extra, (loss, logits, features, mstate, nnx.state(model, nnx.BatchStat))
 
-    (_, (loss, logits, features, mstate)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, logits, features, mstate, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
     tx = program.make_optimizer(hp.learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -190,7 +203,7 @@ def _train_step(program, data, hp, old, new, start_params, task, state: LaneStat
     params, opt_state, mstate = mitigations.after_step(params, opt_state, mstate, features, global_step, key,
                                                        hp.mitigation, static, optimizer=tx, valid=valid)
     correct = ((jnp.argmax(logits, -1) == hard) & valid).sum()
-    new_state = state.replace(params=params, opt_state=opt_state, mitigation=mstate)
+    new_state = state.replace(params=params, opt_state=opt_state, mitigation=mstate, batch_stats=batch_stats)
     return new_state, (loss * count, correct, count)  # the logged loss excludes regularisers
 
 
@@ -207,8 +220,9 @@ def _epoch_batches(program: Program, key: jax.Array):
     return order.reshape(steps, b), valid.reshape(steps, b)
 
 
-def evaluate(program: Program, params, family_task, x, y) -> tuple[jax.Array, jax.Array]:
-    """Accuracy and mean loss of ``params`` on a whole split of one task, in chunks."""
+def evaluate(program: Program, params, batch_stats, family_task, x, y) -> tuple[jax.Array, jax.Array]:
+    """Accuracy and mean loss of ``params`` (evaluation mode: running statistics) on a whole
+    split of one task, in chunks."""
     n, chunk = x.shape[0], min(program.eval_batch_size, x.shape[0])
     chunks = -(-n // chunk)
     pad = chunks * chunk - n
@@ -219,7 +233,7 @@ def evaluate(program: Program, params, family_task, x, y) -> tuple[jax.Array, ja
         idx, ok = args
         inputs = program.family.inputs(family_task, x[idx])
         labels = program.family.labels(family_task, idx, y[idx])
-        logits = apply_model(program, params, inputs)
+        logits, _ = apply_model(program, params, batch_stats, inputs)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         return ((jnp.argmax(logits, -1) == labels) & ok).sum(), jnp.where(ok, losses, 0.0).sum()
 
@@ -275,7 +289,7 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
         state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
 
     def epoch(carry, e):
-        state, snapshot = carry
+        state, snapshot = carry  # snapshot: (params, batch statistics) at the readout epoch
         index, valid = _epoch_batches(program, jax.random.fold_in(shuffle_key, e))
         step_ids = e * steps + jnp.arange(steps)
 
@@ -283,16 +297,18 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
             return _train_step(program, data, hp, old, new, start_params, task, state, *xs)
 
         state, (loss_sum, correct, count) = jax.lax.scan(step, state, (step_ids, index, valid))
-        snapshot = jax.tree.map(lambda s, p: jnp.where(e == readout, p, s), snapshot, state.params)
+        snapshot = jax.tree.map(lambda s, p: jnp.where(e == readout, p, s), snapshot,
+                                (state.params, state.batch_stats))
         seen = count.sum()
         return (state, snapshot), (loss_sum.sum() / seen, correct.sum() / seen)
 
     epochs = jnp.arange(program.epochs_per_segment)
-    (state, snapshot), (epoch_loss, epoch_acc) = jax.lax.scan(epoch, (state, state.params), epochs)
+    (state, (snapshot, snapshot_stats)), (epoch_loss, epoch_acc) = jax.lax.scan(
+        epoch, (state, (state.params, state.batch_stats)), epochs)
 
-    train_acc, train_loss = evaluate(program, snapshot, old, data.x_train, data.y_train)
+    train_acc, train_loss = evaluate(program, snapshot, snapshot_stats, old, data.x_train, data.y_train)
     if data.x_test is not None:
-        test_acc, test_loss = evaluate(program, snapshot, old, data.x_test, data.y_test)
+        test_acc, test_loss = evaluate(program, snapshot, snapshot_stats, old, data.x_test, data.y_test)
     else:
         test_acc = test_loss = jnp.float32(jnp.nan)
     diag = (diagnose_readout(program, hp.seed, snapshot, state.readout_params, task, data)
@@ -303,7 +319,7 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
         finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag)
     if static.shrink_perturb and static.shrink_perturb_at == "after":  # after the readout
         state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
-    return state.replace(readout_params=snapshot), result
+    return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result
 
 
 def make_task_fn(program: Program):

@@ -59,12 +59,17 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
     return MitigationHParams.create(**values)
 
 
-def mitigation_structure(lanes: list[Lane], m: MitigationsConfig) -> MitigationConfig:
-    """The static part: every method some lane uses is compiled into the one program."""
+def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationConfig:
+    """The static part: every method some lane uses is compiled into the one program.
+
+    For ResNet-18 (PAPER.md): L2 on kernels only (ndim > 1), spectral without the bias term
+    and without the normalisation layers."""
     used = {lane.method for lane in lanes}
+    resnet = model == "resnet18"
     return MitigationConfig(
-        l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used,
-        spectral_target=m.spectral_target, spectral_bias_l2=True,
+        l2="l2" in used, l2_kernels_only=resnet, l2_init="l2_init" in used, spectral="spectral" in used,
+        spectral_target=m.spectral_target, spectral_bias_l2=not resnet,
+        **({"spectral_exclude": ("norm", "bn")} if resnet else {}),
         shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
         redo_every=m.redo_every if "redo" in used else 0, redo_after=m.redo_after, cbp="cbp" in used)
 

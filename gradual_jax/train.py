@@ -28,6 +28,7 @@ from gradual_jax import data as data_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.mitigations import CReLUMLP
 from gradual_jax.models import MLP
+from gradual_jax.models.resnet import ResNet18
 
 
 class NonFiniteError(RuntimeError):
@@ -90,9 +91,14 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
     in_features = int(np.prod(prepared.input_shape))
     hidden, classes = cfg.model.hidden_sizes, prepared.num_classes
 
-    model_class = {"mlp": MLP, "crelu_mlp": CReLUMLP}[cfg.model.name]
+    m = cfg.model
 
     def model_factory(rngs: nnx.Rngs) -> nnx.Module:
+        if m.name == "resnet18":
+            return ResNet18(classes, in_channels=prepared.input_shape[-1], width_multiplier=m.width_multiplier,
+                            cifar_stem=m.cifar_stem, init=m.init,
+                            dtype=jnp.bfloat16 if m.compute_dtype == "bfloat16" else None, rngs=rngs)
+        model_class = {"mlp": MLP, "crelu_mlp": CReLUMLP}[m.name]
         return model_class(in_features, hidden, classes, rngs=rngs)
 
     p = cfg.protocol
@@ -108,7 +114,7 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
         make_optimizer=make_optimizer_factory(cfg),
         diagnostics=cfg.diagnostics if cfg.diagnostics.enabled else None,
         mitigation=sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
-                                              cfg.mitigations),
+                                              cfg.mitigations, model=cfg.model.name),
     )
 
 

@@ -56,7 +56,7 @@ class CReLUMLP(nnx.Module):
         self.norms = nnx.List([nnx.LayerNorm(b, epsilon=1e-5, rngs=rngs) for b in widths])
         self.head = torch_linear(2 * widths[-1], num_classes, rngs=rngs)
 
-    def features(self, x: jax.Array) -> list[jax.Array]:
+    def features(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> list[jax.Array]:
         """Post-CReLU activations of every hidden layer, ``[N, 2·w_l]`` (unit j of layer l is
         columns j and w_l + j)."""
         h = x.reshape(x.shape[0], -1)
@@ -66,5 +66,5 @@ class CReLUMLP(nnx.Module):
             out.append(h)
         return out
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         return self.head(self.features(x)[-1])

@@ -38,8 +38,12 @@ class MLP(nnx.Module):
         self.norms = nnx.List([nnx.LayerNorm(b, epsilon=1e-5, rngs=rngs) for b in hidden_sizes])
         self.head = torch_linear(sizes[-1], num_classes, rngs=rngs)
 
-    def features(self, x: jax.Array) -> list[jax.Array]:
-        """Post-ReLU activations of every hidden layer (for diagnostics and ReDo)."""
+    def features(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> list[jax.Array]:
+        """Post-ReLU activations of every hidden layer (for diagnostics and ReDo).
+
+        ``train`` and ``mask`` are the engine's uniform model interface (they matter for
+        models with batch statistics); the MLP behaves the same in both modes.
+        """
         h = x.reshape(x.shape[0], -1)
         out = []
         for linear, norm in zip(self.hidden, self.norms):
@@ -47,7 +51,7 @@ class MLP(nnx.Module):
             out.append(h)
         return out
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         h = x.reshape(x.shape[0], -1)
         for linear, norm in zip(self.hidden, self.norms):
             h = nnx.relu(norm(linear(h)))
