@@ -132,7 +132,7 @@ def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, 
     Several directories are overlaid, part by part. Returns the files written.
     """
     dirs = [Path(d) for d in run_dirs]
-    labels = [d.name for d in dirs]
+    labels = [d.name for d in dirs] if len(dirs) > 1 else [""]  # name runs only when overlaying
     by_part: dict[str, list[tuple[pd.DataFrame, dict]]] = {}
     for label, run_dir in zip(labels, dirs):
         for part in run_parts(run_dir):
