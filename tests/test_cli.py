@@ -14,7 +14,8 @@ from gradual_jax import cli, engine, results
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "data.train_per_class=8",
-        "--set", "protocol.epochs_per_task=2", "--set", "model.hidden_sizes=16", "--set", "protocol.batch_size=16"]
+        "--set", "protocol.epochs_per_task=2", "--set", "model.hidden_sizes=16", "--set", "protocol.batch_size=16",
+        "--set", "diagnostics.hessian_iters=3"]
 
 
 def has_mnist() -> bool:
@@ -112,7 +113,7 @@ def test_cpu_preset_abrupt_arm_records_final_accuracy(tmp_path):
     range are asserted."""
     out = tmp_path / "abrupt"
     argv = ["run", "fig1-mnist", "--preset", "cpu", "--out", str(out), "--no-progress",
-            "--set", "sweep.schedules=abrupt", "--set", "sweep.seeds=0"]
+            "--set", "sweep.schedules=abrupt", "--set", "sweep.seeds=0", "--set", "diagnostics.hessian=false"]
     assert cli.main(argv) == 0
     table = pd.read_csv(out / "results.csv")
     assert table["task"].tolist() == list(range(30))
