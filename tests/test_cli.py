@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 
@@ -136,10 +135,15 @@ def test_checksum_mismatch_exits_2(tmp_path, capsys, no_compile):
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    """Lines of the README's shell code blocks (```bash, ```sh, ```console or a bare ```)."""
+    commands, language = [], None
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            language = line[3:].strip() if language is None else None
+            continue
+        if language in ("bash", "sh", "console", "") and line.strip() and not line.strip().startswith("#"):
+            commands.append(line.strip())
+    return commands
 
 
 def test_readme_starts_with_install_and_test_commands():
