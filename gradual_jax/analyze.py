@@ -48,10 +48,11 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
     prepared = train.prepare_data(cfg)
     program = train.build_program(cfg, prepared)
     layout, data, hparams = train.place_lanes(cfg, lanes, prepared)
-    like = [jax.jit(jax.vmap(lambda hp: engine.init_params(program, hp.seed)),
+    # a snapshot is (readout parameters, readout batch statistics) of every lane
+    like = [jax.jit(jax.vmap(lambda hp: engine.init_variables(program, hp.seed)),
                     out_shardings=layout.lane_sharding)(h) for h in hparams]
-    diagnose = jax.jit(jax.vmap(lambda hp, params, prev, task: engine.diagnose_readout(
-        program, hp.seed, params, prev, task, data), in_axes=(0, 0, 0, None)))
+    diagnose = jax.jit(jax.vmap(lambda hp, now, prev, task: engine.diagnose_readout(
+        program, hp.seed, now[0], prev[0], task, data, now[1], prev[1]), in_axes=(0, 0, 0, None)))
 
     table = results.read_table(run_dir / results.RESULTS_FILE)
     for task in steps:

@@ -11,6 +11,10 @@ the task index is a traced scalar, so all tasks reuse the same executable.
 All randomness is derived from the lane seed: ``key(seed)`` folded with a stream id
 (init, tasks, shuffles) and then with the task and epoch index. The state therefore
 holds only parameters and optimizer state, and any task can be replayed exactly.
+
+What is being learned is the program's :class:`~gradual_jax.tasks.Problem` (image
+classification, or sequence-to-sequence text): it samples tasks, builds minibatches and
+scores the model's output; the engine only schedules, steps and reads out.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from gradual_jax import diagnostics, metrics, mitigations, schedules
+from gradual_jax import diagnostics, mitigations, schedules
 from gradual_jax.config import DiagnosticsConfig
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
-from gradual_jax.tasks import TaskFamily
+from gradual_jax.tasks import Batch, Problem
 
 INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM, MITIGATION_STREAM = 0, 1, 2, 3, 4
 
@@ -56,10 +60,11 @@ class LaneState:
 
 @struct.dataclass
 class TaskData:
-    """The base data set, placed on the device once and shared by every lane."""
+    """The base data set, placed on the device once and shared by every lane (empty for
+    problems that generate each task whole, like the text tasks)."""
 
-    x_train: jax.Array  # float32 [N, ...], normalised
-    y_train: jax.Array  # int32 [N]
+    x_train: jax.Array | None = None  # float32 [N, ...], normalised
+    y_train: jax.Array | None = None  # int32 [N]
     x_test: jax.Array | None = None  # float32 [M, ...]
     y_test: jax.Array | None = None  # int32 [M]
 
@@ -70,7 +75,7 @@ class TaskMetrics:
 
     online_train_acc: jax.Array  # predictions before each update, over the last pure epoch
     online_train_loss: jax.Array
-    train_acc: jax.Array  # a full pass over the task's training set
+    train_acc: jax.Array  # a full pass over the task's training set (text: teacher-forced token accuracy)
     train_loss: jax.Array
     test_acc: jax.Array  # NaN when there is no test split
     test_loss: jax.Array
@@ -78,6 +83,7 @@ class TaskMetrics:
     epoch_loss: jax.Array  # [lanes, (1+k)E] mean online loss of every epoch of the segment
     epoch_acc: jax.Array  # [lanes, (1+k)E] online accuracy (against the dominant label)
     diagnostics: dict[str, jax.Array]  # name -> [lanes]; empty when diagnostics are off
+    readout: dict[str, jax.Array]  # problem-specific arrays for host metrics (text: decoded ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +91,7 @@ class Program:
     """Static structure of a sweep: everything that fixes the compiled program's shape."""
 
     model_factory: Callable[[nnx.Rngs], nnx.Module]
-    family: TaskFamily
-    num_classes: int
+    problem: Problem
     num_train: int
     epochs_per_task: int  # E
     transition_epochs: int  # k·E
@@ -95,6 +100,7 @@ class Program:
     make_optimizer: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimizer
     diagnostics: DiagnosticsConfig | None = None  # None or disabled: no diagnostics
     mitigation: MitigationConfig = MitigationConfig()  # which mitigations are compiled in
+    reset_optimizer: bool = False  # re-initialise the optimizer state at the start of every task
 
     @property
     def epochs_per_segment(self) -> int:
@@ -120,8 +126,9 @@ def lane_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return tuple(jax.random.fold_in(root, s) for s in (INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM))
 
 
-def task_key(seed: jax.Array, task: jax.Array) -> jax.Array:
-    return jax.random.fold_in(lane_keys(seed)[1], task)
+def sample_task(program: Program, seed: jax.Array, task, data: TaskData) -> Any:
+    """Task ``task`` of a lane: a pure function of its seed (the task stream)."""
+    return program.problem.sample(lane_keys(seed)[1], task, data)
 
 
 def init_variables(program: Program, seed: jax.Array) -> tuple[Any, Any]:
@@ -147,53 +154,43 @@ def init_lanes(program: Program, hparams: LaneHParams) -> LaneState:
     return jax.jit(jax.vmap(lambda hp: init_lane(program, hp)))(hparams)
 
 
-def apply_model(program: Program, params: Any, batch_stats: Any, x: jax.Array, *, train: bool = False,
+def merge_model(program: Program, params: Any, batch_stats: Any) -> nnx.Module:
+    return nnx.merge(program.graphdef, params, batch_stats, copy=True)
+
+
+def apply_model(program: Program, params: Any, batch_stats: Any, inputs: Any, *, train: bool = False,
                 mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """Logits and the batch statistics after the call (updated in training mode only)."""
-    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
-    logits = model(x, train=train, mask=mask)
+    model = merge_model(program, params, batch_stats)
+    logits, _ = program.problem.forward(model, inputs, train=train, mask=mask, with_features=False)
     return logits, nnx.state(model, nnx.BatchStat)
 
 
-def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules.Mix):
-    """Inputs, soft targets and hard labels of one minibatch under a mixing of two tasks."""
-    family = program.family
-    x_base, y_base = data.x_train[index], data.y_train[index]
-    x_old = family.inputs(old, x_base)
-    if family.changes_inputs:
-        x_new = family.inputs(new, x_base)
-        a = mix.input_new.reshape((-1,) + (1,) * (x_base.ndim - 1))
-        x = (1.0 - a) * x_old + a * x_new
-    else:
-        x = x_old
-    y_old = family.labels(old, index, y_base)
-    y_new = family.labels(new, index, y_base) if family.changes_labels else y_old
-    target = metrics.mixed_targets(y_old, y_new, mix, program.num_classes)
-    hard = jnp.where(mix.target_new > mix.target_old, y_new, y_old)
-    return x, target, hard
+def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules.Mix) -> Batch:
+    """One minibatch under a mixing of two tasks (the problem decides what mixing means)."""
+    return program.problem.batch(data, old, new, index, mix)
 
 
 def _train_step(program, data, hp, old, new, start_params, task, state: LaneState, step, index, valid):
-    count = valid.sum()
     static = program.mitigation
     mix = schedules.batch_mix(
         hp.schedule, hp.delta, step,
         pure_steps=program.epochs_per_task * program.steps_per_epoch,
         transition_steps=program.transition_epochs * program.steps_per_epoch,
-        batch_size=count, max_batch=program.batch_size)
-    x, target, hard = make_batch(program, data, old, new, index, mix)
+        batch_size=valid.sum(), max_batch=program.batch_size)
+    batch = make_batch(program, data, old, new, index, mix)
 
     def loss_fn(params):
-        model = nnx.merge(program.graphdef, params, state.batch_stats, copy=True)
-        if static.needs_features:  # MLPs only (validated): one pass gives logits and features
-            logits, features = mitigations.logits_and_features(model, x)
-        else:
-            logits, features = model(x, train=True, mask=valid), None
-        loss = metrics.masked_mean(optax.softmax_cross_entropy(logits, target), valid)
+        model = merge_model(program, params, state.batch_stats)
+        # ReDo and continual backprop read the unit features of this same forward pass
+        logits, features = program.problem.forward(model, batch.inputs, train=True, mask=valid,
+                                                   with_features=static.needs_features)
+        loss_sum, correct, count = program.problem.loss(logits, batch, valid)
+        loss = loss_sum / jnp.maximum(count, 1.0)
         extra, mstate = mitigations.loss_terms(params, start_params, state.mitigation, hp.mitigation, static)
-        return loss + extra, (loss, logits, features, mstate, nnx.state(model, nnx.BatchStat))
+        return loss + extra, (loss, correct, count, features, mstate, nnx.state(model, nnx.BatchStat))
 
-    (_, (loss, logits, features, mstate, batch_stats)), grads = jax.value_and_grad(
+    (_, (loss, correct, count, features, mstate, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     tx = program.make_optimizer(hp.learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -202,7 +199,6 @@ def _train_step(program, data, hp, old, new, start_params, task, state: LaneStat
     key = jax.random.fold_in(jax.random.fold_in(mitigation_key(hp.seed), task), step)
     params, opt_state, mstate = mitigations.after_step(params, opt_state, mstate, features, global_step, key,
                                                        hp.mitigation, static, optimizer=tx, valid=valid)
-    correct = ((jnp.argmax(logits, -1) == hard) & valid).sum()
     new_state = state.replace(params=params, opt_state=opt_state, mitigation=mstate, batch_stats=batch_stats)
     return new_state, (loss * count, correct, count)  # the logged loss excludes regularisers
 
@@ -220,10 +216,11 @@ def _epoch_batches(program: Program, key: jax.Array):
     return order.reshape(steps, b), valid.reshape(steps, b)
 
 
-def evaluate(program: Program, params, batch_stats, family_task, x, y) -> tuple[jax.Array, jax.Array]:
+def evaluate(program: Program, params, batch_stats, task, data: TaskData, split: str) -> tuple[jax.Array, jax.Array]:
     """Accuracy and mean loss of ``params`` (evaluation mode: running statistics) on a whole
-    split of one task, in chunks."""
-    n, chunk = x.shape[0], min(program.eval_batch_size, x.shape[0])
+    split of one task, in chunks (averaged over what the problem counts: examples or tokens)."""
+    n = program.problem.num_examples(data, split)
+    chunk = min(program.eval_batch_size, n)
     chunks = -(-n // chunk)
     pad = chunks * chunk - n
     index = jnp.pad(jnp.arange(n), (0, pad)).reshape(chunks, chunk)
@@ -231,14 +228,13 @@ def evaluate(program: Program, params, batch_stats, family_task, x, y) -> tuple[
 
     def one(args):
         idx, ok = args
-        inputs = program.family.inputs(family_task, x[idx])
-        labels = program.family.labels(family_task, idx, y[idx])
-        logits, _ = apply_model(program, params, batch_stats, inputs)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        return ((jnp.argmax(logits, -1) == labels) & ok).sum(), jnp.where(ok, losses, 0.0).sum()
+        batch = program.problem.examples(data, task, idx, split)
+        logits, _ = apply_model(program, params, batch_stats, batch.inputs)
+        return program.problem.loss(logits, batch, ok)
 
-    correct, loss = jax.lax.map(one, (index, valid))
-    return correct.sum() / n, loss.sum() / n
+    loss, correct, count = jax.lax.map(one, (index, valid))
+    total = jnp.maximum(count.sum(), 1.0)
+    return correct.sum() / total, loss.sum() / total
 
 
 def probe_indices(program: Program) -> jax.Array:
@@ -248,24 +244,34 @@ def probe_indices(program: Program) -> jax.Array:
     return jnp.arange(size) * (program.num_train // size)
 
 
-def diagnose_readout(program: Program, seed, params, prev_params, task, data: TaskData) -> dict[str, jax.Array]:
+def diagnose_readout(program: Program, seed, params, prev_params, task, data: TaskData,
+                     batch_stats=None, prev_batch_stats=None) -> dict[str, jax.Array]:
     """Diagnostics of one lane at the readout of ``task`` (shared by the run and ``analyze``).
 
     The probe inputs and labels are task ``task``'s; representation change compares the
     last hidden layer under ``params`` with that under ``prev_params`` (the previous task's
-    readout parameters) on the same inputs.
+    readout parameters) on the same inputs. Models with batch statistics are evaluated with
+    their running statistics (``batch_stats``, ``prev_batch_stats``: those of each readout;
+    ``None`` for models without any).
     """
     spec = program.diagnostics
-    features_fn, loss_fn = diagnostics.model_fns(program.graphdef)
-    family_task = program.family.sample(task_key(seed, task), data.y_train, data.x_train[0].size)
-    index = probe_indices(program)
-    x = program.family.inputs(family_task, data.x_train[index])
-    y = program.family.labels(family_task, index, data.y_train[index])
+    problem = program.problem
+
+    def features_fn(p, stats, inputs):
+        return [h.reshape(-1, h.shape[-1]) for h in problem.features(merge_model(program, p, stats), inputs)]
+
+    def loss_fn(p, batch, _):
+        logits, _ = apply_model(program, p, batch_stats, batch.inputs)
+        loss_sum, _, count = problem.loss(logits, batch, jnp.ones(batch.labels.shape[:1], bool))
+        return loss_sum / jnp.maximum(count, 1.0)
+
+    batch = problem.examples(data, sample_task(program, seed, task, data), probe_indices(program), "train")
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DIAGNOSTICS_STREAM), task)
+    prev_features = features_fn(prev_params, prev_batch_stats, batch.inputs)[-1]
     return diagnostics.diagnose(
-        features_fn, loss_fn, params, init_params(program, seed), features_fn(prev_params, x)[-1], x, y, key,
-        taus=spec.dormant_taus, redo_threshold=spec.redo_threshold, hessian_iters=spec.hessian_iters,
-        costly=spec.hessian)
+        lambda p, probe: features_fn(p, batch_stats, probe.inputs), loss_fn, params, init_params(program, seed),
+        prev_features, batch, None, key, taus=spec.dormant_taus, redo_threshold=spec.redo_threshold,
+        hessian_iters=spec.hessian_iters, costly=spec.hessian)
 
 
 def diagnostics_enabled(program: Program) -> bool:
@@ -275,9 +281,8 @@ def diagnostics_enabled(program: Program) -> bool:
 def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: TaskData, task):
     """One lane, one task segment: (1+k)·E epochs, then the readout of the task's metrics."""
     _, _, shuffle_root = lane_keys(hp.seed)
-    num_features = data.x_train[0].size
-    old = program.family.sample(task_key(hp.seed, task), data.y_train, num_features)
-    new = program.family.sample(task_key(hp.seed, task + 1), data.y_train, num_features)
+    old = sample_task(program, hp.seed, task, data)
+    new = sample_task(program, hp.seed, task + 1, data)
     shuffle_key = jax.random.fold_in(shuffle_root, task)
     readout = schedules.readout_epoch(hp.schedule, program.epochs_per_task, program.transition_epochs)
     steps = program.steps_per_epoch
@@ -287,6 +292,8 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
     boundary_key = jax.random.fold_in(jax.random.fold_in(mitigation_key(hp.seed), task), program.steps_per_task)
     if static.shrink_perturb and static.shrink_perturb_at == "before":
         state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
+    if program.reset_optimizer:  # a fresh optimizer per task (the released text code's abrupt arm)
+        state = state.replace(opt_state=program.make_optimizer(hp.learning_rate).init(state.params))
 
     def epoch(carry, e):
         state, snapshot = carry  # snapshot: (params, batch statistics) at the readout epoch
@@ -306,17 +313,19 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
     (state, (snapshot, snapshot_stats)), (epoch_loss, epoch_acc) = jax.lax.scan(
         epoch, (state, (state.params, state.batch_stats)), epochs)
 
-    train_acc, train_loss = evaluate(program, snapshot, snapshot_stats, old, data.x_train, data.y_train)
-    if data.x_test is not None:
-        test_acc, test_loss = evaluate(program, snapshot, snapshot_stats, old, data.x_test, data.y_test)
+    train_acc, train_loss = evaluate(program, snapshot, snapshot_stats, old, data, "train")
+    if program.problem.num_examples(data, "test") > 0:
+        test_acc, test_loss = evaluate(program, snapshot, snapshot_stats, old, data, "test")
     else:
         test_acc = test_loss = jnp.float32(jnp.nan)
-    diag = (diagnose_readout(program, hp.seed, snapshot, state.readout_params, task, data)
+    diag = (diagnose_readout(program, hp.seed, snapshot, state.readout_params, task, data,
+                             snapshot_stats, state.readout_batch_stats)
             if diagnostics_enabled(program) else {})
     result = TaskMetrics(
         online_train_acc=epoch_acc[readout], online_train_loss=epoch_loss[readout],
         train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
-        finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag)
+        finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag,
+        readout=program.problem.readout(merge_model(program, snapshot, snapshot_stats), old, data))
     if static.shrink_perturb and static.shrink_perturb_at == "after":  # after the readout
         state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
     return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result

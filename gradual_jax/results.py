@@ -42,8 +42,9 @@ def samples_seen(task: int, readout_epoch: int, epochs_per_segment: int, num_tra
 
 
 def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[Lane], task: int,
-              metrics: Any, seen: Sequence[int]) -> list[dict[str, Any]]:
-    """Rows of one task: ``metrics`` holds host arrays shaped [lanes]."""
+              metrics: Any, seen: Sequence[int], scores: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of one task: ``metrics`` holds host arrays shaped [lanes]; ``scores`` more
+    per-lane columns computed on the host (the text tasks' BLEU-2)."""
     rows = []
     for i, lane in enumerate(lanes):
         row = {
@@ -58,7 +59,7 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
         for name in METRIC_COLUMNS:
             value = np.asarray(getattr(metrics, name))[i]
             row[name] = bool(value) if name == "finite" else float(value)
-        for name, values in metrics.diagnostics.items():
+        for name, values in {**(scores or {}), **metrics.diagnostics}.items():
             row[name] = float(np.asarray(values)[i])
         rows.append(row)
     return rows

@@ -1,10 +1,16 @@
-"""Task families: a task is a pure function of (lane key, task index).
+"""Task families and the problems the engine trains on.
 
-A family draws the task's parameters from a key (``sample``) and turns base examples
-into the task's examples (``inputs`` / ``labels``). Nothing is stored per task: task t
-of a lane is always ``sample(fold_in(task_key, t))``, so any task can be rebuilt from
-the lane's seed alone, and lanes with the same seed see the same task sequence (paired
-comparisons between schedules).
+A task is a pure function of (lane key, task index). An image family draws the task's
+parameters from a key (``sample``) and turns base examples into the task's examples
+(``inputs`` / ``labels``). Nothing is stored per task: task t of a lane is always
+``sample(fold_in(task_key, t))``, so any task can be rebuilt from the lane's seed alone,
+and lanes with the same seed see the same task sequence (paired comparisons between
+schedules).
+
+A :class:`Problem` is what the engine sees: it samples a task, builds a (mixed) minibatch,
+runs the model and scores its output. :class:`Classification` wraps an image family;
+:class:`gradual_jax.text.problem.Seq2Seq` is the text tasks' problem. The engine never looks
+inside a batch, so a new kind of task needs a new problem and nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from gradual_jax import metrics
 
 
 class TaskFamily(Protocol):
@@ -79,3 +90,109 @@ def get_family(name: str) -> TaskFamily:
     if name not in FAMILIES:
         raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
+
+# --------------------------------------------------------------------------- problems
+@struct.dataclass
+class Batch:
+    """One minibatch as the engine passes it around (it never looks inside)."""
+
+    inputs: Any  # the model's inputs (an array, or a tuple for encoder-decoders)
+    targets: jax.Array  # soft targets [..., C]: a schedule may mix two tasks' outputs
+    labels: jax.Array  # int32 [...]: the dominant target, for accuracy
+
+
+class Problem(Protocol):
+    """What the engine needs of a task family (all methods are traceable, ``split`` is static).
+
+    ``loss`` returns sums, ``(loss_sum, correct, count)``, over the counted positions of a
+    batch (examples for classification, target tokens for text), so the engine can average
+    over an epoch or a whole split without knowing which.
+    """
+
+    name: str
+
+    def num_examples(self, data: Any, split: str) -> int: ...
+
+    def sample(self, key: jax.Array, task: jax.Array, data: Any) -> Any: ...
+
+    def batch(self, data: Any, old: Any, new: Any, index: jax.Array, mix: Any) -> Batch: ...
+
+    def examples(self, data: Any, task: Any, index: jax.Array, split: str) -> Batch: ...
+
+    def forward(self, model: Any, inputs: Any, *, train: bool, mask: jax.Array | None,
+                with_features: bool) -> tuple[jax.Array, list[jax.Array] | None]: ...
+
+    def features(self, model: Any, inputs: Any) -> list[jax.Array]: ...
+
+    def loss(self, logits: jax.Array, batch: Batch, valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]: ...
+
+    def readout(self, model: Any, task: Any, data: Any) -> dict[str, jax.Array]: ...
+
+    def host_metrics(self, readout: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """An image family as a problem: soft-target cross-entropy over ``num_classes``.
+
+    Models take ``model(x, train=, mask=)``; ReDo and continual backprop read their unit
+    features from ``model.logits_and_unit_features`` (the same forward pass), diagnostics
+    from ``model.features``.
+    """
+
+    family: TaskFamily
+    num_classes: int
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    def num_examples(self, data, split):
+        x = data.x_train if split == "train" else data.x_test
+        return 0 if x is None else int(x.shape[0])
+
+    def sample(self, key, task, data):
+        return self.family.sample(jax.random.fold_in(key, task), data.y_train, data.x_train[0].size)
+
+    def batch(self, data, old, new, index, mix):
+        """The examples at ``index`` under a mixing of tasks ``old`` and ``new``."""
+        family = self.family
+        x_base, y_base = data.x_train[index], data.y_train[index]
+        x_old = family.inputs(old, x_base)
+        if family.changes_inputs:
+            x_new = family.inputs(new, x_base)
+            a = mix.input_new.reshape((-1,) + (1,) * (x_base.ndim - 1))
+            x = (1.0 - a) * x_old + a * x_new
+        else:
+            x = x_old
+        y_old = family.labels(old, index, y_base)
+        y_new = family.labels(new, index, y_base) if family.changes_labels else y_old
+        target = metrics.mixed_targets(y_old, y_new, mix, self.num_classes)
+        hard = jnp.where(mix.target_new > mix.target_old, y_new, y_old)
+        return Batch(inputs=x, targets=target, labels=hard)
+
+    def examples(self, data, task, index, split):
+        x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+        labels = self.family.labels(task, index, y[index])
+        return Batch(inputs=self.family.inputs(task, x[index]), targets=jax.nn.one_hot(labels, self.num_classes),
+                     labels=labels)
+
+    def forward(self, model, inputs, *, train, mask, with_features):
+        if with_features:
+            return model.logits_and_unit_features(inputs, train=train, mask=mask)
+        return model(inputs, train=train, mask=mask), None
+
+    def features(self, model, inputs):
+        return model.features(inputs, train=False)
+
+    def loss(self, logits, batch, valid):
+        ce = optax.softmax_cross_entropy(logits.astype(jnp.float32), batch.targets)
+        correct = ((jnp.argmax(logits, -1) == batch.labels) & valid).sum()
+        return jnp.where(valid, ce, 0.0).sum(), correct.astype(jnp.float32), valid.sum().astype(jnp.float32)
+
+    def readout(self, model, task, data):
+        return {}
+
+    def host_metrics(self, readout):
+        return {}

@@ -104,8 +104,7 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
     p = cfg.protocol
     return engine.Program(
         model_factory=model_factory,
-        family=tasks.get_family(cfg.task.family),
-        num_classes=classes,
+        problem=tasks.Classification(tasks.get_family(cfg.task.family), classes),
         num_train=int(prepared.task_data.x_train.shape[0]),
         epochs_per_task=p.epochs_per_task,
         transition_epochs=round(p.transition_ratio * p.epochs_per_task),
@@ -246,13 +245,14 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                 states[c] = jax.device_get(state) if offload else state
                 chunk_metrics.append(sharding.to_host(m))
             task_metrics = layout.join(chunk_metrics)
+            scores = program.problem.host_metrics(task_metrics.readout)  # e.g. BLEU of the decoded ids
             seen = [results.samples_seen(task, r, program.epochs_per_segment, program.num_train)
                     for r in readouts]
-            rows += results.task_rows(cfg, prepared.dataset, lanes, task, task_metrics, seen)
+            rows += results.task_rows(cfg, prepared.dataset, lanes, task, task_metrics, seen, scores)
             if out is not None and main_process:
                 results.write_table(out / results.RESULTS_FILE, rows)
             if snapshots is not None and (task + 1) % cfg.run.snapshot_every == 0:
-                snapshots.save(task, [s.readout_params for s in states], {"task": task})
+                snapshots.save(task, [(s.readout_params, s.readout_batch_stats) for s in states], {"task": task})
             if saver is not None and ((task + 1) % cfg.run.checkpoint_every == 0 or task + 1 == cfg.task.num_tasks):
                 saver.save(task + 1, states, {"config": config_lib.to_dict(cfg), "rows": rows})
             done = task + 1 - start_task

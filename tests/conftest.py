@@ -36,7 +36,7 @@ def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_c
     def factory(rngs):
         return MLP(num_features, hidden, num_classes, rngs=rngs)
 
-    return engine.Program(model_factory=factory, family=tasks.get_family(family), num_classes=num_classes,
+    return engine.Program(model_factory=factory, problem=tasks.Classification(tasks.get_family(family), num_classes),
                           num_train=num_train, epochs_per_task=epochs_per_task,
                           transition_epochs=transition_epochs, batch_size=batch_size,
                           eval_batch_size=eval_batch_size, make_optimizer=make_optimizer, **extra)

@@ -58,10 +58,10 @@ def test_lanes_keep_separate_batch_statistics_and_equal_lanes_alone():
 def test_readout_is_evaluated_with_the_readout_running_statistics():
     program, data = resnet_setup()
     state, history = run(program, data, [Lane(0, "output_interp", 0.5, 1e-3)])
-    family_task = program.family.sample(engine.task_key(jnp.int32(0), 0), data.y_train, 64)
+    family_task = engine.sample_task(program, jnp.int32(0), 0, data)
     params = jax.tree.map(lambda a: a[0], state.readout_params)
     stats = jax.tree.map(lambda a: a[0], state.readout_batch_stats)
-    acc, loss = engine.evaluate(program, params, stats, family_task, data.x_train, data.y_train)
+    acc, loss = engine.evaluate(program, params, stats, family_task, data, "train")
     np.testing.assert_allclose(history[0].train_acc[0], acc, rtol=1e-6)
     np.testing.assert_allclose(history[0].train_loss[0], loss, rtol=1e-5)
     # the gradual lane is read after its pure phase: its readout statistics differ from the end of the task

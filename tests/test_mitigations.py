@@ -331,7 +331,7 @@ def _train_step(graphdef, tx, static, params, opt_state, mstate, init_params, x,
                 mitigate=True):
     """A training step as the engine is to run it (or a plain one with ``mitigate=False``)."""
     def loss_fn(p):
-        logits, features = mit.logits_and_features(nnx.merge(graphdef, p), x)
+        logits, features = nnx.merge(graphdef, p).logits_and_unit_features(x)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         if not mitigate:
             return loss, (features, mstate)

@@ -124,7 +124,7 @@ def test_input_interpolation_endpoints():
     data = tiny_data()
     family = tasks.get_family("permuted_pixels")
     seed = jnp.int32(3)
-    sample = lambda t: family.sample(engine.task_key(seed, t), data.y_train, 12)  # noqa: E731
+    sample = lambda t: engine.sample_task(program, seed, t, data)  # noqa: E731
     old, new = sample(5), sample(6)
     index = jnp.arange(10)
     x_t = np.asarray(family.inputs(old, data.x_train[index]))
@@ -136,7 +136,7 @@ def test_input_interpolation_endpoints():
     def batch_at(step):
         mix = schedules.batch_mix(jnp.int32(INPUT_INTERP), jnp.float32(0.25), jnp.int32(step), pure,
                                   transition, jnp.int32(10), 10)
-        return np.asarray(engine.make_batch(program, data, old, new, index, mix)[0])
+        return np.asarray(engine.make_batch(program, data, old, new, index, mix).inputs)
 
     np.testing.assert_array_equal(batch_at(pure), x_t)  # first transition stage, α = 0
     last_stage = batch_at(pure + transition - 1)  # α = 1 - Δ = 0.75
@@ -144,7 +144,7 @@ def test_input_interpolation_endpoints():
     # The next segment's pure phase is task t+1 itself: its "old" task is this segment's "new".
     np.testing.assert_array_equal(np.asarray(sample(6)), np.asarray(new))
     mix_one = schedules.Mix(*(jnp.full(10, v, jnp.float32) for v in (1.0, 1.0, 0.0, 0.0)))
-    np.testing.assert_array_equal(np.asarray(engine.make_batch(program, data, old, new, index, mix_one)[0]),
+    np.testing.assert_array_equal(np.asarray(engine.make_batch(program, data, old, new, index, mix_one).inputs),
                                   x_next)
 
 

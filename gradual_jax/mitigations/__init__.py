@@ -21,7 +21,6 @@ from gradual_jax.mitigations.api import (
     at_task_boundary,
     check_lanes,
     init_state,
-    logits_and_features,
     loss_terms,
     preset,
 )
@@ -77,7 +76,6 @@ __all__ = [
     "l2",
     "l2_init",
     "layer_scores",
-    "logits_and_features",
     "loss_terms",
     "mlp_unit_layers",
     "normal_fan_in",

@@ -189,7 +189,7 @@ def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] 
     optimizer update of step ``step`` (0-based, counted over the lane's whole run, not per task).
 
     ``features``: post-activation features of the step's forward pass, one array per unit layer
-    (``MLP.features(x)``; see :func:`logits_and_features`); ``valid``: the batch's mask of real
+    (``model.logits_and_unit_features``: the step's own forward pass); ``valid``: the batch's mask of real
     rows. ``optimizer``: the lane's optimizer (used only to locate Adam's moments).
     Returns ``(params, opt_state, mstate)``; with every strength off they are the inputs bit
     for bit (apart from CBP's ages/utilities, which always advance).
@@ -241,14 +241,6 @@ def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: Mit
     if not static.shrink_perturb:
         return params
     return shrink_perturb(params, key, mhp.sp_shrink, mhp.sp_noise)
-
-
-def logits_and_features(model, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
-    """One forward pass giving both the logits and the post-activation features of an MLP or
-    CReLU MLP (``model.features`` then ``model.head``): the features ReDo and CBP need come
-    for free from the training step's own forward pass."""
-    features = model.features(x)
-    return model.head(features[-1]), features
 
 
 def check_lanes(static: MitigationConfig, mhp: MitigationHParams) -> None:

@@ -66,5 +66,10 @@ class CReLUMLP(nnx.Module):
             out.append(h)
         return out
 
+    def logits_and_unit_features(self, x: jax.Array, train: bool = False,
+                                 mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
+        features = self.features(x)
+        return self.head(features[-1]), features
+
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         return self.head(self.features(x)[-1])

@@ -51,6 +51,13 @@ class MLP(nnx.Module):
             out.append(h)
         return out
 
+    def logits_and_unit_features(self, x: jax.Array, train: bool = False,
+                                 mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
+        """Logits and the hidden features from one forward pass (what ReDo and continual
+        backprop read during a training step)."""
+        features = self.features(x)
+        return self.head(features[-1]), features
+
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         h = x.reshape(x.shape[0], -1)
         for linear, norm in zip(self.hidden, self.norms):

@@ -273,6 +273,18 @@ class ResNet18(nnx.Module):
         The last one is the head's input (the globally pooled layer4 output)."""
         return [_global_pool(h) for h in self.feature_maps(x, train, mask)]
 
+    def logits_and_unit_features(self, x: jax.Array, train: bool,
+                                 mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
+        """Logits and every block's inner map ``layerI.J.relu1`` [N, H, W, C] from one forward
+        pass: the units of ReDo and continual backprop (``mitigations.resnet_unit_layers``, a
+        unit = a conv1 filter, its activity averaged over the batch and space)."""
+        _, h = self._stem(x, train, mask)
+        inner_maps = []
+        for _, block in self.blocks:
+            inner, h = block.activations(h, train, mask)
+            inner_maps.append(inner)
+        return self.fc(_global_pool(h)), inner_maps
+
     def __call__(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> jax.Array:
         _, h = self._stem(x, train, mask)
         for _, block in self.blocks:
