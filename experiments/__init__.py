@@ -20,7 +20,9 @@ from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
 MODULES = {
     "fig1-mnist": "fig1_mnist",
     "fig1-cifar": "fig1_cifar",
+    "fig2-seq2seq": "fig2_seq2seq",
     "fig3-emnist": "fig3_emnist",
+    "fig4-cipher": "fig4_cipher",
     "fig5-granularity": "fig5_granularity",
     "fig6-diagnostics": "fig6_diagnostics",
     "theory": "theory",

@@ -50,11 +50,5 @@ def cpu() -> ExperimentConfig:
     )
 
 
-def _baselines(cfg: ExperimentConfig) -> ExperimentConfig:
-    cfg = baselines(cfg)  # ReDo and continual backprop are not wired for ResNet-18 yet
-    methods = tuple(m for m in cfg.sweep.methods if m not in ("redo", "cbp"))
-    return dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, methods=methods))
-
-
-PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: _baselines(paper()),
-           "cpu-baselines": lambda: _baselines(cpu())}
+PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),
+           "cpu-baselines": lambda: baselines(cpu())}

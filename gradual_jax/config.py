@@ -22,10 +22,15 @@ from typing import Any
 from gradual_jax import schedules
 from gradual_jax.data import DATASETS, NUM_CLASSES
 from gradual_jax.data import SOURCES as DATA_SOURCES
-FAMILIES = ("random_labels", "permuted_pixels")
-MODELS = ("mlp", "crelu_mlp", "resnet18")
+IMAGE_FAMILIES = ("random_labels", "permuted_pixels")
+TEXT_FAMILIES = ("random_seq2seq", "bigram_cipher")
+FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
+MODELS = ("mlp", "crelu_mlp", "resnet18", "t5")
 OPTIMIZERS = ("adam", "adamw")
-METRICS = ("online_train_acc", "train_acc", "test_acc")
+METRICS = ("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
+           "test_bleu2_greedy")
+TEXT_SCHEDULES = {"random_seq2seq": ("abrupt", "task_sampling"),
+                  "bigram_cipher": ("abrupt", "task_sampling", "output_interp", "output_mix")}
 ON_NONFINITE = ("warn", "stop")
 METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
 
@@ -49,8 +54,26 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-    family: str = "random_labels"  # random_labels | permuted_pixels
+    family: str = "random_labels"  # random_labels | permuted_pixels | random_seq2seq | bigram_cipher
     num_tasks: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """The text tasks (task.family random_seq2seq / bigram_cipher), generated per task on the
+    device; defaults are PAPER.md's Random Seq2Seq. ``data.*`` is not used by them."""
+
+    num_train: int = 5120  # pairs per task (Bigram Cipher: 1,280)
+    num_test: int = 512  # bigram_cipher: held-out pairs under the same π
+    input_words: int = 50  # words per input (Bigram Cipher: 10, and as many in the target)
+    target_words: int = 5  # random_seq2seq: words per target
+    word_len: int = 5  # letters per word
+    max_input_len: int = 128  # input tokens, eos included (longer inputs are cut)
+    test_from_train: bool = False  # bigram_cipher: the released code's "test" set = the first num_test train pairs
+    mask_pad: bool = True  # leave pad target tokens out of the loss (the released code counted them)
+    bleu_examples: int = 256  # pairs of each split decoded for BLEU-2 at every readout
+    beam_size: int = 5  # beam search width for BLEU-2 (1: greedy)
+    greedy_bleu: bool = True  # also report BLEU-2 of greedy decoding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +93,11 @@ class ModelConfig:
     cifar_stem: bool = False  # resnet18: 3×3 stride-1 stem without max-pool (default: ImageNet stem)
     init: str = "torch"  # resnet18: torch (PyTorch layer defaults) or torchvision (kaiming-normal convs)
     compute_dtype: str = "float32"  # resnet18: bfloat16 computes convolutions in bf16, parameters stay f32
+    d_model: int = 256  # t5 (PAPER.md's customised T5-small)
+    num_heads: int = 4  # t5
+    d_kv: int = 64  # t5: per head
+    d_ff: int = 2048  # t5
+    num_layers: int = 1  # t5: encoder layers, and as many decoder layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +109,7 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0  # adamw only
+    reset_each_task: bool = False  # a fresh optimizer state at the start of every task (both arms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +184,7 @@ class ExperimentConfig:
     metric: str = "train_acc"  # the column the paper's figure plots
     data: DataConfig = DataConfig()
     task: TaskConfig = TaskConfig()
+    text: TextConfig = TextConfig()
     protocol: ProtocolConfig = ProtocolConfig()
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
@@ -321,6 +351,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
     _choice("task.family", t.family, FAMILIES)
     _positive_int("task.num_tasks", t.num_tasks)
+    text = t.family in TEXT_FAMILIES
     _positive_int("protocol.epochs_per_task", p.epochs_per_task)
     _positive_int("protocol.batch_size", p.batch_size)
     k = p.transition_ratio
@@ -329,23 +360,23 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if abs(k * p.epochs_per_task - round(k * p.epochs_per_task)) > 1e-9:
         raise ConfigError(f"protocol.transition_ratio (k)={k}: k·E = {k * p.epochs_per_task} must be a "
                           f"whole number of epochs (E = protocol.epochs_per_task = {p.epochs_per_task})")
-    num_train = d.train_per_class * NUM_CLASSES[d.dataset]
-    if p.batch_size > num_train:
-        raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
-                          f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
+    if text:
+        _validate_text(config)
+    else:
+        num_train = d.train_per_class * NUM_CLASSES[d.dataset]
+        if p.batch_size > num_train:
+            raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                              f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
     _choice("model.name", m.name, MODELS)
+    if text != (m.name == "t5"):
+        raise ConfigError(f"model.name={m.name!r} does not fit task.family={t.family!r}: the text families "
+                          f"({', '.join(TEXT_FAMILIES)}) need model.name=t5, which needs one of them")
     _choice("model.init", m.init, ("torch", "torchvision"))
     _choice("model.compute_dtype", m.compute_dtype, ("float32", "bfloat16"))
     if not m.width_multiplier > 0:
         raise ConfigError(f"model.width_multiplier={m.width_multiplier}: expected a number > 0")
-    if m.name == "resnet18":
-        if config.diagnostics.enabled:
-            raise ConfigError("diagnostics are not implemented for model.name=resnet18 yet (they need its batch "
-                              "statistics); set diagnostics.enabled=false")
-        unit_methods = sorted({"redo", "cbp"} & set(config.sweep.methods))
-        if unit_methods:
-            raise ConfigError(f"sweep.methods: {', '.join(unit_methods)} are not wired for model.name=resnet18 yet; "
-                              "choose among none, l2, l2_init, shrink_perturb, spectral")
+    for name in ("d_model", "num_heads", "d_kv", "d_ff", "num_layers"):
+        _positive_int(f"model.{name}", getattr(m, name))
     for width in m.hidden_sizes:
         _positive_int("model.hidden_sizes", width)
     _choice("optim.name", o.name, OPTIMIZERS)
@@ -373,8 +404,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"sweep.learning_rates: {lr} is not a positive number")
     _choice("metric", config.metric, METRICS)
-    if config.metric == "test_acc" and d.test_per_class == 0:
-        raise ConfigError("metric=test_acc needs a test split: set data.test_per_class >= 1")
+    if "bleu" in config.metric and not text:
+        raise ConfigError(f"metric={config.metric} is a text metric; task.family={t.family!r} is not a text family")
+    if config.metric.startswith("test_"):
+        if text and t.family != "bigram_cipher":
+            raise ConfigError(f"metric={config.metric} needs a test split; task.family={t.family} has none "
+                              "(bigram_cipher has one)")
+        if not text and d.test_per_class == 0:
+            raise ConfigError(f"metric={config.metric} needs a test split: set data.test_per_class >= 1")
     _positive_int("run.eval_batch_size", r.eval_batch_size)
     _choice("run.on_nonfinite", r.on_nonfinite, ON_NONFINITE)
     if r.checkpoint_every < 0:
@@ -391,6 +428,30 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if r.lanes_per_chunk < 0:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     return config
+
+
+def _validate_text(config: ExperimentConfig) -> None:
+    x, t, p = config.text, config.task, config.protocol
+    for name in ("num_train", "num_test", "input_words", "target_words", "word_len", "bleu_examples", "beam_size"):
+        _positive_int(f"text.{name}", getattr(x, name))
+    if not isinstance(x.max_input_len, int) or x.max_input_len < 2:
+        raise ConfigError(f"text.max_input_len={x.max_input_len!r}: expected an integer >= 2 (a token and eos)")
+    if p.batch_size > x.num_train:
+        raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                          f"(text.num_train={x.num_train} pairs)")
+    allowed = TEXT_SCHEDULES[t.family]
+    for name in config.sweep.schedules:
+        if name not in allowed:
+            why = ("; output interpolation needs task t+1's target for task t's inputs, which only the cipher has"
+                   if name.startswith("output") else "")
+            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
+                              f"choose among {', '.join(allowed)}{why}")
+    natural = x.input_words * (x.word_len + 1)
+    if any(name.startswith("output") for name in config.sweep.schedules) and x.max_input_len < natural:
+        raise ConfigError(f"sweep.schedules: output interpolation on the cipher needs whole inputs; raise "
+                          f"text.max_input_len={x.max_input_len} to {natural}")
+    if x.test_from_train and x.num_test > x.num_train:
+        raise ConfigError(f"text.test_from_train needs text.num_test ({x.num_test}) <= text.num_train ({x.num_train})")
 
 
 # Keys that may differ when a run resumes: where the data lives, how long the run is,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradual_jax import schedules
 from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.engine import LaneHParams
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams, normal_fan_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +63,16 @@ def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "
     """The static part: every method some lane uses is compiled into the one program.
 
     For ResNet-18 (PAPER.md): L2 on kernels only (ndim > 1), spectral without the bias term
-    and without the normalisation layers."""
+    and without the normalisation layers. For the T5: ReDo scores are the raw mean activation
+    (the released code's absolute threshold), redrawn FFN weights follow T5's N(0, 1/fan_in),
+    and there are no biases for the spectral term. The unit layers of ReDo and continual
+    backprop are the model's (``train.build_program`` fills them in from its parameters)."""
     used = {lane.method for lane in lanes}
-    resnet = model == "resnet18"
+    resnet, t5 = model == "resnet18", model == "t5"
     return MitigationConfig(
+        **({"redo_normalize": False, "init_fn": normal_fan_in} if t5 else {}),
         l2="l2" in used, l2_kernels_only=resnet, l2_init="l2_init" in used, spectral="spectral" in used,
-        spectral_target=m.spectral_target, spectral_bias_l2=not resnet,
+        spectral_target=m.spectral_target, spectral_bias_l2=not (resnet or t5),
         **({"spectral_exclude": ("norm", "bn")} if resnet else {}),
         shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
         redo_every=m.redo_every if "redo" in used else 0, redo_after=m.redo_after, cbp="cbp" in used)

@@ -22,13 +22,16 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
-from gradual_jax import checkpoint, engine, plotting, results, schedules, sharding, sweep, tasks
+from gradual_jax import checkpoint, engine, mitigations, plotting, results, schedules, sharding, sweep, tasks
+from gradual_jax import text as text_lib
 from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.mitigations import CReLUMLP
 from gradual_jax.models import MLP
 from gradual_jax.models.resnet import ResNet18
+from gradual_jax.models.t5 import T5, T5Config
+from gradual_jax.text.problem import Seq2Seq
 
 
 class NonFiniteError(RuntimeError):
@@ -48,7 +51,11 @@ class PreparedData:
 
 
 def prepare_data(cfg: ExperimentConfig) -> PreparedData:
-    """Load the images, take the fixed balanced subsets, normalise, put them on the device."""
+    """Load the images, take the fixed balanced subsets, normalise, put them on the device.
+    The text tasks need no data: each task is generated on the device from the lane's key."""
+    if cfg.task.family in config_lib.TEXT_FAMILIES:
+        return PreparedData(task_data=engine.TaskData(), dataset=f"{cfg.task.family} (generated)",
+                            num_classes=text_lib.tokenizer.VOCAB_SIZE, input_shape=())
     d = cfg.data
     splits = data_lib.load_images(d.dataset, data_dir=d.data_dir, source=d.source, download=d.download)
     train_idx = _subset(splits.y_train, d.train_per_class, d.subset_seed, "data.train_per_class")
@@ -86,6 +93,28 @@ def make_optimizer_factory(cfg: ExperimentConfig) -> Callable[[Any], optax.Gradi
     return make
 
 
+def text_spec(cfg: ExperimentConfig) -> text_lib.RandomSeq2SeqSpec | text_lib.BigramCipherSpec:
+    x = cfg.text
+    if cfg.task.family == "random_seq2seq":
+        return text_lib.RandomSeq2SeqSpec(num_pairs=x.num_train, input_words=x.input_words,
+                                          target_words=x.target_words, word_len=x.word_len,
+                                          max_input_len=x.max_input_len)
+    return text_lib.BigramCipherSpec(num_train=x.num_train, num_test=x.num_test, num_words=x.input_words,
+                                     word_len=x.word_len, max_input_len=x.max_input_len,
+                                     test_from_train=x.test_from_train)
+
+
+def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> tasks.Problem:
+    if cfg.task.family in config_lib.TEXT_FAMILIES:
+        x = cfg.text
+        return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,
+                       greedy_bleu=x.greedy_bleu, decode_batch_size=cfg.run.eval_batch_size)
+    return tasks.Classification(tasks.get_family(cfg.task.family), prepared.num_classes)
+
+
+UNIT_LAYERS = {"resnet18": mitigations.resnet_unit_layers, "t5": mitigations.t5_unit_layers}
+
+
 def build_program(cfg: ExperimentConfig, prepared: PreparedData,
                   lanes: list[sweep.Lane] | None = None) -> engine.Program:
     in_features = int(np.prod(prepared.input_shape))
@@ -94,6 +123,9 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
     m = cfg.model
 
     def model_factory(rngs: nnx.Rngs) -> nnx.Module:
+        if m.name == "t5":
+            return T5(T5Config(d_model=m.d_model, num_heads=m.num_heads, d_kv=m.d_kv, d_ff=m.d_ff,
+                               num_encoder_layers=m.num_layers, num_decoder_layers=m.num_layers), rngs=rngs)
         if m.name == "resnet18":
             return ResNet18(classes, in_channels=prepared.input_shape[-1], width_multiplier=m.width_multiplier,
                             cifar_stem=m.cifar_stem, init=m.init,
@@ -102,18 +134,24 @@ def build_program(cfg: ExperimentConfig, prepared: PreparedData,
         return model_class(in_features, hidden, classes, rngs=rngs)
 
     p = cfg.protocol
+    problem = make_problem(cfg, prepared)
+    structure = sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
+                                           cfg.mitigations, model=m.name)
+    if structure.needs_features and m.name in UNIT_LAYERS:
+        abstract = nnx.state(nnx.eval_shape(lambda: model_factory(nnx.Rngs(0))), nnx.Param)
+        structure = dataclasses.replace(structure, unit_layers=UNIT_LAYERS[m.name](abstract))
     return engine.Program(
         model_factory=model_factory,
-        problem=tasks.Classification(tasks.get_family(cfg.task.family), classes),
-        num_train=int(prepared.task_data.x_train.shape[0]),
+        problem=problem,
+        num_train=problem.num_examples(prepared.task_data, "train"),
         epochs_per_task=p.epochs_per_task,
         transition_epochs=round(p.transition_ratio * p.epochs_per_task),
         batch_size=p.batch_size,
         eval_batch_size=cfg.run.eval_batch_size,
         make_optimizer=make_optimizer_factory(cfg),
         diagnostics=cfg.diagnostics if cfg.diagnostics.enabled else None,
-        mitigation=sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
-                                              cfg.mitigations, model=cfg.model.name),
+        mitigation=structure,
+        reset_optimizer=cfg.optim.reset_each_task,
     )
 
 

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import experiments
-from gradual_jax import cli, engine
-from gradual_jax.config import ConfigError, apply_overrides, validate
+from flax import nnx
+
+from gradual_jax import cli, engine, mitigations
+from gradual_jax.config import DiagnosticsConfig
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models.resnet import ResNet18
 from gradual_jax.sweep import Lane, to_hparams
 from tests.conftest import tiny_program
@@ -69,11 +72,62 @@ def test_readout_is_evaluated_with_the_readout_running_statistics():
                                                     jax.tree.leaves(state.batch_stats)))
 
 
-@pytest.mark.parametrize("override,field", [("diagnostics.enabled=true", "diagnostics"),
-                                            ("sweep.methods=none,redo", "sweep.methods")])
-def test_resnet_limits_are_clear_errors(override, field):
-    with pytest.raises(ConfigError, match=field):
-        validate(apply_overrides(experiments.get_config("fig1-cifar", "cpu"), [override]))
+def resnet_unit_program(**mitigation):
+    program, data = resnet_setup()
+    abstract = nnx.state(nnx.eval_shape(lambda: program.model_factory(nnx.Rngs(0))), nnx.Param)
+    static = MitigationConfig(unit_layers=mitigations.resnet_unit_layers(abstract), **mitigation)
+    return dataclasses.replace(program, mitigation=static), data
+
+
+def test_redo_resets_resnet_filters_and_leaves_other_lanes_alone():
+    """Everything is dormant under a huge threshold: every step resets the capped half of each
+    block's conv1 filters, so after the last step those filters' outgoing conv2 channels are 0."""
+    program, data = resnet_unit_program(redo_every=1)
+    on = MitigationHParams.create(redo_threshold=1e9, redo_max_fraction=0.5)
+    hp = to_hparams([Lane(0, "abrupt", None, 1e-3), Lane(0, "abrupt", None, 1e-3)])
+    hp = hp.replace(mitigation=MitigationHParams.stack([MitigationHParams.create(), on]))
+    state, m = jax.device_get(engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), data, jnp.int32(0)))
+    assert m.finite.all()
+    layers = program.mitigation.unit_layers
+    resets = np.asarray(state.mitigation.redo_resets)
+    assert (resets[0] == 0).all()
+    leaves = mitigations._paths.leaf_dict(state.params)
+    for j, layer in enumerate(layers):
+        units = leaves[layer.kernel].shape[-1]
+        assert resets[1, j] == program.steps_per_task * (units // 2)
+        out = np.asarray(leaves[layer.out_kernel][1])  # [3, 3, units, C]
+        zero_channels = np.all(out == 0, axis=(0, 1, 3)).sum()
+        assert zero_channels >= units // 2
+        assert not np.all(np.asarray(leaves[layer.out_kernel][0]) == 0, axis=(0, 1, 3)).any()
+
+
+def test_continual_backprop_replaces_resnet_filters():
+    program, data = resnet_unit_program(cbp=True)
+    hp = to_hparams([Lane(0, "abrupt", None, 1e-3)])
+    hp = hp.replace(mitigation=MitigationHParams.stack(
+        [MitigationHParams.create(cbp_rate=0.5, cbp_maturity=0.0, cbp_decay=0.9)]))
+    state, m = jax.device_get(engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), data, jnp.int32(0)))
+    assert m.finite.all() and (np.asarray(state.mitigation.cbp_replacements) > 0).all()
+
+
+def test_resnet_diagnostics_use_the_readout_running_statistics():
+    program, data = resnet_setup()
+    program = dataclasses.replace(program, diagnostics=DiagnosticsConfig(probe_size=12, hessian=False))
+    state, history = run(program, data, [Lane(0, "abrupt", None, 1e-3)])
+    params = jax.tree.map(lambda a: a[0], state.readout_params)
+    stats = jax.tree.map(lambda a: a[0], state.readout_batch_stats)
+    index = engine.probe_indices(program)
+    task = engine.sample_task(program, jnp.int32(0), 0, data)
+    model = nnx.merge(program.graphdef, params, stats)
+    features = [np.asarray(h) for h in model.features(data.x_train[index], train=False)]
+    dormant = sum((np.mean(h > 0, axis=0) <= 0).sum() for h in features) / sum(h.shape[1] for h in features)
+    np.testing.assert_allclose(history[0].diagnostics["dormant_fraction_tau0"][0], dormant)
+    logits = np.asarray(model(data.x_train[index], train=False), np.float64)
+    labels = np.asarray(task)[np.asarray(index)]
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    np.testing.assert_allclose(history[0].diagnostics["probe_loss"][0], -log_p[np.arange(12), labels].mean(),
+                               rtol=1e-4)
 
 
 def test_cifar_presets():
@@ -83,7 +137,7 @@ def test_cifar_presets():
     assert (paper.optim.name, paper.optim.weight_decay, paper.sweep.learning_rates) == ("adamw", 0.0, (1e-4,))
     assert paper.mitigations.l2 == 1e-5 and paper.mitigations.shrink_perturb_at == "before"
     assert set(experiments.get_config("fig1-cifar", "cpu-baselines").sweep.methods) == {
-        "none", "l2", "l2_init", "shrink_perturb", "spectral"}
+        "none", "l2", "l2_init", "shrink_perturb", "spectral", "redo", "cbp"}
 
 
 @needs_mnist

@@ -91,6 +91,15 @@ def sigma_estimate(w: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
     return u @ (as_matrix(w) @ v)
 
 
+@jax.custom_batching.sequential_vmap
+def _top_singular_triplet(m: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(u₁, σ₁, v₁)`` of ``m`` by SVD. Under ``vmap`` the SVDs run one lane at a time: with
+    jaxlib 0.10.2 on CPU, a program holding ~18 or more *batched* SVDs (or eigh) never
+    finishes executing (the T5's 19 matrices × 2 lanes hang; one lane at a time does not)."""
+    uu, s, vt = jnp.linalg.svd(m, full_matrices=False)
+    return uu[:, 0], s[0], vt[0]
+
+
 def spectral_init(params, *, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                   key: jax.Array | None = None) -> tuple[SpectralVectors, ...]:
     """Power-iteration state for every weight matrix, with ``sigma0`` = its exact σ_max (SVD).
@@ -102,14 +111,12 @@ def spectral_init(params, *, exclude: Sequence[str] = DEFAULT_EXCLUDE,
     out = []
     for i, (_, w) in enumerate(spectral_matrices(params, exclude)):
         m = as_matrix(w)
-        uu, s, vt = jnp.linalg.svd(m, full_matrices=False)
-        if key is None:
-            u, v = uu[:, 0], vt[0]
-        else:
+        u, sigma0, v = _top_singular_triplet(m)
+        if key is not None:
             ku, kv = jax.random.split(jax.random.fold_in(key, i))
             u = _normalize(jax.random.normal(ku, (m.shape[0],), m.dtype))
             v = _normalize(jax.random.normal(kv, (m.shape[1],), m.dtype))
-        out.append(SpectralVectors(u=u, v=v, sigma0=s[0]))
+        out.append(SpectralVectors(u=u, v=v, sigma0=sigma0))
     return tuple(out)
 
 

@@ -242,11 +242,17 @@ class T5(nnx.Module):
     def __call__(self, inputs, decoder_inputs):
         return self.decode(self.encode(inputs), self.padding_mask(inputs), decoder_inputs)
 
+    def logits_and_unit_features(self, inputs, decoder_inputs) -> tuple[jax.Array, list[jax.Array]]:
+        """Logits and the post-ReLU FFN activations ``[B, L, d_ff]`` of every encoder then decoder
+        layer, from one forward pass (the units of ReDo and continual backprop:
+        ``mitigations.t5_unit_layers``)."""
+        encoded, enc_acts = self._encode(inputs)
+        logits, dec_acts = self._decode(encoded, self.padding_mask(inputs), decoder_inputs)
+        return logits, enc_acts + dec_acts
+
     def ffn_activations(self, inputs, decoder_inputs) -> list[jax.Array]:
         """Post-ReLU FFN activations of every encoder then decoder layer (for dormancy / ReDo)."""
-        encoded, enc_acts = self._encode(inputs)
-        _, dec_acts = self._decode(encoded, self.padding_mask(inputs), decoder_inputs)
-        return enc_acts + dec_acts
+        return self.logits_and_unit_features(inputs, decoder_inputs)[1]
 
 
 def shift_right(targets: jax.Array, start_id: int = tok.BOS) -> jax.Array:

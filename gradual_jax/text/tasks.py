@@ -83,6 +83,7 @@ class TextTask:
     train_targets: jax.Array  # [P, L_out]
     test_inputs: jax.Array | None = None  # [Q, L_in]
     test_targets: jax.Array | None = None  # [Q, L_out]
+    cipher_perm: jax.Array | None = None  # Bigram Cipher: the task's secret π [26]
 
 
 def text_length(words: int, word_len: int) -> int:
@@ -157,7 +158,24 @@ def bigram_cipher(key: jax.Array, task, spec: BigramCipherSpec = BigramCipherSpe
         test_x, test_y = train_x[: spec.num_test], train_y[: spec.num_test]
     else:
         test_x, test_y = _cipher_pairs(perm, jax.random.fold_in(k, TEST_STREAM), spec.num_test, spec)
-    return TextTask(train_x, train_y, test_x, test_y)
+    return TextTask(train_x, train_y, test_x, test_y, cipher_perm=perm)
+
+
+def input_letter_positions(spec: BigramCipherSpec) -> jax.Array:
+    """Positions of the letters (not the spaces) in a cipher input's tokens (static)."""
+    stride = spec.word_len + 1
+    return jnp.asarray([w * stride + i for w in range(spec.num_words) for i in range(spec.word_len)], jnp.int32)
+
+
+def encipher_inputs(spec: BigramCipherSpec, perm: jax.Array, inputs: jax.Array) -> jax.Array:
+    """The targets that the cipher ``perm`` gives input tokens ``[..., L_in]`` (inputs must not be
+    truncated: ``spec.max_input_len`` ≥ their natural length). With a task's own π this rebuilds
+    its targets; with the next task's π it is what output interpolation mixes in."""
+    if spec.input_len < text_length(spec.num_words, spec.word_len):
+        raise ValueError("encipher_inputs needs untruncated inputs (raise max_input_len)")
+    letters = inputs[..., input_letter_positions(spec)] - tok.LETTER0
+    shape = letters.shape[:-1] + (spec.num_words, spec.word_len)
+    return letters_to_tokens(cipher_letters(perm, letters).reshape(shape), spec.output_len)
 
 
 def sample_task(spec: RandomSeq2SeqSpec | BigramCipherSpec, key: jax.Array, task) -> TextTask:
