@@ -3,7 +3,7 @@
 A task is a pure function of (lane key, task index). An image family draws the task's
 parameters from a key (``sample``) and turns base examples into the task's examples
 (``inputs`` / ``labels``). Nothing is stored per task: task t of a lane is always
-``sample(fold_in(task_key, t))``, so any task can be rebuilt from the lane's seed alone,
+``sample(fold_in(task_stream_key, t))``, so any task can be rebuilt from the lane's seed alone,
 and lanes with the same seed see the same task sequence (paired comparisons between
 schedules).
 

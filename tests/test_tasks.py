@@ -12,7 +12,9 @@ Y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)
 
 
 def sample(family, seed, task):
-    return np.asarray(tasks.get_family(family).sample(engine.task_key(jnp.int32(seed), task), Y, 784))
+    problem = tasks.Classification(tasks.get_family(family), 10)
+    data = engine.TaskData(x_train=jnp.zeros((Y.shape[0], 28, 28, 1)), y_train=Y)
+    return np.asarray(problem.sample(engine.lane_keys(jnp.int32(seed))[1], task, data))
 
 
 @pytest.mark.parametrize("family", ["random_labels", "permuted_pixels"])

@@ -2,7 +2,7 @@
 
 Each task is generated whole, as token arrays, on the device: a lane's task t is
 ``sample(spec, key, t)`` with ``key`` the lane's task-stream key (``engine.lane_keys(seed)[1]``),
-and the task's own key is ``fold_in(key, t)``, the same derivation as ``engine.task_key``.
+and the task's own key is ``fold_in(key, t)``, the same derivation as the image tasks' (``engine.sample_task``).
 Nothing is stored per task, so any task can be rebuilt from the seed alone, and the
 transition to task t+1 just generates t+1 alongside t.
 
