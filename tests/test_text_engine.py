@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 import experiments
-from gradual_jax import engine, schedules, train
+from gradual_jax import engine, mitigations, schedules, train
 from gradual_jax.config import ConfigError, apply_overrides, validate
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models import t5
 from gradual_jax.sweep import Lane, to_hparams
 from gradual_jax.text import bleu, decoding, tasks
@@ -178,3 +179,24 @@ def test_t5_and_resnet_unit_layers_are_filled_in():
     names = [layer.kernel for layer in program.mitigation.unit_layers]
     assert names == ["encoder_layers/0/ffn/wi/kernel", "decoder_layers/0/ffn/wi/kernel"]
     assert not program.mitigation.redo_normalize and program.mitigation.redo_every == 100
+
+
+def test_redo_resets_t5_ffn_units_in_the_engine():
+    """Everything dormant under a huge threshold, no cap: every 2 steps each FFN layer's units are
+    all reset, so after the task's last step their outgoing weights are zero (T5 preset shape)."""
+    program = text_program(SEQ2SEQ, epochs=1, transition=0, batch_size=8)  # 2 steps
+    abstract = nnx.state(nnx.eval_shape(lambda: program.model_factory(nnx.Rngs(0))), nnx.Param)
+    static = MitigationConfig(redo_every=2, redo_normalize=False, init_fn=mitigations.normal_fan_in,
+                              unit_layers=mitigations.t5_unit_layers(abstract))
+    program = dataclasses.replace(program, mitigation=static)
+    hp = to_hparams([Lane(0, "abrupt", None, 1e-3)] * 2)
+    hp = hp.replace(mitigation=MitigationHParams.stack(
+        [MitigationHParams.create(), MitigationHParams.create(redo_threshold=1e9, redo_max_fraction=1.0)]))
+    state, m = jax.device_get(engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), engine.TaskData(),
+                                                           jnp.int32(0)))
+    assert m.finite.all()
+    np.testing.assert_array_equal(np.asarray(state.mitigation.redo_resets), [[0, 0], [64, 64]])
+    leaves = mitigations._paths.leaf_dict(state.params)
+    for layer in static.unit_layers:
+        assert np.all(np.asarray(leaves[layer.out_kernel][1]) == 0)
+        assert np.any(np.asarray(leaves[layer.out_kernel][0]) != 0)
