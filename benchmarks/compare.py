@@ -10,7 +10,9 @@ for the same number of steps per lane (``--tasks`` task segments of 160 steps: t
 Adam, batch 64, E = 1, k = 1, Δ = 0.5, lanes alternating abrupt / output_interp):
 
 * ``gradual-jax``: one compiled program of R lanes (``throughput.measure``: compile, one untimed
-  warm-up task, then the timed tasks), in a fresh subprocess so its peak RSS is its own;
+  warm-up task, then the timed tasks), in a fresh subprocess so its peak RSS is its own, with the
+  ``gradual-jax`` command's XLA flags (``gradual_jax/xla_flags.py``; ``GRADUAL_JAX_KEEP_XLA_FLAGS=1``
+  for JAX's defaults);
 * ``torch sequential``: R runs of the reference one after another, each a process with
   torch threads = all cores. The lanes are independent and identical in cost, so only the first
   ``--sequential-sample`` lanes are timed and the rate is extrapolated to R (said in the output);
@@ -219,7 +221,8 @@ def compare(lane_counts: list[int], tasks: int, sequential_sample: int, repeats:
                            torch_env(n_cores)) for _ in range(repeats)), key=lambda o: o["matmul_flops_per_s"])
     device = jax.devices()[0]
     echo(f"machine: {platform.processor() or platform.machine()}, {n_cores} cores; jax {jax.__version__} "
-         f"on {device.platform}; load average before: {load_before:.2f}")
+         f"on {device.platform}; load average before: {load_before:.2f}; "
+         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (gradual_jax/xla_flags.py)")
     echo(f"reference: float32 2048² matmul, XLA {peak / 1e9:,.1f} GFLOP/s, PyTorch "
          f"{torch_peak['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s ({torch_peak['threads']} threads)")
     echo(f"every variant: {steps} steps per lane ({tasks} tasks × {steps // tasks} steps), "
@@ -282,7 +285,8 @@ def compare(lane_counts: list[int], tasks: int, sequential_sample: int, repeats:
     return {
         "machine": {"processor": platform.processor() or platform.machine(), "cores": n_cores,
                     "jax": jax.__version__, "device": f"{device.platform} {device.device_kind}",
-                    "torch": torch_peak.get("torch"), "load_average_before": load_before, **provenance()},
+                    "torch": torch_peak.get("torch"), "load_average_before": load_before,
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""), **provenance()},
         "protocol": {"model": "LayerNorm MLP 784-256x4-10", "optimizer": "adam 1e-3", "batch": 64,
                      "num_train": throughput.NUM_TRAIN, "epochs_per_task": 1, "transition_ratio": 1,
                      "delta": 0.5, "schedules": "lanes alternate abrupt / output_interp",
@@ -346,7 +350,6 @@ def run_check(seeds: int, tasks: int, per_class: int, epochs: int, ratio: float,
     import torch_reference
     from gradual_jax import data as data_lib
     from gradual_jax import engine
-    from gradual_jax import tasks as tasks_lib
     from gradual_jax.config import ExperimentConfig
     from gradual_jax.models import MLP
     from gradual_jax.sweep import Lane, to_hparams
@@ -364,7 +367,7 @@ def run_check(seeds: int, tasks: int, per_class: int, epochs: int, ratio: float,
              for name in SCHEDULES for s in range(seeds)]
     program = engine.Program(
         model_factory=lambda rngs: MLP(x[0].size, hidden, 10, rngs=rngs),
-        family=tasks_lib.get_family("random_labels"), num_classes=10, num_train=len(idx),
+        **throughput.classification("random_labels", 10), num_train=len(idx),
         epochs_per_task=epochs, transition_epochs=round(ratio * epochs), batch_size=64,
         eval_batch_size=1024, make_optimizer=make_optimizer_factory(ExperimentConfig()))
     data = engine.TaskData(x_train=jnp.asarray(x), y_train=jnp.asarray(y, jnp.int32))

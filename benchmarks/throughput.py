@@ -7,23 +7,33 @@ compile time.
 Data are MNIST-shaped random numbers (throughput does not depend on pixel values), so the
 benchmark needs no data set. Each lane runs the paper's LayerNorm MLP (784-256×4-10), Adam,
 batch 64, on 5,120 examples; one task segment here is 2 epochs (E = 1, k = 1) = 160 steps.
+
+XLA flags are those the ``gradual-jax`` command uses (``gradual_jax/xla_flags.py``: on CPU the
+experimental YNNPACK fusions are off); ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` measures JAX's defaults.
+The flags in effect are printed and written to the JSON.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
+import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from gradual_jax.xla_flags import set_default_xla_flags
 
-from gradual_jax import engine, tasks
-from gradual_jax.models import MLP
-from gradual_jax.sweep import Lane, to_hparams
-from gradual_jax.train import make_optimizer_factory
-from gradual_jax.config import ExperimentConfig
+set_default_xla_flags()  # as the CLI does, before jax is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gradual_jax import engine, tasks  # noqa: E402
+from gradual_jax.models import MLP  # noqa: E402
+from gradual_jax.sweep import Lane, to_hparams  # noqa: E402
+from gradual_jax.train import make_optimizer_factory  # noqa: E402
+from gradual_jax.config import ExperimentConfig  # noqa: E402
 
 NUM_TRAIN, BATCH, HIDDEN, CLASSES, FEATURES = 5120, 64, (256, 256, 256, 256), 10, 784
 
@@ -46,10 +56,15 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
     return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
+def classification(family: str, num_classes: int) -> dict:
+    """``engine.Program`` keyword arguments of an image-classification task family."""
+    return {"problem": tasks.Classification(tasks.get_family(family), num_classes)}
+
+
 def make_program() -> engine.Program:
     return engine.Program(
         model_factory=lambda rngs: MLP(FEATURES, HIDDEN, CLASSES, rngs=rngs),
-        family=tasks.get_family("random_labels"), num_classes=CLASSES, num_train=NUM_TRAIN,
+        **classification("random_labels", CLASSES), num_train=NUM_TRAIN,
         epochs_per_task=1, transition_epochs=1, batch_size=BATCH, eval_batch_size=1024,
         make_optimizer=make_optimizer_factory(ExperimentConfig()))
 
@@ -88,7 +103,7 @@ def main() -> None:
     device = jax.devices()[0]
     peak = matmul_flops_per_second()
     print(f"device: {device.platform} {device.device_kind} ×{jax.device_count()}")
-    print(f"reference: float32 2048² matmul {peak / 1e9:,.1f} GFLOP/s")
+    print(f"reference: float32 2048² matmul {peak / 1e9:,.1f} GFLOP/s; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"{'lanes':>6}{'compile s':>11}{'lane-steps/s':>14}{'model GFLOP/s':>15}{'% of matmul':>13}")
     rows = []
     for n in (int(x) for x in args.lanes.split(",")):
@@ -100,7 +115,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": f"{device.platform} {device.device_kind}", "matmul_flops_per_s": peak,
-                       "rows": rows}, f, indent=2)
+                       "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
