@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
+from gradual_jax.xla_flags import set_default_xla_flags
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import pytest
-from flax import nnx
+set_default_xla_flags()  # the CLI's XLA:CPU flags, before jax is imported: tests compile what users run
 
-from gradual_jax import engine, tasks
-from gradual_jax.models import MLP
+import dataclasses  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from gradual_jax import engine, tasks  # noqa: E402
+from gradual_jax.models import MLP  # noqa: E402
 
 
 def make_optimizer(learning_rate):
