@@ -32,7 +32,7 @@ LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate")
 METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "train_acc", "train_loss",
                   "test_acc", "test_loss", "finite")
 COLUMNS = ("experiment", "preset", "dataset", "family", *LANE_COLUMNS, "epochs_per_task",
-           "transition_ratio", "batch_size", "task", "samples_seen", *METRIC_COLUMNS)
+           "transition_ratio", "batch_size", "reset_each_task", "task", "samples_seen", *METRIC_COLUMNS)
 PACKAGES = ("gradual-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")
 
 
@@ -54,7 +54,8 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
             "learning_rate": lane.learning_rate,
             "epochs_per_task": cfg.protocol.epochs_per_task,
             "transition_ratio": cfg.protocol.transition_ratio,
-            "batch_size": cfg.protocol.batch_size, "task": task, "samples_seen": int(seen[i]),
+            "batch_size": cfg.protocol.batch_size, "reset_each_task": cfg.optim.reset_each_task,
+            "task": task, "samples_seen": int(seen[i]),
         }
         for name in METRIC_COLUMNS:
             value = np.asarray(getattr(metrics, name))[i]

@@ -200,3 +200,21 @@ def test_redo_resets_t5_ffn_units_in_the_engine():
     for layer in static.unit_layers:
         assert np.all(np.asarray(leaves[layer.out_kernel][1]) == 0)
         assert np.any(np.asarray(leaves[layer.out_kernel][0]) != 0)
+
+
+@pytest.mark.slow
+def test_tiny_cipher_run_through_the_cli(tmp_path):
+    import pandas as pd
+
+    from gradual_jax import cli
+    sets = ["task.num_tasks=1", "text.num_train=16", "text.num_test=8", "protocol.batch_size=8",
+            "protocol.epochs_per_task=1", "sweep.seeds=0", "model.d_model=16", "model.d_ff=32", "model.num_heads=2",
+            "model.d_kv=8", "text.bleu_examples=4", "text.beam_size=2", "optim.reset_each_task=true"]
+    argv = ["run", "fig4-cipher", "--preset", "cpu", "--out", str(tmp_path), "--no-progress"]
+    assert cli.main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == 2 and table["reset_each_task"].all()  # abrupt + task_sampling, 1 task
+    assert set(table["dataset"]) == {"bigram_cipher (generated)"}
+    for column in ("train_bleu2", "train_bleu2_greedy", "test_bleu2", "test_bleu2_greedy", "test_acc"):
+        assert table[column].between(0, 1).all(), column
+    assert (tmp_path / "figure.png").exists()
