@@ -172,6 +172,7 @@ class RunConfig:
     checkpoint_every: int = 1  # tasks between Orbax checkpoints (0: never)
     checkpoints_to_keep: int = 3
     lanes_per_chunk: int = 0  # 0: all lanes in one program; N: chunks of N lanes, one executable
+    vmap_lanes: int = 0  # lanes trained together by one vectorised step (0: 4 on a CPU, all on GPU/TPU)
     distributed: bool = False  # jax.distributed.initialize() for a multi-host run
     snapshot_every: int = 0  # keep every lane's readout parameters every N tasks (0: never), for `analyze`
 
@@ -427,6 +428,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"diagnostics.dormant_taus: {tau} must lie in [0, 1)")
     if r.lanes_per_chunk < 0:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
+    if r.vmap_lanes < 0:
+        raise ConfigError(f"run.vmap_lanes={r.vmap_lanes}: expected an integer >= 0 (0: automatic)")
     return config
 
 
@@ -458,7 +461,7 @@ def _validate_text(config: ExperimentConfig) -> None:
 # and how it executes. Every other key must match the checkpoint's config.
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
                             "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed",
-                            "run.snapshot_every"})
+                            "run.snapshot_every", "run.vmap_lanes"})
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -5,8 +5,9 @@ hyperparameters live in :class:`LaneHParams`, its training state in :class:`Lane
 both are pytrees whose leaves carry a leading lane axis. :func:`make_task_fn` builds
 ``run_task(hparams, state, data, task) -> (state, TaskMetrics)``: (1+k)·E epochs of
 task ``task`` (and the transition to ``task + 1`` for gradual lanes), as a ``lax.scan``
-over epochs of a ``lax.scan`` over minibatches, ``vmap``-ed over lanes and ``jit``-ed once;
-the task index is a traced scalar, so all tasks reuse the same executable.
+over epochs of a ``lax.scan`` over minibatches, ``vmap``-ed over lanes (optionally in groups
+run one after another) and ``jit``-ed once; the task index is a traced scalar, so all tasks
+reuse the same executable.
 
 All randomness is derived from the lane seed: ``key(seed)`` folded with a stream id
 (init, tasks, shuffles) and then with the task and epoch index. The state therefore
@@ -331,8 +332,29 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
     return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result
 
 
-def make_task_fn(program: Program):
-    """``run_task(hparams, state, data, task)`` for all lanes at once, jitted (state donated)."""
+def make_task_fn(program: Program, lane_groups: int = 1):
+    """``run_task(hparams, state, data, task)`` for all lanes, jitted (state donated).
+
+    With ``lane_groups`` G > 1 the lanes are trained G groups one after another inside the
+    same program (``lax.map``), each group ``vmap``-ed: lane ``r`` is in group ``r % G``.
+    Lanes are independent, so this changes only the order of work, not what a lane computes;
+    it keeps the working set of one step (parameters, gradients, Adam moments of the group)
+    small enough for a CPU's cache (see ``run.vmap_lanes``). Strided groups keep every group
+    spread evenly over the devices of a lane-sharded mesh, so G must divide each device's lanes.
+    """
     batched = jax.vmap(lambda hp, st, data, t: run_lane_task(program, hp, st, data, t),
                        in_axes=(0, 0, None, None))
-    return jax.jit(batched, donate_argnums=1)
+    if lane_groups == 1:
+        return jax.jit(batched, donate_argnums=1)
+
+    def grouped(hparams, state, data, task):
+        def split(x):  # [lanes, ...] -> [groups, lanes // groups, ...], lane r in group r % G
+            return jnp.swapaxes(x.reshape(-1, lane_groups, *x.shape[1:]), 0, 1)
+
+        def join(x):
+            return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
+
+        out = jax.lax.map(lambda group: batched(*group, data, task), jax.tree.map(split, (hparams, state)))
+        return jax.tree.map(join, out)
+
+    return jax.jit(grouped, donate_argnums=1)

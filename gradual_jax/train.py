@@ -265,9 +265,12 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
 
     start = time.perf_counter()
     example_state = layout.to_devices(states[0]) if offload else states[0]
-    run_task = engine.make_task_fn(program).lower(hparams[0], example_state, task_data, jnp.int32(0)).compile()
+    lane_groups = layout.lane_groups(cfg.run.vmap_lanes)
+    run_task = engine.make_task_fn(program, lane_groups).lower(
+        hparams[0], example_state, task_data, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
-    echo(f"compiled in {compile_s:.1f} s")
+    grouping = f" ({lane_groups} groups of lanes one after another per device)" if lane_groups > 1 else ""
+    echo(f"compiled in {compile_s:.1f} s{grouping}")
     _check_memory(run_task, layout, echo)
 
     reported: set[int] = {row["lane"] for row in rows if not row["finite"]}

@@ -129,7 +129,8 @@ def test_chunked_sweep_equals_one_program(tmp_path, reference):
 
 
 def test_two_devices_equal_one_with_padding(tmp_path, reference):
-    """Lanes sharded over 2 CPU devices (3 lanes: padded to 4) equal a 1-device run."""
+    """Lanes sharded over 2 CPU devices (3 lanes: padded to 4) equal a 1-device run, also with
+    each device's lanes trained in groups one after another."""
     script = (
         "import sys, experiments\n"
         "from gradual_jax import train\n"
@@ -139,16 +140,22 @@ def test_two_devices_equal_one_with_padding(tmp_path, reference):
         f"cfg = apply_overrides(experiments.get_config('fig1-mnist', 'cpu'), {TINY + ['task.num_tasks=5']!r})\n"
         "cfg = apply_overrides(cfg, ['sweep.seeds=0,1,2', 'sweep.schedules=abrupt'])\n"
         "train.run(cfg, sys.argv[1], progress=False)\n"
+        "train.run(apply_overrides(cfg, ['run.vmap_lanes=1']), sys.argv[2], progress=False)\n"
     )
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     two = tmp_path / "two"
-    done = subprocess.run([sys.executable, "-c", script, str(two)], env=env, cwd=ROOT, capture_output=True, text=True)
+    grouped = tmp_path / "grouped"  # each device's 2 lanes one after another
+    done = subprocess.run([sys.executable, "-c", script, str(two), str(grouped)], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 device(s), 1 chunk(s) of 4 lanes" in done.stdout
+    assert "(2 groups of lanes one after another per device)" in done.stdout
     one = quiet_run(apply_overrides(tiny(5), ["sweep.seeds=0,1,2", "sweep.schedules=abrupt"]), tmp_path / "one")
     sharded = pd.read_csv(two / results.RESULTS_FILE)
     assert len(sharded) == 3 * 5 and sorted(sharded["lane"].unique()) == [0, 1, 2]
     pd.testing.assert_frame_equal(sharded, one, check_exact=False, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(grouped / results.RESULTS_FILE), one, check_exact=False,
+                                  rtol=1e-5, atol=1e-6)
     # the abrupt lanes of the 1-device 3-lane run also match the 4-lane reference's abrupt lanes
     ref = reference[reference.schedule == "abrupt"].reset_index(drop=True)
     mine = one[one.seed.isin([0, 1])].reset_index(drop=True)
