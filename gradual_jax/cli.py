@@ -19,6 +19,7 @@ set_default_xla_flags()  # before anything below imports jax: XLA reads XLA_FLAG
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -167,13 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that has gone shows up here, in the handler below, not at exit
+        return code
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, FileExistsError, data.ChecksumError) as err:  # data, existing results
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `gradual-jax list | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -171,3 +173,13 @@ def test_every_readme_cli_command_parses_and_resolves():
                 cli._resolve(args)
             seen += 1
     assert seen >= 4
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """`gradual-jax list | head -1`: the pipe closes before everything is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "gradual_jax.cli", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # the reader is gone before the command writes anything
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"BrokenPipeError" not in stderr and b"Traceback" not in stderr, stderr.decode()
