@@ -332,28 +332,30 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
     return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result
 
 
-def make_task_fn(program: Program, lane_groups: int = 1):
+def make_task_fn(program: Program, lane_groups: int = 1, devices: int = 1):
     """``run_task(hparams, state, data, task)`` for all lanes, jitted (state donated).
 
-    With ``lane_groups`` G > 1 the lanes are trained G groups one after another inside the
-    same program (``lax.map``), each group ``vmap``-ed: lane ``r`` is in group ``r % G``.
-    Lanes are independent, so this changes only the order of work, not what a lane computes;
-    it keeps the working set of one step (parameters, gradients, Adam moments of the group)
-    small enough for a CPU's cache (see ``run.vmap_lanes``). Strided groups keep every group
-    spread evenly over the devices of a lane-sharded mesh, so G must divide each device's lanes.
+    With ``lane_groups`` G > 1 each device's lanes are trained in G groups one after another
+    inside the same program (``lax.map``), each group ``vmap``-ed: with L lanes per device
+    (``devices`` of them, the lane axis sharded in contiguous blocks), lane ``d·L + g·(L/G) + i``
+    is in group ``g``, so a group is contiguous in each device's memory (no copies) and spread
+    evenly over the devices. Lanes are independent, so this changes only the order of work, not
+    what a lane computes (see ``run.vmap_lanes``).
     """
     batched = jax.vmap(lambda hp, st, data, t: run_lane_task(program, hp, st, data, t),
                        in_axes=(0, 0, None, None))
     if lane_groups == 1:
         return jax.jit(batched, donate_argnums=1)
 
+    def split(x):  # [D·G·n, ...] -> [G, D·n, ...]
+        blocks = x.reshape(devices, lane_groups, -1, *x.shape[1:])
+        return jnp.swapaxes(blocks, 0, 1).reshape(lane_groups, -1, *x.shape[1:])
+
+    def join(x):  # [G, D·n, ...] -> [D·G·n, ...]
+        blocks = x.reshape(lane_groups, devices, -1, *x.shape[2:])
+        return jnp.swapaxes(blocks, 0, 1).reshape(-1, *x.shape[2:])
+
     def grouped(hparams, state, data, task):
-        def split(x):  # [lanes, ...] -> [groups, lanes // groups, ...], lane r in group r % G
-            return jnp.swapaxes(x.reshape(-1, lane_groups, *x.shape[1:]), 0, 1)
-
-        def join(x):
-            return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
-
         out = jax.lax.map(lambda group: batched(*group, data, task), jax.tree.map(split, (hparams, state)))
         return jax.tree.map(join, out)
 

@@ -266,7 +266,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     start = time.perf_counter()
     example_state = layout.to_devices(states[0]) if offload else states[0]
     lane_groups = layout.lane_groups(cfg.run.vmap_lanes)
-    run_task = engine.make_task_fn(program, lane_groups).lower(
+    run_task = engine.make_task_fn(program, lane_groups, layout.mesh.size).lower(
         hparams[0], example_state, task_data, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
     grouping = f" ({lane_groups} groups of lanes one after another per device)" if lane_groups > 1 else ""
