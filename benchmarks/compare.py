@@ -27,7 +27,9 @@ the share of the machine's CPU that *other* processes used meanwhile (``others' 
 busy time minus this process tree's rusage); above 5% the numbers are disturbed and a warning is
 printed. Model
 FLOP/s = lane-steps/s × the MLP's matmul FLOPs per step (forward + backward), against a 2048²
-float32 matmul timed by XLA in the same run (PyTorch's own matmul rate is reported too). Peak
+float32 matmul timed by XLA in the same run (PyTorch's own matmul rate is reported too), and, for
+gradual-jax, against a bare ReLU MLP step of R lanes (``throughput.bare_step_flops_per_second``:
+the same matmuls with plain SGD and nothing else, a practical ceiling for the MLP step). Peak
 memory is each process's peak resident set size from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``,
 reported by the process itself (for the parallel variant, the sum over the R processes).
 
@@ -127,6 +129,7 @@ def jax_worker(num_lanes: int, tasks: int, num_train: int) -> None:
     set_num_train(num_train)
     row = throughput.measure(num_lanes, tasks)
     row["peak_rss_mb"] = peak_rss_mb()
+    row["bare_step_flops_per_s"] = throughput.bare_step_flops_per_second(num_lanes)  # a practical ceiling
     print(json.dumps(row))
 
 
@@ -256,6 +259,8 @@ def compare(lane_counts: list[int], tasks: int, sequential_sample: int, repeats:
             "lanes": r,
             "steps_per_lane": steps,
             "jax": {"lane_steps_per_s": jx["lane_steps_per_s"], "compile_s": min(o["compile_s"] for o in jax_runs),
+                    "lane_groups": jx["lane_groups"],
+                    "fraction_of_bare_step": jx["model_flops_per_s"] / jx["bare_step_flops_per_s"],
                     "seconds": jx["seconds"], "peak_rss_mb": jx["peak_rss_mb"], "others_cpu": jx["others_cpu"],
                     "all_lane_steps_per_s": [o["lane_steps_per_s"] for o in jax_runs]},
             "torch_sequential": {
@@ -310,11 +315,15 @@ def throughput_table(result: dict) -> str:
         f"lane-steps/s ({result['steps_per_lane']} steps per lane; model GFLOP/s and % of the "
         f"{peak / 1e9:,.1f} GFLOP/s XLA float32 matmul in brackets; peak RSS)",
         "",
-        "| lanes | gradual-jax | compile | torch sequential | torch parallel | jax / best torch | "
-        "RSS jax | RSS torch seq. | RSS torch par. | others' CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| lanes | gradual-jax | jax % of bare step | compile | torch sequential | torch parallel | "
+        "jax / best torch | RSS jax | RSS torch seq. | RSS torch par. | others' CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
+
+    def of_bare_step(v):  # older result files lack the ceiling
+        return f"{100 * v['fraction_of_bare_step']:.0f}%" if "fraction_of_bare_step" in v else "–"
+
     for row in result["rows"]:
         def cell(v):
             return (f"{v['lane_steps_per_s']:,.0f} ({v['model_flops_per_s'] / 1e9:,.1f}, "
@@ -322,7 +331,8 @@ def throughput_table(result: dict) -> str:
         seq, par = row["torch_sequential"], row["torch_parallel"]
         star = "*" if seq["extrapolated"] else ""
         lines.append(
-            f"| {row['lanes']} | {cell(row['jax'])} | {row['jax']['compile_s']:.1f} s | {cell(seq)}{star} | "
+            f"| {row['lanes']} | {cell(row['jax'])} | {of_bare_step(row['jax'])} | {row['jax']['compile_s']:.1f} s | "
+            f"{cell(seq)}{star} | "
             f"{cell(par)} [{par['processes']}×{par['threads_each']} thr] | "
             f"{row['jax_over_best_torch']:.2f}× | {row['jax']['peak_rss_mb']:,.0f} MB | "
             f"{seq['peak_rss_mb']:,.0f} MB | {par['peak_rss_mb']:,.0f} MB | {100 * row['others_cpu_max']:.0f}% |")
@@ -349,7 +359,7 @@ def run_check(seeds: int, tasks: int, per_class: int, epochs: int, ratio: float,
 
     import torch_reference
     from gradual_jax import data as data_lib
-    from gradual_jax import engine
+    from gradual_jax import engine, sharding
     from gradual_jax.config import ExperimentConfig
     from gradual_jax.models import MLP
     from gradual_jax.sweep import Lane, to_hparams
@@ -373,7 +383,7 @@ def run_check(seeds: int, tasks: int, per_class: int, epochs: int, ratio: float,
     data = engine.TaskData(x_train=jnp.asarray(x), y_train=jnp.asarray(y, jnp.int32))
     hp = to_hparams(lanes)
     state = engine.init_lanes(program, hp)
-    run_task = engine.make_task_fn(program)
+    run_task = engine.make_task_fn(program, sharding.LaneLayout.create(len(lanes)).lane_groups(0))
     start = time.perf_counter()
     jax_metrics = {"train_acc": [], "online_train_acc": []}  # [task][lane]
     for t in range(tasks):
