@@ -44,7 +44,7 @@ def is_main_process() -> bool:
 
 # Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0). Measured on a 2-core
 # EPYC with the paper's MNIST MLP (benchmarks/throughput.py --vmap-lanes 1024,0,...): groups of 4
-# ran ~10% more lane-steps/s than one vmap of 32 lanes (3 of 3 pairs), 0-16% at 64, within noise
+# ran 2-10% more lane-steps/s than one vmap of 32 lanes (4 of 4 pairs), 0-16% at 64, within noise
 # at 8-16; the program holds about one more copy of the state (temporaries 177 vs 98 MiB at 32).
 CPU_VMAP_LANES = 4
 
