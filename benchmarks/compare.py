@@ -57,6 +57,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import throughput  # noqa: E402  (benchmarks/throughput.py: the gradual-jax side, reused)
+from machine import busy_cpu_seconds  # noqa: E402  (benchmarks/machine.py)
 
 TORCH_REFERENCE = HERE / "torch_reference.py"
 SCHEDULES = ("abrupt", "output_interp")
@@ -184,16 +185,6 @@ def run_torch_parallel(num_lanes: int, steps: int, threads: int) -> dict:
 
 # --- throughput --------------------------------------------------------------------------------
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (all processes), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
-    except (OSError, ValueError):
-        return float("nan")
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_seconds() -> float:
     """CPU seconds of this process and of its finished children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -204,10 +195,10 @@ def measured(fn):
     """Run ``fn()`` and add ``others_cpu``: the share of the machine's CPU that processes other than
     this one and its children used meanwhile (0 on a quiet machine; > 0.05 means the numbers are
     disturbed by someone else's work)."""
-    wall, busy, own = time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds()
+    wall, busy, own = time.perf_counter(), busy_cpu_seconds(), _own_cpu_seconds()
     out = fn()
     wall = time.perf_counter() - wall
-    others = (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
+    others = (busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
     out["others_cpu"] = max(0.0, others) / (wall * cores()) if wall > 0 else float("nan")
     return out
 

@@ -69,6 +69,7 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from gradual_jax.models import resnet, t5  # noqa: E402
+from machine import busy_cpu_seconds  # noqa: E402  (benchmarks/machine.py)
 from gradual_jax.text import tokenizer as tok  # noqa: E402
 
 FLOPS_SOURCE = ("XLA cost analysis of the compiled step: compiled.cost_analysis()['flops'] (every op of the "
@@ -233,16 +234,6 @@ def _memory_mb(compiled) -> float | None:
     return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes) / 2 ** 20
 
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat; NaN elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
-    except (OSError, ValueError):
-        return float("nan")
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -271,12 +262,12 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     n = int(min(max_steps, max(min_steps, math.ceil(seconds / max(one, 1e-6)))))
     timings = []  # (seconds, others' CPU share) per repeat
     for _ in range(max(1, repeats)):
-        busy, own, start = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        busy, own, start = busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
         for _ in range(n):
             state, loss = compiled(state, data)
         jax.block_until_ready((state, loss))
         elapsed = time.perf_counter() - start
-        others = (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
+        others = (busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
         timings.append((elapsed, max(0.0, others) / (elapsed * (os.cpu_count() or 1))))
     elapsed, others_cpu = min(timings)
     rate = lanes * n / elapsed
