@@ -47,5 +47,20 @@ def cpu() -> ExperimentConfig:
     )
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),
+def study() -> ExperimentConfig:
+    """The paper's model and batch (MLP 256×4, batch 400, Adam 1e-3, k = 1) on permuted MNIST
+    (EMNIST is not available offline): 1,000 training / 200 test images per class, E = 10
+    instead of 100, 30 tasks, 3 seeds; abrupt and input interpolation at Δ ∈ {0.5, 0.1, 0.05}."""
+    cfg = paper()
+    return dataclasses.replace(
+        cfg,
+        preset="study",
+        data=DataConfig(dataset="mnist", train_per_class=1000, test_per_class=200),
+        task=dataclasses.replace(cfg.task, num_tasks=30),
+        protocol=dataclasses.replace(cfg.protocol, epochs_per_task=10),
+        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1, 2), deltas=(0.5, 0.1, 0.05)),
+    )
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study, "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

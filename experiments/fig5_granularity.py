@@ -16,7 +16,7 @@ DELTAS = (1.0, 0.5, 0.25, 0.1, 0.05)
 
 
 def _with_deltas(cfg, **changes):
-    sweep = dataclasses.replace(cfg.sweep, deltas=DELTAS)
+    sweep = changes.pop("sweep", dataclasses.replace(cfg.sweep, deltas=DELTAS))
     return dataclasses.replace(cfg, name="fig5-granularity", description=DESCRIPTION, sweep=sweep, **changes)
 
 
@@ -37,4 +37,26 @@ def cpu():
     }
 
 
-PRESETS = {"paper": paper, "cpu": cpu}
+def _study(epochs_per_task: int, deltas: tuple[float, ...]):
+    """Fig. 1's ``study`` setting (the paper's data, model and optimizer, 20 tasks, 3 seeds)
+    at E epochs per task, abrupt and output interpolation at each Δ; no mitigations."""
+    cfg = fig1_mnist.study()
+    return _with_deltas(
+        cfg, preset=f"study-e{epochs_per_task}" if epochs_per_task != 10 else "study",
+        protocol=dataclasses.replace(cfg.protocol, epochs_per_task=epochs_per_task),
+        sweep=dataclasses.replace(cfg.sweep, deltas=deltas, methods=("none",)),
+        diagnostics=dataclasses.replace(cfg.diagnostics, dormant_taus=(0.0, 0.01)))
+
+
+def study():
+    """The trainability part at E = 10 with every Δ (18 lanes, diagnostics on: Fig. 6 is read
+    from this run). The generalizability verdict comes from ``fig3-emnist --preset study``."""
+    return {"trainability": _study(10, DELTAS)}
+
+
+def study_e20():
+    """How the verdict depends on E: the trainability part at E = 20 for abrupt, Δ = 0.5, 0.1."""
+    return {"trainability": _study(20, (0.5, 0.1))}
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study, "study-e20": study_e20}

@@ -12,7 +12,7 @@ DESCRIPTION = "Diagnostics (Hessian, representation change, dormancy, distance f
 
 def _diagnosed(cfg):
     return dataclasses.replace(cfg, name="fig6-diagnostics", description=DESCRIPTION,
-                               diagnostics=DiagnosticsConfig(enabled=True, hessian=True, probe_size=512))
+                               diagnostics=DiagnosticsConfig(enabled=True, hessian=True, probe_size=512, dormant_taus=(0.0, 0.01)))
 
 
 def paper():

@@ -29,8 +29,31 @@ MODELS = ("mlp", "crelu_mlp", "resnet18", "t5")
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
            "test_bleu2_greedy")
-TEXT_SCHEDULES = {"random_seq2seq": ("abrupt", "task_sampling"),
-                  "bigram_cipher": ("abrupt", "task_sampling", "output_interp", "output_mix")}
+# task.family -> the sweep.schedules that mean something for it. Output interpolation/mixing
+# moves the targets toward task t+1's labels; input interpolation moves the inputs toward task
+# t+1's inputs; task sampling mixes whole examples of both tasks.
+FAMILY_SCHEDULES = {
+    "random_labels": ("abrupt", "output_interp", "output_mix", "task_sampling"),
+    "permuted_pixels": ("abrupt", "input_interp", "task_sampling"),
+    "random_seq2seq": ("abrupt", "task_sampling"),
+    "bigram_cipher": ("abrupt", "task_sampling", "output_interp", "output_mix"),
+}
+# Why a schedule is missing from a family's row: (family, schedule) -> reason.
+_OUTPUTS = ("output_interp", "output_mix")
+_NO_SCHEDULE_REASONS = {
+    ("random_labels", "input_interp"): "input_interp needs a task family whose inputs change "
+                                       "(task.family=permuted_pixels); random_labels only changes the labels",
+    **{("permuted_pixels", name): f"{name} only moves the labels, but permuted_pixels keeps the labels and "
+                                  "changes the inputs, so it would never move toward task t+1"
+       for name in _OUTPUTS},
+    **{("random_seq2seq", name): "output interpolation needs task t+1's target for task t's inputs, which "
+                                 "only the cipher has" for name in _OUTPUTS},
+    **{(family, "input_interp"): "input_interp needs image inputs (task.family=permuted_pixels)"
+       for family in TEXT_FAMILIES},
+}
+TEXT_SCHEDULES = {family: FAMILY_SCHEDULES[family] for family in TEXT_FAMILIES}
+MLP_MODELS = ("mlp", "crelu_mlp")
+MAX_SEED = 2**31 - 1  # the engine's lane seeds are int32
 ON_NONFINITE = ("warn", "stop")
 METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
 
@@ -159,7 +182,10 @@ class DiagnosticsConfig:
     hessian: bool = True  # the costly one: power iteration on Hessian-vector products
     hessian_iters: int = 20
     probe_size: int = 512
-    dormant_taus: tuple[float, ...] = (1e-4, 0.0)  # active on ≤ τ of the probe: 0.01% and never
+    # A unit is dormant at τ when active on ≤ τ of the probe inputs; τ = 0: never active. A τ > 0
+    # differs from τ = 0 only when τ·(probe inputs) ≥ 1: the paper's τ = 0.01% needs 10,000 probe
+    # inputs, and with fewer it measures what τ = 0 measures.
+    dormant_taus: tuple[float, ...] = (0.0,)
     redo_threshold: float = 0.1
 
 
@@ -338,6 +364,21 @@ def _check_scalar(key: str, value: Any, kind: type) -> None:
     }.get(kind, True)
     if not ok:
         raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: expected a finite number (not NaN or infinity)")
+
+
+def _number(key: str, value: float, *, low: float = 0.0, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` finite and within [low, high] (an open end excludes the bound)."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        where = (f"in {left}{low:g}, {high:g}{right}" if high is not None
+                 else f"{'>' if low_open else '>='} {low:g}")
+        raise ConfigError(f"{key}={value!r}: expected a finite number {where}")
 
 
 def validate(config: ExperimentConfig) -> ExperimentConfig:
@@ -350,7 +391,21 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _positive_int("data.train_per_class", d.train_per_class)
     if d.test_per_class < 0:
         raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
+    if d.subset_seed < 0:
+        raise ConfigError(f"data.subset_seed={d.subset_seed}: expected an integer >= 0")
     _choice("task.family", t.family, FAMILIES)
+    if t.family == "random_labels" and d.test_per_class > 0:
+        raise ConfigError(f"data.test_per_class={d.test_per_class} with task.family=random_labels: each task "
+                          "permutes the training label array, so a test split has no meaningful label; set "
+                          "data.test_per_class=0 (task.family=permuted_pixels has a test split)")
+    for name in s.schedules:
+        _choice("sweep.schedules", name, schedules.NAMES)
+    allowed = FAMILY_SCHEDULES[t.family]
+    for name in s.schedules:
+        if name not in allowed:
+            why = _NO_SCHEDULE_REASONS.get((t.family, name))
+            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
+                              f"choose among {', '.join(allowed)}" + (f"; {why}" if why else ""))
     _positive_int("task.num_tasks", t.num_tasks)
     text = t.family in TEXT_FAMILIES
     _positive_int("protocol.epochs_per_task", p.epochs_per_task)
@@ -381,16 +436,16 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     for width in m.hidden_sizes:
         _positive_int("model.hidden_sizes", width)
     _choice("optim.name", o.name, OPTIMIZERS)
+    _number("optim.b1", o.b1, high=1, high_open=True)
+    _number("optim.b2", o.b2, high=1, high_open=True)
+    _number("optim.eps", o.eps, low_open=True)
+    _number("optim.weight_decay", o.weight_decay)
     if o.name == "adam" and o.weight_decay != 0:
         raise ConfigError("optim.weight_decay is only used by optim.name=adamw; set it to 0 or use adamw")
     for seed in s.seeds:
-        if seed < 0:
-            raise ConfigError(f"sweep.seeds: {seed} is negative; seeds are integers >= 0")
-    for name in s.schedules:
-        _choice("sweep.schedules", name, schedules.NAMES)
-    if t.family == "random_labels" and "input_interp" in s.schedules:
-        raise ConfigError("sweep.schedules: input_interp needs a task family whose inputs change "
-                          "(task.family=permuted_pixels); random_labels only changes the labels")
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"sweep.seeds: {seed} is out of range; seeds are integers in [0, {MAX_SEED}] "
+                              "(the engine's seeds are int32)")
     for method in s.methods:
         _choice("sweep.methods", method, METHODS)
     mit = config.mitigations
@@ -399,6 +454,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _positive_int("mitigations.redo_every", mit.redo_every)
     if mit.redo_after < 0:
         raise ConfigError(f"mitigations.redo_after={mit.redo_after}: expected an integer >= 0")
+    for name in ("l2", "l2_init", "shrink", "perturb", "redo_threshold", "spectral", "cbp_rate", "cbp_maturity"):
+        _number(f"mitigations.{name}", getattr(mit, name))
+    for name in ("redo_max_fraction", "cbp_decay"):
+        _number(f"mitigations.{name}", getattr(mit, name), high=1)
     for delta in s.deltas:
         schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
     for lr in s.learning_rates:
@@ -411,6 +470,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         if text and t.family != "bigram_cipher":
             raise ConfigError(f"metric={config.metric} needs a test split; task.family={t.family} has none "
                               "(bigram_cipher has one)")
+        if t.family == "random_labels":
+            raise ConfigError(f"metric={config.metric} needs a test split; task.family=random_labels has none "
+                              "(its labels are per-task permutations of the training labels; permuted_pixels "
+                              "has one)")
         if not text and d.test_per_class == 0:
             raise ConfigError(f"metric={config.metric} needs a test split: set data.test_per_class >= 1")
     _positive_int("run.eval_batch_size", r.eval_batch_size)
@@ -426,6 +489,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     for tau in g.dormant_taus:
         if not 0 <= tau < 1:
             raise ConfigError(f"diagnostics.dormant_taus: {tau} must lie in [0, 1)")
+    _number("diagnostics.redo_threshold", g.redo_threshold)
+    if g.enabled and m.name in MLP_MODELS and not text:
+        _check_dormant_taus(config)
     if r.lanes_per_chunk < 0:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     if r.vmap_lanes < 0:
@@ -433,8 +499,28 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     return config
 
 
+def _check_dormant_taus(config: ExperimentConfig) -> None:
+    """A unit is dormant at τ when active on ≤ τ of the n probe inputs; a τ > 0 with τ·n < 1
+    counts exactly the units that τ = 0 counts (never active), so it is refused."""
+    d, g = config.data, config.diagnostics
+    classes = NUM_CLASSES[d.dataset]
+    num_train = d.train_per_class * classes
+    n = min(g.probe_size, num_train)
+    for tau in g.dormant_taus:
+        if tau <= 0 or tau * n >= 1 - 1e-9:
+            continue
+        need = math.ceil((1 - 1e-9) / tau)  # the fewest probe inputs with τ·n ≥ 1
+        fixes = [f"diagnostics.probe_size ≥ {need}"] if g.probe_size < need else []
+        if num_train < need:  # n is capped by the training set
+            fixes.append(f"data.train_per_class ≥ {math.ceil(need / classes)} (n is capped by the training set, "
+                         f"{num_train} = data.train_per_class × {classes} classes)")
+        raise ConfigError(f"diagnostics.dormant_taus: τ={tau:g} needs n ≥ {need} probe inputs (τ·n ≥ 1): set "
+                          f"{' and '.join(fixes)}; with n = {n} a unit active on ≤ τ of them is never active, "
+                          "as at τ = 0")
+
+
 def _validate_text(config: ExperimentConfig) -> None:
-    x, t, p = config.text, config.task, config.protocol
+    x, p = config.text, config.protocol
     for name in ("num_train", "num_test", "input_words", "target_words", "word_len", "bleu_examples", "beam_size"):
         _positive_int(f"text.{name}", getattr(x, name))
     if not isinstance(x.max_input_len, int) or x.max_input_len < 2:
@@ -442,13 +528,6 @@ def _validate_text(config: ExperimentConfig) -> None:
     if p.batch_size > x.num_train:
         raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
                           f"(text.num_train={x.num_train} pairs)")
-    allowed = TEXT_SCHEDULES[t.family]
-    for name in config.sweep.schedules:
-        if name not in allowed:
-            why = ("; output interpolation needs task t+1's target for task t's inputs, which only the cipher has"
-                   if name.startswith("output") else "")
-            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
-                              f"choose among {', '.join(allowed)}{why}")
     natural = x.input_words * (x.word_len + 1)
     if any(name.startswith("output") for name in config.sweep.schedules) and x.max_input_len < natural:
         raise ConfigError(f"sweep.schedules: output interpolation on the cipher needs whole inputs; raise "

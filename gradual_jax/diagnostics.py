@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 Features = Sequence[jax.Array]
 
-DEFAULT_TAUS = (1e-4, 0.0)  # 0.01 % of probe inputs (the paper), and "never active"
+DEFAULT_TAUS = (0.0,)  # never active on the probe
 
 
 # --------------------------------------------------------------------------- dormant units
@@ -207,7 +207,7 @@ def model_fns(graphdef: nnx.GraphDef):
 
 
 def tau_key(tau: float) -> str:
-    """Result name of the dormant fraction at ``tau``: ``dormant_fraction_tau0.0001``."""
+    """Result name of the dormant fraction at ``tau``: ``dormant_fraction_tau0.01``."""
     return f"dormant_fraction_tau{tau:g}"
 
 

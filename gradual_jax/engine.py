@@ -76,6 +76,11 @@ class TaskMetrics:
 
     online_train_acc: jax.Array  # predictions before each update, over the last pure epoch
     online_train_loss: jax.Array
+    # The readout-timing control: the same online numbers at epoch E (0-based E-1) of every lane's
+    # segment. For gradual lanes they equal the readout; abrupt lanes are read after (1+k)·E epochs,
+    # so these let the arms be compared after the same number of epochs on the task.
+    online_train_acc_at_E: jax.Array
+    online_train_loss_at_E: jax.Array
     train_acc: jax.Array  # a full pass over the task's training set (text: teacher-forced token accuracy)
     train_loss: jax.Array
     test_acc: jax.Array  # NaN when there is no test split
@@ -324,6 +329,8 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Tas
             if diagnostics_enabled(program) else {})
     result = TaskMetrics(
         online_train_acc=epoch_acc[readout], online_train_loss=epoch_loss[readout],
+        online_train_acc_at_E=epoch_acc[program.epochs_per_task - 1],
+        online_train_loss_at_E=epoch_loss[program.epochs_per_task - 1],
         train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
         finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag,
         readout=program.problem.readout(merge_model(program, snapshot, snapshot_stats), old, data))

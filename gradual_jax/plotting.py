@@ -26,10 +26,11 @@ RESULTS_FILE, CONFIG_FILE = "results.csv", "config.json"
 LABELS = {
     "online_train_acc": "train accuracy (online, last pure epoch)", "train_acc": "train accuracy",
     "test_acc": "test accuracy", "max_hessian_eigenvalue": "max Hessian eigenvalue",
-    "representation_change": "relative representation change", "dormant_fraction_tau0.0001": "dormant fraction (τ = 0.01%)",
+    "representation_change": "relative representation change", "dormant_fraction_tau0": "dormant fraction (never active on the probe)",
+    "dormant_fraction_tau0.01": "dormant fraction (active on ≤ 1% of the probe)",
     "distance_from_init": "distance from initialisation",
 }
-FIG6_PANELS = ("max_hessian_eigenvalue", "representation_change", "dormant_fraction_tau0.0001", "distance_from_init")
+FIG6_PANELS = ("max_hessian_eigenvalue", "representation_change", "dormant_fraction_tau0", "distance_from_init")
 X_AXES = {"task": "task", "samples": "samples_seen"}
 
 

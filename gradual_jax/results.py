@@ -13,6 +13,9 @@ import json
 import math
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,9 +32,10 @@ RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
 
 LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate")
-METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "train_acc", "train_loss",
+METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "online_train_acc_at_E", "online_train_loss_at_E",
+                  "train_acc", "train_loss",
                   "test_acc", "test_loss", "finite")
-COLUMNS = ("experiment", "preset", "dataset", "family", *LANE_COLUMNS, "epochs_per_task",
+COLUMNS = ("experiment", "preset", "dataset", "family", "model", *LANE_COLUMNS, "epochs_per_task",
            "transition_ratio", "batch_size", "reset_each_task", "task", "samples_seen", *METRIC_COLUMNS)
 PACKAGES = ("gradual-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")
 
@@ -39,6 +43,17 @@ PACKAGES = ("gradual-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
 def samples_seen(task: int, readout_epoch: int, epochs_per_segment: int, num_train: int) -> int:
     """Training examples processed when task ``task``'s metrics are read."""
     return (task * epochs_per_segment + readout_epoch + 1) * num_train
+
+
+def model_name(model: config_lib.ModelConfig) -> str:
+    """The model in a few words, e.g. ``mlp 256x4``, ``crelu_mlp 64x4``, ``resnet18 x0.125``."""
+    if model.name in ("mlp", "crelu_mlp"):
+        sizes = model.hidden_sizes
+        shape = f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 else "-".join(map(str, sizes))
+        return f"{model.name} {shape}"
+    if model.name == "resnet18":
+        return f"resnet18 x{model.width_multiplier:g}"
+    return f"t5 d{model.d_model}"
 
 
 def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[Lane], task: int,
@@ -49,7 +64,7 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
     for i, lane in enumerate(lanes):
         row = {
             "experiment": cfg.name, "preset": cfg.preset, "dataset": dataset, "family": cfg.task.family,
-            "lane": i, "seed": lane.seed, "schedule": lane.schedule, "method": lane.method,
+            "model": model_name(cfg.model), "lane": i, "seed": lane.seed, "schedule": lane.schedule, "method": lane.method,
             "delta": math.nan if lane.delta is None else lane.delta,
             "learning_rate": lane.learning_rate,
             "epochs_per_task": cfg.protocol.epochs_per_task,
@@ -72,10 +87,18 @@ def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [*COLUMNS, *extra]
 
 
+def _readable_mode() -> int:
+    """rw-r--r-- under the usual umask: what ``open`` would give a new file (mkstemp gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _readable_mode())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -95,6 +118,34 @@ def write_table(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit of the code that is running and whether its tree had uncommitted
+    changes (``None`` when the package is not in a git checkout, e.g. installed from a wheel)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def provenance() -> dict[str, Any]:
+    """What made a result: the code's commit, the command line and the XLA flags in force."""
+    program = Path(sys.argv[0]).name
+    if program in ("gradual-jax", "cli.py", "__main__.py"):  # the console script or python -m gradual_jax.cli
+        program = "gradual-jax"
+    return {**source_revision(), "command": shlex.join([program, *sys.argv[1:]]),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def environment() -> dict[str, Any]:
@@ -121,6 +172,7 @@ def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[L
     payload = {
         "config": config_lib.to_dict(cfg),
         "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(lanes)],
+        "provenance": provenance(),
         "environment": environment(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,

@@ -65,7 +65,7 @@ def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
     assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 0
     table = pd.read_csv(out / "results.csv")
     assert list(table.columns[:len(results.COLUMNS)]) == list(results.COLUMNS)
-    diagnostics = {"dormant_fraction_tau0.0001", "dormant_fraction_tau0", "redo_dormant_fraction", "effective_rank",
+    diagnostics = {"dormant_fraction_tau0", "redo_dormant_fraction", "effective_rank",
                    "srank", "max_hessian_eigenvalue", "representation_change", "distance_from_init",
                    "weight_norm", "grad_norm", "probe_loss"}
     assert set(table.columns[len(results.COLUMNS):]) == diagnostics

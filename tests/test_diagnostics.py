@@ -152,7 +152,7 @@ def test_diagnose_is_jit_and_vmap_compatible():
 
     stack = lambda *t: jax.tree.map(lambda *a: jnp.stack(a), *t)  # noqa: E731
     batched = jax.jit(jax.vmap(one))(stack(*params), stack(p1, p2), jnp.stack(prev), keys)
-    expected_keys = {"dormant_fraction_tau0.0001", "dormant_fraction_tau0", "redo_dormant_fraction",
+    expected_keys = {"dormant_fraction_tau0", "redo_dormant_fraction",
                      "effective_rank", "srank", "representation_change", "distance_from_init",
                      "weight_norm", "grad_norm", "probe_loss", "max_hessian_eigenvalue"}
     assert set(batched) == expected_keys

@@ -146,7 +146,7 @@ def test_analyze_agrees_with_the_in_run_diagnostics(tmp_path):
 @needs_mnist
 @pytest.mark.slow
 def test_multi_part_experiment_runs_each_part(tmp_path, capsys):
-    tiny = ["data.train_per_class=8", "data.test_per_class=4", "protocol.epochs_per_task=2", "model.hidden_sizes=16",
+    tiny = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16",
             "protocol.batch_size=16", "task.num_tasks=2", "sweep.seeds=0", "sweep.deltas=1,0.5",
             "diagnostics.enabled=false"]
     argv = ["run", "fig5-granularity", "--out", str(tmp_path), "--no-progress"] + [a for kv in tiny for a in ("--set", kv)]
