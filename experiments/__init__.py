@@ -1,9 +1,10 @@
 """Experiment configs, one module per paper figure; configs are code.
 
-Each module defines ``DESCRIPTION`` and ``PRESETS``: preset name -> function returning an
+Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's claims it tests, see
+:mod:`gradual_jax.claims`) and ``PRESETS``: preset name -> function returning an
 :class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
 a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
-``paper`` preset (the paper's numbers, see ``shared/PAPER.md``) and a ``cpu`` preset that
+``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
 runs on a 2-core CPU in minutes. A module with a ``run(out_dir, preset)`` function (the
 theory check) is run by that function instead of the training engine.
 """
@@ -14,6 +15,7 @@ import dataclasses
 import importlib
 from types import ModuleType
 
+from gradual_jax.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
 from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
 
 # experiment name (CLI) -> module in this package
@@ -66,3 +68,23 @@ def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
     ``cfg.mitigations``), beside its gradual schedule: the ``*-baselines`` presets."""
     return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines",
                                sweep=dataclasses.replace(cfg.sweep, methods=METHODS))
+
+
+PRESERVED = ("If the world changes gradually, trainability and generalization are largely preserved, often "
+             "better than the usual mitigations.")
+FINER = "A smaller step size ... retains more plasticity."
+
+
+def gradual_claims(figure: str, schedule: str, metric: str, *, versus_abrupt: str = PRESERVED,
+                   versus_mitigations: str = PRESERVED) -> tuple[Claim, ...]:
+    """A figure's claims, each in the paper's words: the gradual arm (each Δ run) against the
+    abrupt arm (of every model in the setting, e.g. a CReLU run), and against the abrupt arm
+    with each mitigation."""
+    gradual = Arm(schedule, ANY)
+    return (Claim(figure, versus_abrupt, metric, (Versus(gradual, Arm("abrupt")),)),
+            Claim(figure, versus_mitigations, metric, (Versus(gradual, Arm("abrupt", method=ANY)),)))
+
+
+def granularity_claim(figure: str, schedule: str, metric: str) -> Claim:
+    """Fig. 5's claim: each Δ against the next coarser Δ of the same run."""
+    return Claim(figure, FINER, metric, (FinerVersusCoarser(schedule),))

@@ -11,11 +11,14 @@ recorded.
 
 import dataclasses
 
-from experiments import baselines
+from experiments import baselines, gradual_claims
 from gradual_jax.config import (METHODS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
 DESCRIPTION = "Random-label MNIST, LayerNorm MLP: abrupt vs output interpolation (trainability)"
+
+CLAIMS = gradual_claims("Fig. 1 (left)", "output_interp", "online_train_acc", versus_mitigations=(
+    "Output interpolation is more effective than other plasticity mitigation methods."))
 
 
 def paper() -> ExperimentConfig:

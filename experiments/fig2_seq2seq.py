@@ -14,7 +14,7 @@ in either arm (the released code re-created AdamW every task in the abrupt arm o
 
 import dataclasses
 
-from experiments import baselines
+from experiments import baselines, gradual_claims
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, MitigationsConfig, ModelConfig, OptimConfig,
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)
 
@@ -25,6 +25,9 @@ T5_MITIGATIONS = MitigationsConfig(l2=1e-7, shrink=0.5, perturb=0.01, shrink_per
                                    redo_threshold=1e-4, redo_max_fraction=1.0, redo_every=100, redo_after=0,
                                    spectral=1e-3, spectral_target="init")
 T5_METHODS = ("none", "l2", "shrink_perturb", "redo", "spectral", "cbp")
+
+CLAIMS = gradual_claims("Fig. 2", "task_sampling", "train_bleu2",
+                        versus_abrupt="Task sampling effectively mitigates loss of trainability.")
 
 
 def paper() -> ExperimentConfig:

@@ -9,11 +9,14 @@ interpolates the inputs from the old permutation to the new one in 1/Δ = 20 sta
 
 import dataclasses
 
-from experiments import baselines
+from experiments import baselines, gradual_claims, granularity_claim
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
 DESCRIPTION = "Permuted-pixel EMNIST, LayerNorm MLP: abrupt vs input interpolation (generalizability)"
+
+CLAIMS = (*gradual_claims("Fig. 3", "input_interp", "test_acc", versus_abrupt="Generalizability is well preserved."),
+          granularity_claim("Fig. 5 (generalizability)", "input_interp", "test_acc"))
 
 
 def paper() -> ExperimentConfig:

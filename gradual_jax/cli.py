@@ -106,6 +106,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gradual_jax import claims, report
+
+    try:
+        path = report.report(args.run_dirs, args.out)
+    except (claims.MissingArmsError, ValueError) as err:
+        raise config_lib.ConfigError(str(err)) from None
+    print(path)
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gradual_jax import analyze  # imports JAX
 
@@ -155,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="figure file (default: DIR/figure.png; a .pdf is written beside it)")
     plot.add_argument("--metric", help="column to plot (default: the experiment's metric)")
     plot.set_defaults(func=cmd_plot)
+
+    report = sub.add_parser("report", help="the claims table (paired differences, verdicts) of finished runs")
+    report.add_argument("run_dirs", nargs="+", metavar="DIR", help="finished run directories")
+    report.add_argument("--out", required=True, help="Markdown file to write, e.g. results/REPRODUCTION.md")
+    report.set_defaults(func=cmd_report)
 
     analyze = sub.add_parser("analyze", help="recompute diagnostics from a run's parameter snapshots")
     analyze.add_argument("run_dir", help="a run directory made with --set run.snapshot_every=N")

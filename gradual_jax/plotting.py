@@ -1,10 +1,11 @@
 """The paper's figures from run directories (``gradual-jax plot DIR [DIR ...]``).
 
 Reads only ``results.csv`` and ``config.json`` of each run (it never re-runs anything).
-Each line is one method (schedule, Δ, learning rate; and the run, when several are
-overlaid), the mean over seeds with a shaded 95% interval (mean ± 1.96·s/√n). The layout
-follows the experiment: one panel for Figs. 1–4, one panel per part for Fig. 5 (trainability
-and generalizability), four diagnostics panels for Fig. 6.
+Each line is one arm (schedule, Δ, method, learning rate; and the run, when several are
+overlaid), the mean over seeds with a shaded 95% Student-t interval, clipped to the metric's
+range. The layout follows the experiment: one panel for Figs. 1–4, one panel per part for
+Fig. 5 (trainability and generalizability), four diagnostics panels for Fig. 6. A run that
+carries the diagnostics columns also gets those four panels as ``figure-diagnostics.png``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gradual_jax.results import METHOD_KEYS, summary_markdown, summary_table  # noqa: E402
+from gradual_jax import summary  # noqa: E402
 
 RESULTS_FILE, CONFIG_FILE = "results.csv", "config.json"
 LABELS = {
@@ -78,17 +79,15 @@ def draw(ax: plt.Axes, frame: pd.DataFrame, metric: str, *, x: str = "task") -> 
     show_rate = frame["learning_rate"].nunique() > 1
     if "method" not in frame:  # results written before mitigations existed
         frame = frame.assign(method="none")
-    for (run, schedule, method, delta, lr), group in frame.groupby(METHOD_KEYS, dropna=False, sort=False):
+    keys = ["run", "schedule", "method", "delta", "learning_rate"]
+    for (run, schedule, method, delta, lr), group in frame.groupby(keys, dropna=False, sort=False):
         by_task = group.groupby("task")
-        mean = by_task[metric].mean()
+        mean, low, high = summary.band(by_task[metric], metric)
         xs = by_task[X_AXES[x]].mean().to_numpy()
         label = method_label(run, schedule, method, delta, lr, show_run=show_run, show_rate=show_rate)
         line, = ax.plot(xs, mean.to_numpy(), label=label)
-        count = by_task[metric].count()
-        if count.max() > 1:
-            half = 1.96 * by_task[metric].std().fillna(0.0) / np.sqrt(count)
-            ax.fill_between(xs, (mean - half).to_numpy(), (mean + half).to_numpy(), alpha=0.2,
-                            color=line.get_color(), linewidth=0)
+        if by_task[metric].count().max() > 1:
+            ax.fill_between(xs, low.to_numpy(), high.to_numpy(), alpha=0.2, color=line.get_color(), linewidth=0)
     ax.set_xlabel("task" if x == "task" else "samples seen")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
@@ -111,14 +110,15 @@ def caption_of(config: dict, dataset: str) -> str:
             else f"{d['train_per_class']}/class")
     return (f"{dataset}, {config['task']['family']}, {size}, E={p['epochs_per_task']}, "
             f"k={p['transition_ratio']:g}, batch {p['batch_size']}, {_model_of(m)}, {o['name']}; "
-            "mean over seeds, 95% interval")
+            "mean over seeds, 95% Student-t interval")
 
 
 def figure_for(parts: list[tuple[str, pd.DataFrame, dict]], *, x: str = "task",
-               metric: str | None = None) -> plt.Figure:
-    """The figure of one experiment; ``parts`` are (title, table, config) per panel group."""
+               metric: str | None = None, diagnostics_panels: bool = False) -> plt.Figure:
+    """The figure of one experiment; ``parts`` are (title, table, config) per panel group.
+    ``diagnostics_panels``: Fig. 6's four diagnostics panels of the first part instead."""
     experiment = parts[0][2]["name"]
-    if experiment == "fig6-diagnostics" and metric is None:
+    if (experiment == "fig6-diagnostics" and metric is None) or diagnostics_panels:
         fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
         frame, config = parts[0][1], parts[0][2]
         for ax, name in zip(axes.flat, FIG6_PANELS):
@@ -155,16 +155,36 @@ def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, 
              for name, frames in by_part.items()]
     target = Path(out) if out else dirs[0] / "figure.png"
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig = figure_for(parts, x=x, metric=metric)
-    written = []
-    for suffix in (".png", ".pdf"):
-        path = target.with_suffix(suffix)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        written.append(path)
-    plt.close(fig)
-    tables = [summary_table(frame, metric or config["metric"]).assign(part=title) for title, frame, config in parts]
-    summary = pd.concat(tables, ignore_index=True)
+    written = save(figure_for(parts, x=x, metric=metric), target)
+    if metric is None and experiment_of(parts) != "fig6-diagnostics" and has_diagnostics(parts[0][1]):
+        written += save(figure_for(parts, x=x, diagnostics_panels=True),
+                        target.with_name(target.stem + "-diagnostics.png"))
+    arms, pairs = [], []
+    for title, frame, config in parts:
+        name = metric or config["metric"]
+        arms.append(summary.arm_table(frame, name).assign(part=title))
+        pairs.append(summary.paired_table(frame, name).assign(part=title))
+    arms, pairs = pd.concat(arms, ignore_index=True), pd.concat(pairs, ignore_index=True)
     csv_path, md_path = target.with_name(target.stem + "-summary.csv"), target.with_name(target.stem + "-summary.md")
-    summary.to_csv(csv_path, index=False)
-    md_path.write_text(summary_markdown(summary))
-    return [*written, csv_path, md_path]
+    pairs_path = target.with_name(target.stem + "-paired.csv")
+    arms.to_csv(csv_path, index=False)
+    pairs.to_csv(pairs_path, index=False)
+    md_path.write_text(summary.summary_markdown(arms, pairs))
+    return [*written, csv_path, pairs_path, md_path]
+
+
+def save(fig: plt.Figure, target: Path) -> list[Path]:
+    """``target`` as PNG and PDF; the figure is closed."""
+    paths = [target.with_suffix(suffix) for suffix in (".png", ".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def experiment_of(parts: list[tuple[str, pd.DataFrame, dict]]) -> str:
+    return parts[0][2]["name"]
+
+
+def has_diagnostics(frame: pd.DataFrame) -> bool:
+    return all(name in frame and frame[name].notna().any() for name in FIG6_PANELS)

@@ -22,7 +22,7 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
-from gradual_jax import checkpoint, engine, mitigations, plotting, results, schedules, sharding, sweep, tasks
+from gradual_jax import checkpoint, engine, mitigations, plotting, results, schedules, sharding, summary, sweep, tasks
 from gradual_jax import text as text_lib
 from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
@@ -327,7 +327,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                              lane_steps_per_second=round(len(lanes) * program.steps_per_task
                                                          * max(tasks_run, 0) / max(train_s, 1e-9), 1))
     echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
-    echo(results.format_summary(frame, cfg.metric))
+    echo(summary.format_summary(frame, cfg.metric))
     if out is not None and main_process:
         echo(f"results: {out / results.RESULTS_FILE}")
         if plot:

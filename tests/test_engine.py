@@ -130,3 +130,15 @@ def test_metrics_are_read_at_the_end_of_the_pure_phase():
     m = history[0]
     assert m.online_train_acc[0] == m.epoch_acc[0, program.epochs_per_segment - 1]
     assert m.online_train_acc[1] == m.epoch_acc[1, program.epochs_per_task - 1]
+
+
+def test_readout_timing_control_is_epoch_E_in_every_lane():
+    """The control columns are the online numbers of epoch E (0-based E-1) of the segment: the
+    readout for a gradual lane, E epochs into the (1+k)·E of an abrupt one."""
+    program, data = tiny_program(), tiny_data()
+    _, history = run_tasks(program, data, LANES[:2], num_tasks=1)
+    m, e = history[0], program.epochs_per_task - 1
+    np.testing.assert_array_equal(m.online_train_acc_at_E, m.epoch_acc[:, e])
+    np.testing.assert_array_equal(m.online_train_loss_at_E, m.epoch_loss[:, e])
+    assert m.online_train_acc_at_E[1] == m.online_train_acc[1]  # the gradual lane: its readout
+    assert not np.isclose(m.online_train_loss_at_E[0], m.online_train_loss[0])  # abrupt: read later
