@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from gradual_jax import plotting
 
-    for path in plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric):
+    for path in plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout):
         print(path)
     return 0
 
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", choices=("task", "samples"), default="task", help="x axis (default: task)")
     plot.add_argument("--out", help="figure file (default: DIR/figure.png; a .pdf is written beside it)")
     plot.add_argument("--metric", help="column to plot (default: the experiment's metric)")
+    plot.add_argument("--layout", choices=("auto", "delta"), default="auto",
+                      help="auto: the experiment's figure; delta: the final window against Δ, one line per run")
     plot.set_defaults(func=cmd_plot)
 
     report = sub.add_parser("report", help="the claims table (paired differences, verdicts) of finished runs")

@@ -138,12 +138,48 @@ def figure_for(parts: list[tuple[str, pd.DataFrame, dict]], *, x: str = "task",
     return fig
 
 
+def final_vs_delta(runs: list[tuple[str, pd.DataFrame, dict]], metric: str | None = None) -> plt.Figure:
+    """The final-window mean against Δ, one line per run (labelled with its E), each abrupt arm
+    a dashed line of its run's colour; 95% Student-t intervals over seeds."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, frame, config in runs:
+        name = metric or config["metric"]
+        arms = summary.arm_table(frame, name)
+        epochs = config["protocol"]["epochs_per_task"]
+        color = None  # the run's colour, once its gradual line has one
+        for schedule, group in arms[arms["schedule"] != "abrupt"].groupby("schedule", sort=False):
+            group = group.sort_values("delta")
+            line = ax.errorbar(group["delta"].to_numpy(float), group["final"].to_numpy(float),
+                               yerr=group["final_ci95"].fillna(0.0).to_numpy(float), marker="o",
+                               capsize=3, label=f"{label + ': ' if label else ''}{schedule}, E = {epochs}")
+            color = line[0].get_color()
+        abrupt = arms[(arms["schedule"] == "abrupt") & (arms["method"] == "none")]
+        for _, r in abrupt.iterrows():
+            ax.axhline(r["final"], color=color, linestyle="--", linewidth=1, label=f"abrupt, E = {epochs}")
+            if not np.isnan(r["final_ci95"]):
+                ax.axhspan(r["final"] - r["final_ci95"], r["final"] + r["final_ci95"], color=color, alpha=0.1, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("step size Δ")
+    ax.set_ylabel(f"{LABELS.get(name, name)}, final window")
+    bounds = summary.metric_range(name)
+    if bounds == (0.0, 1.0):
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{runs[0][2]['name']}: final window against Δ")
+    fig.tight_layout()
+    return fig
+
+
 def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, x: str = "task",
-              metric: str | None = None) -> list[Path]:
+              metric: str | None = None, layout: str = "auto") -> list[Path]:
     """Write the figure (PNG and PDF) and the summary (Markdown and CSV) of one or more runs.
 
-    Several directories are overlaid, part by part. Returns the files written.
+    Several directories are overlaid, part by part. ``layout="delta"`` draws the final window
+    against Δ instead, one line per run part (e.g. runs at different E). Returns the files written.
     """
+    if layout not in ("auto", "delta"):
+        raise ValueError(f"layout={layout!r} is not allowed; choose one of: auto, delta")
     dirs = [Path(d) for d in run_dirs]
     labels = [d.name for d in dirs] if len(dirs) > 1 else [""]  # name runs only when overlaying
     by_part: dict[str, list[tuple[pd.DataFrame, dict]]] = {}
@@ -155,8 +191,14 @@ def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, 
              for name, frames in by_part.items()]
     target = Path(out) if out else dirs[0] / "figure.png"
     target.parent.mkdir(parents=True, exist_ok=True)
-    written = save(figure_for(parts, x=x, metric=metric), target)
-    if metric is None and experiment_of(parts) != "fig6-diagnostics" and has_diagnostics(parts[0][1]):
+    if layout == "delta":
+        runs = [(label, frame, config) for _, frames in by_part.items() for frame, config in frames
+                for label in [frame["run"].iloc[0]]]
+        written = save(final_vs_delta(runs, metric), target)
+    else:
+        written = save(figure_for(parts, x=x, metric=metric), target)
+    if (layout == "auto" and metric is None and experiment_of(parts) != "fig6-diagnostics"
+            and has_diagnostics(parts[0][1])):
         written += save(figure_for(parts, x=x, diagnostics_panels=True),
                         target.with_name(target.stem + "-diagnostics.png"))
     arms, pairs = [], []

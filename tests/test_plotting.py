@@ -154,3 +154,21 @@ def test_multi_part_experiment_runs_each_part(tmp_path, capsys):
 def test_caption_names_the_data_and_model(name, dataset, expected):
     caption = plotting.caption_of(config_lib.to_dict(experiments.get_config(name, "paper")), dataset)
     assert all(part in caption for part in expected), caption
+
+
+def test_final_window_against_delta_one_line_per_run(tmp_path):
+    a = synthetic_run(tmp_path / "e10", tasks=10)
+    b = synthetic_run(tmp_path / "e20", tasks=10, methods=(("abrupt", np.nan), ("output_interp", 0.5)))
+    written = plotting.plot_runs([a, b], out=tmp_path / "vs.png", layout="delta")
+    assert written[0].name == "vs.png" and written[0].stat().st_size > 0
+    runs = [(label, *plotting.load_part(d, label)) for label, d in (("e10", a), ("e20", b))]
+    fig = plotting.final_vs_delta(runs)
+    ax = fig.axes[0]
+    gradual = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    # gradual lanes score 1 everywhere; Δ sorted ascending along each line
+    np.testing.assert_allclose(gradual[0].get_xdata(), [0.25, 0.5])
+    np.testing.assert_allclose(gradual[0].get_ydata(), [1.0, 1.0])
+    abrupt = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    # abrupt: 1 - 0.1·task over the final window, tasks 7-9: mean 0.2
+    assert len(abrupt) == 2 and abrupt[0].get_ydata()[0] == pytest.approx(0.2)
+    plt.close(fig)
