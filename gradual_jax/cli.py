@@ -20,6 +20,7 @@ set_default_xla_flags()  # before anything below imports jax: XLA reads XLA_FLAG
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -87,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for part, cfg in parts.items():
             if part:
                 print(f"== part {part} ==")
-            train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part)
+            train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part,
+                      command=args.command_line)
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
@@ -184,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["gradual-jax", *argv])  # what a run's config.json records
     try:
         code = args.func(args)
         sys.stdout.flush()  # a reader that has gone shows up here, in the handler below, not at exit

@@ -139,12 +139,12 @@ def source_revision() -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-def provenance() -> dict[str, Any]:
-    """What made a result: the code's commit, the command line and the XLA flags in force."""
-    program = Path(sys.argv[0]).name
-    if program in ("gradual-jax", "cli.py", "__main__.py"):  # the console script or python -m gradual_jax.cli
-        program = "gradual-jax"
-    return {**source_revision(), "command": shlex.join([program, *sys.argv[1:]]),
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """What made a result: the code's commit, the command line (``command``, or this process's
+    own) and the XLA flags in force."""
+    if command is None:
+        command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return {**source_revision(), "command": command,
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
@@ -168,11 +168,11 @@ def environment() -> dict[str, Any]:
 
 
 def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[Lane],
-                 **extra: Any) -> None:
+                 command: str | None = None, **extra: Any) -> None:
     payload = {
         "config": config_lib.to_dict(cfg),
         "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(lanes)],
-        "provenance": provenance(),
+        "provenance": provenance(command),
         "environment": environment(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,

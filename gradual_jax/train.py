@@ -218,14 +218,16 @@ def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[st
 
 def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: bool = False,
         progress: bool = True, echo: Callable[[str], None] = print,
-        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, plot: bool = True) -> pd.DataFrame:
+        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, plot: bool = True,
+        command: str | None = None) -> pd.DataFrame:
     """Train every lane of ``cfg`` on every task; return the results table.
 
     With ``out_dir``: ``config.json`` is written before any compute, ``results.csv`` after
     every task, an Orbax checkpoint every ``run.checkpoint_every`` tasks; a directory that
     holds checkpoints is resumed from the latest one (unless ``force_new``).
     ``on_task_end(task, rows)`` is called after each task's results are written; with
-    ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``).
+    ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``); ``command``
+    is the command line ``config.json`` records (default: this process's).
     """
     cfg = validate(cfg)
     if cfg.run.distributed and cfg.run.lanes_per_chunk:
@@ -254,7 +256,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                  if out is not None and cfg.run.snapshot_every > 0 else None)
     readouts = readout_epochs(program, lanes)
     if out is not None and main_process:
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset, status="running")
+        results.write_config(out / results.CONFIG_FILE, cfg, lanes, command, dataset=prepared.dataset,
+                             status="running")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
          f"{prepared.dataset}, {program.num_train} training examples, "
@@ -321,7 +324,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     tasks_run = cfg.task.num_tasks - start_task
     if out is not None and main_process:
         results.write_table(out / results.RESULTS_FILE, rows)
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, dataset=prepared.dataset,
+        results.write_config(out / results.CONFIG_FILE, cfg, lanes, command, dataset=prepared.dataset,
                              status="finished", compile_seconds=round(compile_s, 2),
                              train_seconds=round(train_s, 2), resumed_from_task=start_task,
                              lane_steps_per_second=round(len(lanes) * program.steps_per_task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from gradual_jax import cli, engine, results
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "data.train_per_class=8",
+TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "sweep.seeds=0,1", "--set", "data.train_per_class=8",
         "--set", "protocol.epochs_per_task=2", "--set", "model.hidden_sizes=16", "--set", "protocol.batch_size=16",
         "--set", "diagnostics.hessian_iters=3"]
 
@@ -85,6 +86,15 @@ def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
     assert meta["status"] == "finished"
     assert meta["config"]["name"] == "fig3-emnist" and meta["config"]["protocol"]["epochs_per_task"] == 2
     assert meta["environment"]["versions"]["jax"] and meta["environment"]["platform"] == "cpu"
+    prov = meta["provenance"]
+    assert prov["command"] == shlex.join(["gradual-jax", "run", "fig3-emnist", "--preset", "cpu", "--out", str(out),
+                                          *TINY])
+    assert prov["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+    assert prov["commit"] is None or (len(prov["commit"]) == 40 and isinstance(prov["dirty"], bool))
+    umask = os.umask(0)
+    os.umask(umask)
+    readable = 0o666 & ~umask  # what any new file gets (0644 under the usual umask), not mkstemp's 0600
+    assert all((out / name).stat().st_mode & 0o777 == readable for name in ("results.csv", "config.json"))
     assert "test_acc" in capsys.readouterr().out
     # the same command again resumes from the final checkpoint: nothing to redo, nothing lost
     assert cli.main(["run", "fig3-emnist", "--preset", "cpu", "--out", str(out), *TINY]) == 0
