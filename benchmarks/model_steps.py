@@ -22,7 +22,7 @@ sweep, minus its schedule and data plumbing. Then it
   printed beside it as a cross-check: ResNet-18 from ``gradual_jax.models.resnet.forward_macs``
   (× 2 FLOPs per MAC × 3 for forward + backward), T5 from its layer shapes (:func:`t5_forward_macs`).
 
-The models and optimizers are the paper's (PAPER.md):
+The models and optimizers are the paper's (docs/protocol.md):
 
 * **ResNet-18** (``gradual_jax.models.resnet.ResNet18``, ImageNet stem, BatchNorm in training
   mode, PyTorch init) on CIFAR-shaped 32×32×3 inputs, 10 classes, softmax cross-entropy, AdamW

@@ -4,8 +4,8 @@ Trainability on all 50,000 CIFAR-10 training images, their label array re-permut
 ResNet-18 with the ImageNet stem and BatchNorm (running statistics carried per lane), AdamW
 1e-4 with weight decay 0, batch 250, E = 40, k = 2, Δ = 0.05, 100 tasks; both arms start from
 random initialisation with the same optimizer (the released code's gradual arm loaded
-ImageNet weights with weight decay 0.01 — not copied). Mitigations use PAPER.md's ResNet
-strengths (``cpu-baselines`` / ``paper-baselines``).
+ImageNet weights with weight decay 0.01 — not copied). Mitigations use the ResNet
+strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 """
 
 import dataclasses

@@ -19,7 +19,7 @@ from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, Mitigations
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)
 
 DESCRIPTION = "Random Seq2Seq, T5: abrupt vs task sampling (trainability, train BLEU-2)"
-#: PAPER.md's T5 mitigation settings (ReDo: every 100 steps, FFN units with mean activation
+#: The T5 mitigation settings of docs/protocol.md (ReDo: every 100 steps, FFN units with mean activation
 #: below 1e-4, no cap; L2-init has no T5 setting in the paper and is left out of the baselines)
 T5_MITIGATIONS = MitigationsConfig(l2=1e-7, shrink=0.5, perturb=0.01, shrink_perturb_at="after",
                                    redo_threshold=1e-4, redo_max_fraction=1.0, redo_every=100, redo_after=0,
@@ -64,7 +64,7 @@ def cpu() -> ExperimentConfig:
 
 
 def t5_baselines(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The abrupt lanes crossed with PAPER.md's T5 mitigations (and continual backprop)."""
+    """The abrupt lanes crossed with the T5 mitigations of docs/protocol.md (and continual backprop)."""
     cfg = baselines(cfg)
     return dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, methods=T5_METHODS))
 

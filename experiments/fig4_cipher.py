@@ -5,7 +5,7 @@ Every task has a fresh secret letter permutation π: output letter i is
 five-letter words. 1,280 training pairs per task and 512 *held-out* test pairs under the same
 π with fresh inputs (the released code's "test" set was its first 512 training pairs:
 ``text.test_from_train=true`` reproduces that). Same T5 as Fig. 2; AdamW 1e-3 with weight
-decay 0, batch 64, E = 100, k = 1, Δ = 0.02 (a choice: PAPER.md), 100 tasks. Metric: test
+decay 0, batch 64, E = 100, k = 1, Δ = 0.02 (a choice: docs/protocol.md), 100 tasks. Metric: test
 BLEU-2 of beam-5 decoding at the end of the pure phase. No optimizer reset in either arm.
 """
 

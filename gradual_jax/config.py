@@ -84,7 +84,7 @@ class TaskConfig:
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
     """The text tasks (task.family random_seq2seq / bigram_cipher), generated per task on the
-    device; defaults are PAPER.md's Random Seq2Seq. ``data.*`` is not used by them."""
+    device; defaults are the Random Seq2Seq of docs/protocol.md. ``data.*`` is not used by them."""
 
     num_train: int = 5120  # pairs per task (Bigram Cipher: 1,280)
     num_test: int = 512  # bigram_cipher: held-out pairs under the same π
@@ -116,7 +116,7 @@ class ModelConfig:
     cifar_stem: bool = False  # resnet18: 3×3 stride-1 stem without max-pool (default: ImageNet stem)
     init: str = "torch"  # resnet18: torch (PyTorch layer defaults) or torchvision (kaiming-normal convs)
     compute_dtype: str = "float32"  # resnet18: bfloat16 computes convolutions in bf16, parameters stay f32
-    d_model: int = 256  # t5 (PAPER.md's customised T5-small)
+    d_model: int = 256  # t5 (the customised T5-small of docs/protocol.md)
     num_heads: int = 4  # t5
     d_kv: int = 64  # t5: per head
     d_ff: int = 2048  # t5
@@ -151,7 +151,7 @@ class SweepConfig:
 @dataclasses.dataclass(frozen=True)
 class MitigationsConfig:
     """Each mitigation's strength when a lane uses it (``sweep.methods``); defaults are
-    PAPER.md's MLP settings (``gradual_jax.mitigations.PAPER_PRESETS``)."""
+    the MLP settings of docs/protocol.md (``gradual_jax.mitigations.PAPER_PRESETS``)."""
 
     l2: float = 1e-3  # l2: strength·Σ‖θ‖²
     l2_init: float = 0.1  # l2_init: strength·Σ‖θ-θ₀‖²

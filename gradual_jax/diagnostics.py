@@ -3,7 +3,7 @@
 Everything here takes arrays or parameter pytrees and returns arrays, with no Python control
 flow on traced values, so the engine can ``vmap`` these functions over lanes and ``jit`` them
 inside a task segment. Every threshold and probe is an explicit argument; the defaults are the
-paper's values (``../shared/PAPER.md``, section Diagnostics).
+paper's values (``docs/protocol.md``, section Diagnostics).
 
 Conventions:
 

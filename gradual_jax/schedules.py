@@ -62,7 +62,7 @@ def num_stages(schedule: int, delta: float) -> int:
 
 
 def epochs_per_stage(schedule: int, delta: float, epochs_per_task: int, transition_ratio: float) -> float:
-    """k·E·Δ/2 for output interpolation, k·E·Δ otherwise (PAPER.md)."""
+    """k·E·Δ/2 for output interpolation, k·E·Δ otherwise (docs/protocol.md)."""
     stages = num_stages(schedule, delta)
     return transition_ratio * epochs_per_task / stages if stages else 0.0
 

@@ -62,7 +62,7 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
 def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationConfig:
     """The static part: every method some lane uses is compiled into the one program.
 
-    For ResNet-18 (PAPER.md): L2 on kernels only (ndim > 1), spectral without the bias term
+    For ResNet-18 (docs/protocol.md): L2 on kernels only (ndim > 1), spectral without the bias term
     and without the normalisation layers. For the T5: ReDo scores are the raw mean activation
     (the released code's absolute threshold), redrawn FFN weights follow T5's N(0, 1/fan_in),
     and there are no biases for the spectral term. The unit layers of ReDo and continual

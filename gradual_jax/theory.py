@@ -8,7 +8,7 @@ Proof: x_{t+1} - c = (I - ηH̄)(x_t - c) with H̄ = ∫₀¹ ∇²f(c + s(x_t -
 the (convex) ball, so μI ⪯ H̄ ⪯ βI and ‖I - ηH̄‖ ≤ max(|1 - ημ|, |1 - ηβ|) = 1 - ημ; the
 distance shrinks, so the next iterate is in the ball again (induction). On a quadratic
 ½(x-c)ᵀA(x-c), H̄ = A and the asymptotic rate is exactly max_i |1 - ηλ_i| (any η).
-(PAPER.md writes the lemma's step condition as η ≤ min(1/β, …); 1/β is all this proof needs.)
+(docs/protocol.md writes the lemma's step condition as η ≤ min(1/β, …); 1/β is all this proof needs.)
 
 Tracking corollary (checked by :func:`tracking_experiment`). The minimiser moves from c₀ to c₁
 in S = 1/Δ equal jumps of size δ = Δ‖c₁ - c₀‖, with m GD steps on each f_s(x) = g(x - c_s),

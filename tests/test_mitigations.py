@@ -1,4 +1,4 @@
-"""Plasticity mitigations (issue 4): each piece against a hand-computed or constructed case,
+"""Plasticity mitigations: each piece against a hand-computed or constructed case,
 strength 0 as an exact no-op, and vmap over lanes equal to each lane alone."""
 
 from __future__ import annotations

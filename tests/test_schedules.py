@@ -1,4 +1,4 @@
-"""Transition schedules against hand-worked stage tables and PAPER.md's definitions."""
+"""Transition schedules against hand-worked stage tables and the definitions in docs/protocol.md."""
 
 from __future__ import annotations
 

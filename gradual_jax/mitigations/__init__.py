@@ -1,4 +1,4 @@
-"""Plasticity mitigations as small, pure, composable pieces (issue 4).
+"""Plasticity mitigations as small, pure, composable pieces.
 
 Strengths are per-lane numbers (:class:`MitigationHParams`, traced under ``vmap``; the "off"
 value of each is an exact no-op), structure is static (:class:`MitigationConfig`). The engine

@@ -11,7 +11,7 @@
   :func:`after_step` (after the optimizer update: CBP every step, ReDo every N steps);
   :func:`at_task_boundary` (Shrink & Perturb).
 
-:data:`PAPER_PRESETS` maps the paper's "Mitigation baselines" table (``../shared/PAPER.md``)
+:data:`PAPER_PRESETS` maps the paper's "Mitigation baselines" table (``docs/protocol.md``)
 onto these numbers; :func:`preset` returns one entry.
 """
 
@@ -266,8 +266,8 @@ def _p(static: dict[str, Any], hparams: dict[str, float]):
     return static, hparams
 
 
-#: (domain, method) -> (MitigationConfig fields, MitigationHParams values), from PAPER.md's
-#: "Mitigation baselines" table and the released code it summarises. Domains: "mlp" (the
+#: (domain, method) -> (MitigationConfig fields, MitigationHParams values), from the
+#: "Mitigation baselines" table of docs/protocol.md and the released code it summarises. Domains: "mlp" (the
 #: MNIST/EMNIST LayerNorm MLP), "resnet" (ResNet-18), "t5". "cbp" and CReLU are not in the
 #: paper: CBP uses Dohare et al.'s GnT defaults (ρ = 1e-4, η = 0.99) and their CBPLinear
 #: maturity (100).

@@ -16,7 +16,7 @@ ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC f
 
 Initialisation (``init=``):
 
-* ``"torch"`` (default; PAPER.md: "Init as PyTorch's defaults"): what ``nn.Conv2d`` and
+* ``"torch"`` (default; docs/protocol.md: PyTorch's default initialisation): what ``nn.Conv2d`` and
   ``nn.Linear`` do on construction, kaiming_uniform(a=√5), i.e. weights ~ U(±1/√fan_in) with
   fan_in = in_channels·kh·kw; the head's bias ~ U(±1/√fan_in); BN γ = 1, β = 0.
 * ``"torchvision"``: what ``torchvision.models.resnet18()`` does after construction: conv
