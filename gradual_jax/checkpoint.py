@@ -7,13 +7,17 @@ else is needed: all randomness is a function of (seed, task, epoch), so restorin
 state and replaying from task j reproduces an uninterrupted run bit for bit.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a
-kill during a save leaves the previous checkpoints intact; a step that is unreadable
-anyway (a damaged disk, a file removed by hand) is skipped with a warning in favour of
-the one before it.
+kill during a save leaves the previous checkpoints intact. Orbax does not verify what it
+reads back, so once a save has completed a manifest of its files' SHA-256 hashes is written
+beside it (``OUT/checkpoints/manifests/<step>.json``); a step is used only if its files still
+match. A step that does not (a flipped bit, a truncated or removed file, a save that completed
+but whose manifest was never written) is set aside with a warning in favour of the one before it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import shutil
@@ -25,6 +29,7 @@ import jax
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = "checkpoints"
+MANIFEST_DIR = "manifests"  # inside the checkpoint directory; not a step, so Orbax ignores it
 SNAPSHOT_DIR = "snapshots"  # readout parameters kept for post-hoc analysis (`gradual-jax analyze`)
 
 # Orbax logs every save at INFO level through absl; keep a long run's terminal readable.
@@ -39,17 +44,56 @@ class Checkpointer:
 
     def __init__(self, out_dir: Path, *, name: str = CHECKPOINT_DIR, keep: int | None = 3):
         self.directory = (Path(out_dir) / name).absolute()
+        self.manifests = self.directory / MANIFEST_DIR
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
+        self._unsealed: list[int] = []  # saves started whose manifest is not written yet
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, record: dict[str, Any]) -> None:
-        """Start saving (asynchronously: training continues while the files are written)."""
+        """Start saving (asynchronously: training continues while the files are written); the
+        previous save is sealed (its manifest written) first."""
+        self._seal()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   record=ocp.args.JsonSave(_json_safe(record)))
         self._manager.save(step, args=args, force=True)
+        self._unsealed.append(step)
+
+    def _seal(self) -> None:
+        """Wait for pending saves and write each completed step's manifest."""
+        if not self._unsealed:
+            return
+        self._manager.wait_until_finished()
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        for step in self._unsealed:
+            if (self.directory / str(step)).is_dir():
+                _atomic_json(self.manifests / f"{step}.json", _hashes(self.directory / str(step)))
+        self._unsealed = []
+        self._forget_removed()
+
+    def _forget_removed(self) -> None:
+        """Drop manifests of steps Orbax has deleted (``keep``)."""
+        if self.manifests.is_dir():
+            present = {str(s) for s in self.steps()}
+            for manifest in self.manifests.glob("*.json"):
+                if manifest.stem not in present:
+                    manifest.unlink(missing_ok=True)
+
+    def verify(self, step: int) -> str | None:
+        """None if step's files match its manifest, else what is wrong. Checkpoints written
+        before manifests existed (no manifest directory at all) are accepted unverified."""
+        if not self.manifests.is_dir():
+            return None
+        manifest = self.manifests / f"{step}.json"
+        try:
+            expected = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return "its save never completed (no manifest)"
+        actual = _hashes(self.directory / str(step))
+        changed = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
+        return f"{len(changed)} file(s) differ from the manifest, e.g. {changed[0]}" if changed else None
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
         """One step's ``(state, record)``; ``like`` gives structure, shapes and shardings."""
@@ -65,6 +109,12 @@ class Checkpointer:
         """
         unreadable = []
         for step in reversed(self.steps()):
+            problem = self.verify(step)
+            if problem is not None:
+                warnings.warn(f"checkpoint {self.directory / str(step)} is set aside: {problem}; trying the "
+                              "previous one", stacklevel=2)
+                unreadable.append(step)
+                continue
             try:
                 state, record = self.restore(step, like)
             except Exception as err:  # noqa: BLE001 - any unreadable step falls back to the previous
@@ -78,18 +128,24 @@ class Checkpointer:
         return None
 
     def _set_aside(self, steps: list[int]) -> None:
-        """Rename unreadable steps to ``unreadable-<step>`` (kept for inspection, ignored by
-        Orbax), so the resumed run can write those steps afresh."""
+        """Rename unreadable steps to ``unreadable-<step>`` (``-2``, ``-3``, … when that name is
+        taken; kept for inspection, ignored by Orbax), so the resumed run can write them afresh."""
         for step in steps:
-            (self.directory / str(step)).rename(self.directory / f"unreadable-{step}")
+            target = self.directory / f"unreadable-{step}"
+            n = 1
+            while target.exists():
+                n += 1
+                target = self.directory / f"unreadable-{step}-{n}"
+            (self.directory / str(step)).rename(target)
+            (self.manifests / f"{step}.json").unlink(missing_ok=True)
         if steps:
             self._manager.reload()
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        self._seal()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self._seal()
         self._manager.close()
 
     def delete_all(self) -> None:
@@ -100,6 +156,25 @@ class Checkpointer:
 def has_checkpoints(out_dir: Path) -> bool:
     directory = Path(out_dir) / CHECKPOINT_DIR
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def _hashes(step_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file under a step's directory, by relative path."""
+    out = {}
+    for path in sorted(step_dir.rglob("*")):
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[str(path.relative_to(step_dir))] = digest.hexdigest()
+    return out
+
+
+def _atomic_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
 
 
 def _json_safe(value: Any) -> Any:

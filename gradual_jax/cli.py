@@ -26,10 +26,12 @@ from pathlib import Path  # noqa: E402
 
 import experiments  # noqa: E402
 from gradual_jax import config as config_lib  # noqa: E402
-from gradual_jax import data, sweep  # noqa: E402
+from gradual_jax import data, outlock, sweep  # noqa: E402
 
-EXIT_USAGE = 2
-EXIT_NONFINITE = 3
+EXIT_USAGE = 2  # bad input, found before any work: a config value, missing data, a folder in use
+EXIT_NONFINITE = 3  # run.on_nonfinite=stop and a lane's loss became NaN/Inf
+EXIT_IO = 4  # the output could not be written mid-run (disk full, read-only); rerun to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C; rerun to resume
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, config_lib.ExperimentConfig]:
@@ -93,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    if len(parts) > 1:
+    if any(parts):  # a multi-part experiment (even with one part): its figure covers every part
         from gradual_jax import plotting
 
         print(f"figure:  {plotting.plot_runs([out])[0]}")
@@ -103,7 +105,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from gradual_jax import plotting
 
-    for path in plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout):
+    try:
+        written = plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout)
+    except plotting.ResultsError as err:
+        raise config_lib.ConfigError(str(err)) from None
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise config_lib.ConfigError(f"cannot write the figure{f' {err.filename}' if err.filename else ''}: "
+                                     f"{err.strerror or err}") from None
+    for path in written:
         print(path)
     return 0
 
@@ -113,8 +124,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         path = report.report(args.run_dirs, args.out)
-    except (claims.MissingArmsError, ValueError) as err:
+    except (claims.MissingArmsError, ValueError) as err:  # ValueError: also unreadable results
         raise config_lib.ConfigError(str(err)) from None
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise config_lib.ConfigError(f"cannot write {args.out}: {err.strerror or err}") from None
     print(path)
     return 0
 
@@ -196,12 +211,24 @@ def main(argv: list[str] | None = None) -> int:
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, FileExistsError, data.ChecksumError) as err:  # data, existing results
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (FileNotFoundError, FileExistsError, data.ChecksumError, outlock.FolderInUseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `gradual-jax list | head`: the reader has gone, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except outlock.FolderError as err:  # --out is a file, read-only, ...: before any work
+        print(f"error: {err.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # mid-run: the data written so far is intact
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: cannot write the results{where}: {err.strerror or err}; the results and checkpoints "
+              "written so far are intact: free space or fix the folder, then run the same command again to "
+              "resume", file=sys.stderr)
+        return EXIT_IO
 
 
 if __name__ == "__main__":

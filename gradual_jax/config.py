@@ -22,6 +22,7 @@ from typing import Any
 from gradual_jax import schedules
 from gradual_jax.data import DATASETS, NUM_CLASSES
 from gradual_jax.data import SOURCES as DATA_SOURCES
+from gradual_jax.data import sources as data_sources
 IMAGE_FAMILIES = ("random_labels", "permuted_pixels")
 TEXT_FAMILIES = ("random_seq2seq", "bigram_cipher")
 FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
@@ -388,6 +389,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
                            config.optim, config.sweep, config.run)
     _choice("data.dataset", d.dataset, DATASETS)
     _choice("data.source", d.source, DATA_SOURCES)
+    if d.source == "tfds" and not data_sources.tfds_installed():
+        raise ConfigError("data.source=tfds needs tensorflow-datasets, which is not installed: "
+                          "pip install -e '.[tfds]', or use data.source=auto")
     _positive_int("data.train_per_class", d.train_per_class)
     if d.test_per_class < 0:
         raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
@@ -540,7 +544,7 @@ def _validate_text(config: ExperimentConfig) -> None:
 # and how it executes. Every other key must match the checkpoint's config.
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
                             "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed",
-                            "run.snapshot_every", "run.vmap_lanes"})
+                            "run.snapshot_every"})
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -554,8 +558,8 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def resume_mismatches(stored: dict[str, Any], current: ExperimentConfig) -> list[str]:
-    """Dotted keys whose values differ between a checkpoint's config and ``current``."""
+    """Dotted keys whose values differ between a stored run's config and ``current``."""
     old, new = flatten(stored), flatten(to_dict(current))
-    return [f"{key} (checkpoint: {old.get(key)!r}, now: {new.get(key)!r})"
+    return [f"{key} (stored: {old.get(key)!r}, now: {new.get(key)!r})"
             for key in sorted(set(old) | set(new))
             if key not in RESUMABLE_KEYS and old.get(key) != new.get(key)]

@@ -50,11 +50,41 @@ def run_parts(run_dir: Path) -> list[Path]:
     return parts
 
 
+class ResultsError(ValueError):
+    """A run directory's results or config cannot be read (empty, damaged, not a results table)."""
+
+
+REQUIRED_COLUMNS = ("task", "seed", "schedule", "delta", "learning_rate")
+
+
 def load_part(part_dir: Path, run_label: str) -> tuple[pd.DataFrame, dict]:
-    frame = pd.read_csv(part_dir / RESULTS_FILE)
+    table, config_file = part_dir / RESULTS_FILE, part_dir / CONFIG_FILE
+    try:
+        frame = pd.read_csv(table)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{table} is not a results table ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'empty'})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame]
+    if missing or frame.empty:
+        raise ResultsError(f"{table} is not a results table of a run: "
+                           + (f"it lacks the columns {', '.join(missing)}" if missing else "it has no rows"))
+    try:
+        config = json.loads(config_file.read_text())["config"]
+        config["name"], config["metric"]  # noqa: B018 - the keys every figure needs
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultsError(f"{config_file} is not a run's config.json ({type(err).__name__}: {err})") from None
     frame.insert(0, "run", run_label)
-    config = json.loads((part_dir / CONFIG_FILE).read_text())["config"]
     return frame, config
+
+
+def check_metric(frame: pd.DataFrame, metric: str, where: Path | str) -> None:
+    """A clear error for ``--metric`` naming a column the results do not have."""
+    if metric not in frame or not pd.api.types.is_numeric_dtype(frame[metric]):
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and c not in
+                   ("lane", "seed", "task", "delta", "learning_rate", "samples_seen", "epochs_per_task",
+                    "transition_ratio", "batch_size", "reset_each_task", "finite")]
+        raise ResultsError(f"--metric {metric}: {where} has no such numeric column; choose one of: "
+                           + ", ".join(numeric))
 
 
 # ---------------------------------------------------------------------------
@@ -189,6 +219,8 @@ def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, 
             by_part.setdefault(name, []).append(load_part(part, label))
     parts = [(name or frames[0][1]["name"], pd.concat([f for f, _ in frames], ignore_index=True), frames[0][1])
              for name, frames in by_part.items()]
+    for title, frame, config in parts:
+        check_metric(frame, metric or config["metric"], ", ".join(map(str, dirs)))
     target = Path(out) if out else dirs[0] / "figure.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     if layout == "delta":

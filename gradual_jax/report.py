@@ -175,13 +175,21 @@ def render(evaluated, out: Path, command: str) -> str:
              "is **holds** when the interval lies above 0, **reversed** when below, **inconclusive** otherwise.",
              "*At epoch E* is the same comparison read after E epochs of every task in both arms (abrupt",
              "lanes are otherwise read after (1+k)·E), where the metric is the online train accuracy.", "",
-             "| claim (the paper's words) | figure | setting | comparison | difference [95% CI] | seeds > 0 | "
-             "verdict | at epoch E |", "|---|---|---|---|---:|---:|---|---:|"]
+             ""]
+    claims_in_order = list(dict.fromkeys(o.claim for _, outcomes in evaluated for o in outcomes))
+    ids = {claim: f"C{i + 1}" for i, claim in enumerate(claims_in_order)}
+    lines += [f"- **{ids[c]}** ({c.figure}, {c.metric}): {c.caption}" for c in claims_in_order]
+    lines += ["", "| claim | setting | comparison | difference [95% CI] | seeds > 0 | verdict | at epoch E | "
+              "figure | wall time |", "|---|---|---|---:|---:|---|---:|---|---:|"]
     for group, outcomes in evaluated:
         name = _setting_name(group)
+        by_label = {p.label: p for p in group}
         for o in outcomes:
-            lines.append(f"| {o.claim.caption} | {o.claim.figure} | {name} | {o.comparison} | {_ci(o.difference)} | "
-                         f"{o.difference.positive()}/{o.difference.n} | **{o.verdict}** | {_ci(o.control)} |")
+            run = by_label[o.runs[0]]
+            figure = _figure(run, out)
+            lines.append(f"| {ids[o.claim]} | {name} | {o.comparison} | {_ci(o.difference)} | "
+                         f"{o.difference.positive()}/{o.difference.n} | **{o.verdict}** | {_ci(o.control)} | "
+                         + (f"[figure]({figure})" if figure else "–") + f" | {_wall(run.meta)} |")
     lines += ["", "## Settings", ""]
     for group, outcomes in evaluated:
         lines += [f"### {_setting_name(group)}", ""]

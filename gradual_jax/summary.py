@@ -23,12 +23,13 @@ from scipy import stats
 
 ARM_KEYS = ["run", "model", "schedule", "method", "delta", "learning_rate"]
 CONTROL = {"online_train_acc": "online_train_acc_at_E", "online_train_loss": "online_train_loss_at_E"}
-BOUNDED = ("_acc", "bleu2", "dormant_fraction", "_at_E")  # metrics that live in [0, 1] (accuracies, BLEU, fractions)
+BOUNDED = ("_acc", "bleu2", "dormant_fraction")  # metrics that live in [0, 1] (accuracies, BLEU, fractions)
+NONNEGATIVE = ("loss", "norm", "distance", "representation_change", "rank")
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:
     """The values ``metric`` can take, for clipping intervals (None: unbounded)."""
-    if "loss" in metric:
+    if any(part in metric for part in NONNEGATIVE):
         return (0.0, math.inf)
     if any(part in metric for part in BOUNDED):
         return (0.0, 1.0)

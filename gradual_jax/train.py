@@ -7,7 +7,9 @@ the results table on disk and updates the progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +24,8 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
-from gradual_jax import checkpoint, engine, mitigations, plotting, results, schedules, sharding, summary, sweep, tasks
+from gradual_jax import (checkpoint, engine, mitigations, outlock, plotting, results, schedules, sharding, summary,
+                         sweep, tasks)
 from gradual_jax import text as text_lib
 from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
@@ -174,31 +177,81 @@ class Resumed:
     rows: list[dict[str, Any]]
 
 
+def _stored_meta(out: Path) -> dict[str, Any] | None:
+    """The ``config.json`` a previous run wrote into ``out`` (None when absent or unreadable)."""
+    try:
+        meta = json.loads((out / results.CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and isinstance(meta.get("config"), dict) else None
+
+
+def _differences(meta: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
+    """What differs between a stored run and ``cfg``: config keys, and the device count (the
+    lane layout over devices changes results in the last float bits)."""
+    mismatched = config_lib.resume_mismatches(meta["config"], cfg)
+    stored = (meta.get("environment") or {}).get("device_count")
+    now = jax.device_count()
+    if stored is not None and stored != now:
+        mismatched.append(f"the device count (stored: {stored}, now: {now})")
+    return mismatched
+
+
 def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_states: list[Any],
                     echo: Callable[[str], None]) -> Resumed | None:
-    """Start over, resume from the latest checkpoint, or refuse to overwrite results."""
+    """Start over, resume from the latest verified checkpoint, or refuse to mix two runs.
+
+    The stored config is compared with ``cfg`` before anything is restored, so a changed key is
+    named instead of surfacing as unreadable checkpoints. A folder whose results have no
+    committed checkpoint (a run killed before its first save) starts over: results are a
+    deterministic function of the config, so nothing is lost by recomputing them.
+    """
     table = out / results.RESULTS_FILE
     if force_new:
         if out.exists():
             checkpoint.Checkpointer(out).delete_all()
             table.unlink(missing_ok=True)
         return None
-    if checkpoint.has_checkpoints(out):
-        restored = checkpoint.Checkpointer(out).restore_latest(like=fresh_states)
-        if restored is None:
-            raise OutputExistsError(f"{out / checkpoint.CHECKPOINT_DIR} holds no readable checkpoint; "
-                                    "pass --force-new to start over")
-        step, states, record = restored
-        mismatched = config_lib.resume_mismatches(record["config"], cfg)
-        if mismatched:
-            raise ConfigError(f"cannot resume {out}: the config differs from the checkpoint's in "
-                              + "; ".join(mismatched) + " (pass --force-new to start over)")
-        echo(f"resuming from the checkpoint after task {step - 1} ({out / checkpoint.CHECKPOINT_DIR / str(step)})")
-        return Resumed(start_task=step, states=states, rows=record["rows"])
-    if table.exists():
-        raise OutputExistsError(f"{table} already exists and there is no checkpoint to resume from; "
-                                "choose another --out or pass --force-new to replace it")
-    return None
+    has_checkpoints, has_rows = checkpoint.has_checkpoints(out), table.exists()
+    if not (has_checkpoints or has_rows):
+        return None
+    meta = _stored_meta(out)
+    if meta is None:
+        raise OutputExistsError(f"{out} holds results or checkpoints but no readable {results.CONFIG_FILE}, so "
+                                "they cannot be matched to this run; choose another --out, or pass --force-new to "
+                                "delete them")
+    mismatched = _differences(meta, cfg)
+    if mismatched:
+        raise ConfigError(f"cannot resume {out}: the run there differs in " + "; ".join(mismatched)
+                          + "; choose another --out for this config, or pass --force-new to delete that run")
+    restored = checkpoint.Checkpointer(out).restore_latest(like=fresh_states) if has_checkpoints else None
+    if restored is None:
+        echo(f"{out} has no committed checkpoint to resume from; starting over (results are deterministic, so "
+             "the rows there are recomputed)")
+        if has_checkpoints:
+            checkpoint.Checkpointer(out).delete_all()
+        table.unlink(missing_ok=True)
+        return None
+    step, states, record = restored
+    if step > cfg.task.num_tasks:
+        raise ConfigError(f"task.num_tasks={cfg.task.num_tasks} is below the {step} tasks {out} has finished; "
+                          f"keep task.num_tasks >= {step} to resume it (its rows would otherwise be cut)")
+    rows = record["rows"]
+    if cfg.run.on_nonfinite == "stop":
+        _stop_if_nonfinite(rows, out)
+    echo(f"resuming from the checkpoint after task {step - 1} ({out / checkpoint.CHECKPOINT_DIR / str(step)})")
+    return Resumed(start_task=step, states=states, rows=rows)
+
+
+def _stop_if_nonfinite(rows: list[dict[str, Any]], out: Path | None) -> None:
+    """``run.on_nonfinite=stop``: a run that stopped for a non-finite loss stays stopped."""
+    bad = sorted({(row["lane"], row["task"]) for row in rows if not row["finite"]})
+    if bad:
+        lanes = sorted({lane for lane, _ in bad})
+        first = min(task for _, task in bad)
+        where = out / results.RESULTS_FILE if out else "memory"
+        raise NonFiniteError(f"non-finite loss in lane(s) {lanes} during task {first}; results up to there are in "
+                             f"{where} (run.on_nonfinite=stop)")
 
 
 def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[str], None]) -> None:
@@ -235,6 +288,15 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                           "host memory, which multi-host runs do not share); use more hosts or fewer lanes")
     sharding.maybe_initialize_distributed(cfg.run.distributed)
     out = Path(out_dir) if out_dir is not None else None
+    locked = out is not None and sharding.is_main_process()
+    with outlock.hold(out) if locked else contextlib.nullcontext():  # one run per output folder
+        return _train(cfg, out, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
+                      plot=plot, command=command)
+
+
+def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress: bool,
+           echo: Callable[[str], None], on_task_end: Callable[[int, list[dict[str, Any]]], None] | None,
+           plot: bool, command: str | None) -> pd.DataFrame:
     main_process = sharding.is_main_process()
     lanes = sweep.expand(cfg.sweep)
     prepared = prepare_data(cfg)
@@ -309,8 +371,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                 echo(f"warning: non-finite training loss in lane {i} ({lanes[i].label()}) during task {task}")
             reported.update(bad)
             if bad and cfg.run.on_nonfinite == "stop":
-                raise NonFiniteError(f"non-finite loss in lane(s) {bad} during task {task}; results up to "
-                                     f"task {task} are in {out / results.RESULTS_FILE if out else 'memory'}")
+                _stop_if_nonfinite(rows, out)
             if on_task_end is not None:
                 on_task_end(task, rows)
     finally:

@@ -95,7 +95,7 @@ def test_damaged_latest_checkpoint_falls_back(tmp_path, reference):
     for f in (latest / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="unreadable.*trying the previous one"):
+    with pytest.warns(UserWarning, match="trying the previous one"):
         quiet_run(tiny(), tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
     assert json.loads((tmp_path / results.CONFIG_FILE).read_text())["resumed_from_task"] == 2
@@ -108,17 +108,22 @@ def test_config_mismatch_is_refused_with_the_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         quiet_run(tiny(5, "protocol.batch_size=8", "sweep.learning_rates=0.01"), tmp_path)
     message = str(err.value)
-    assert "protocol.batch_size (checkpoint: 16, now: 8)" in message
+    assert "protocol.batch_size (stored: 16, now: 8)" in message
     assert "sweep.learning_rates" in message and "--force-new" in message
     # --force-new starts over
     frame = quiet_run(tiny(2, "protocol.batch_size=8"), tmp_path, force_new=True)
     assert frame["task"].max() == 1 and (frame["batch_size"] == 8).all()
 
 
-def test_results_without_checkpoints_are_not_overwritten(tmp_path):
-    quiet_run(tiny(1, "run.checkpoint_every=0"), tmp_path)
+def test_results_without_checkpoints_are_recomputed_only_for_the_same_config(tmp_path):
+    first = quiet_run(tiny(1, "run.checkpoint_every=0"), tmp_path)
     assert not checkpoint.has_checkpoints(tmp_path)
-    with pytest.raises(train.OutputExistsError, match="--force-new"):
+    with pytest.raises(ConfigError, match="protocol.batch_size"):  # another run's results: never overwritten
+        quiet_run(tiny(1, "run.checkpoint_every=0", "protocol.batch_size=8"), tmp_path)
+    again = quiet_run(tiny(1, "run.checkpoint_every=0"), tmp_path)  # the same run: deterministic, so redone
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), first.reset_index(drop=True), check_exact=True)
+    (tmp_path / results.CONFIG_FILE).unlink()
+    with pytest.raises(train.OutputExistsError, match="--force-new"):  # results of unknown origin
         quiet_run(tiny(1), tmp_path)
 
 
