@@ -172,3 +172,39 @@ def test_final_window_against_delta_one_line_per_run(tmp_path):
     # abrupt: 1 - 0.1·task over the final window, tasks 7-9: mean 0.2
     assert len(abrupt) == 2 and abrupt[0].get_ydata()[0] == pytest.approx(0.2)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("empty", "is not a results table (EmptyDataError"),
+    ("header_only", "has no rows"),
+    ("binary", "is not a results table (UnicodeDecodeError"),
+    ("not_results", "lacks the columns"),
+    ("bad_config", "is not a run's config.json"),
+])
+def test_plot_of_damaged_results_exits_2_with_one_line(tmp_path, capsys, damage, message):
+    run = synthetic_run(tmp_path / "run")
+    table = run / "results.csv"
+    if damage == "empty":
+        table.write_text("")
+    elif damage == "header_only":
+        table.write_text(table.read_text().splitlines()[0] + "\n")
+    elif damage == "binary":
+        table.write_bytes(bytes(range(128, 256)) * 4)
+    elif damage == "not_results":
+        table.write_text("a,b\n1,2\n")
+    else:
+        (run / "config.json").write_text("{not json")
+    assert cli.main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_plot_refuses_an_unknown_metric_and_an_unwritable_figure(tmp_path, capsys):
+    run = synthetic_run(tmp_path / "run")
+    assert cli.main(["plot", str(run), "--metric", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--metric nope" in err and "online_train_acc" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["plot", str(run), "--out", str(blocker / "fig.png")]) == 2
+    assert "cannot write the figure" in capsys.readouterr().err

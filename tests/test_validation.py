@@ -215,3 +215,16 @@ def test_cli_refuses_with_exit_2(overrides, field, capsys, no_compute, tmp_path)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and field in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("override,field", [
+    ("sweep.seeds=2147483648", "sweep.seeds"),
+    ("data.source=tfds", "data.source"),
+])
+def test_cli_refuses_out_of_range_seeds_and_a_missing_tfds(override, field, tmp_path, capsys, monkeypatch):
+    from gradual_jax import cli
+    from gradual_jax.data import sources
+    monkeypatch.setattr(sources, "tfds_installed", lambda: False)
+    assert cli.main(["run", "fig1-mnist", "--out", str(tmp_path / "x"), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
