@@ -63,6 +63,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     parts = _resolve(args)
+    if args.json:  # JSON only, for jq and scripts: part name ("" for one part) -> config and lanes
+        print(json.dumps({part: {"config": config_lib.to_dict(cfg),
+                                 "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(sweep.expand(cfg.sweep))]}
+                          for part, cfg in parts.items()}, indent=2))
+        return 0
     if not parts:
         print(experiments.module(args.experiment).__doc__)
     for part, cfg in parts.items():
@@ -142,8 +147,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("gradual-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradual-jax", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="experiments and their presets").set_defaults(func=cmd_list)
 
@@ -158,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the resolved config and its lanes")
     experiment_args(show)
+    show.add_argument("--json", action="store_true", help="print JSON only (config and lanes per part)")
     show.set_defaults(func=cmd_show)
 
     run = sub.add_parser("run", help="run an experiment")

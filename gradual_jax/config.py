@@ -257,7 +257,8 @@ def _parse_scalar(text: str, kind: type, key: str) -> Any:
 
 
 def parse_value(text: str, annotation: Any, key: str) -> Any:
-    """Parse an override string into the annotated field type (tuples are comma separated)."""
+    """Parse an override string into the annotated field type (tuples are comma separated, with
+    or without brackets: ``64,64``, ``[64,64]``, ``(64, 64)``)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):  # Optional[X]
@@ -266,7 +267,10 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return parse_value(text, inner, key)
     if origin is tuple:
-        items = [t for t in text.split(",") if t.strip()]
+        inner = text.strip()
+        if inner.startswith("[") and inner.endswith("]") or inner.startswith("(") and inner.endswith(")"):
+            inner = inner[1:-1]  # [64,64] and (64, 64) are lists too
+        items = [t for t in inner.split(",") if t.strip()]
         if not items:
             raise ConfigError(f"{key}: expected a comma-separated list, got {text!r}")
         return tuple(_parse_scalar(t, args[0], key) for t in items)

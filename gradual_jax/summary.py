@@ -143,8 +143,7 @@ def per_seed(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             first = group[group["task"] == group["task"].min()]
             tail = group[group["task"].isin(window)]
             row = dict(zip(ARM_KEYS, (run, *key[:-1])), seed=key[-1], window=window_text(window),
-                       first=first[metric].mean(), final=tail[metric].mean(),
-                       finite=bool(group["finite"].all()) if "finite" in group else True)
+                       first=first[metric].mean(), final=tail[metric].mean())
             if control is not None:
                 row.update(first_at_E=first[control].mean(), final_at_E=tail[control].mean())
             rows.append(row)

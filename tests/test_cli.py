@@ -193,3 +193,17 @@ def test_a_reader_that_goes_away_is_not_an_error():
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr.decode()
     assert b"BrokenPipeError" not in stderr and b"Traceback" not in stderr, stderr.decode()
+
+
+def test_version_show_json_and_bracketed_lists(capsys):
+    import importlib.metadata
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gradual-jax {importlib.metadata.version('gradual-jax')}"
+    assert cli.main(["show", "fig1-mnist", "--json", "--set", "model.hidden_sizes=[32, 16]",
+                     "--set", "sweep.seeds=(0,1)"]) == 0
+    shown = json.loads(capsys.readouterr().out)  # JSON only: nothing else on stdout
+    assert shown[""]["config"]["model"]["hidden_sizes"] == [32, 16]
+    assert len(shown[""]["lanes"]) == 2 * 3  # 2 seeds × (abrupt + output interpolation at 2 Δ)
+    assert [lane["seed"] for lane in shown[""]["lanes"][:2]] == [0, 1]

@@ -15,21 +15,13 @@ import pytest
 
 from gradual_jax import checkpoint, cli, outlock, results, train
 from gradual_jax.config import ConfigError
-from tests.test_checkpoint import TINY, Stop, quiet_run, stop_after, tiny
+from tests.test_checkpoint import TINY, Stop, quiet_run, reference, stop_after, tiny  # noqa: F401 (a fixture)
 from tests.test_cli import needs_mnist
 
 pytestmark = [needs_mnist, pytest.mark.slow]
 
 CLI_TINY = ["run", "fig1-mnist", "--preset", "cpu", "--no-progress", "--set", "task.num_tasks=5"] + [
     a for kv in TINY for a in ("--set", kv)]
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted 5-task run."""
-    out = tmp_path_factory.mktemp("reference")
-    quiet_run(tiny(), out)
-    return pd.read_csv(out / results.RESULTS_FILE)
 
 
 def stopped_after_task_2(out):
