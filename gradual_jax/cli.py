@@ -88,8 +88,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     parts = _resolve(args)
     out = Path(args.out)
-    if not parts:
+    if not parts:  # an experiment with its own runner (the theory check): record what made it
+        from gradual_jax import results
+
         experiments.module(args.experiment).run(out, args.preset)
+        results.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
+            {"experiment": args.experiment, "preset": args.preset, "status": "finished",
+             "provenance": results.provenance(args.command_line), "environment": results.environment()},
+            indent=2) + "\n")
         return 0
     try:
         for part, cfg in parts.items():

@@ -108,6 +108,8 @@ def test_theory_experiment_through_the_cli(tmp_path, capsys):
     assert predicted["holds"].astype(bool).all()
     assert f"{len(predicted)}/{len(predicted)} predictions hold" in out
     assert (tmp_path / "theory.png").exists()
+    meta = json.loads((tmp_path / "config.json").read_text())  # what made it, as for a training run
+    assert meta["provenance"]["command"] == f"gradual-jax run theory --out {tmp_path}"
 
 
 @needs_mnist
