@@ -40,7 +40,7 @@ def paper() -> ExperimentConfig:
 def cpu() -> ExperimentConfig:
     """CIFAR-10 cannot be downloaded offline, so this preset uses MNIST images (the results'
     ``dataset`` column says so) through the same ResNet-18 (1 input channel, ImageNet stem) at
-    1/8 width: 32 images per class, batch 64, E = 10, k = 2, Δ = 0.1, 8 tasks, 2 seeds, a
+    1/8 width: 32 images per class, batch 64, E = 10, k = 2, Δ = 0.1, 8 tasks, 5 seeds, a
     larger learning rate (1e-3) so the small run learns."""
     cfg = paper()
     return dataclasses.replace(
@@ -49,7 +49,7 @@ def cpu() -> ExperimentConfig:
         task=TaskConfig(family="random_labels", num_tasks=8),
         protocol=ProtocolConfig(epochs_per_task=10, transition_ratio=2.0, batch_size=64),
         model=ModelConfig(name="resnet18", width_multiplier=0.125),
-        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1), deltas=(0.1,), learning_rates=(1e-3,)),
+        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1, 2, 3, 4), deltas=(0.1,), learning_rates=(1e-3,)),
     )
 
 

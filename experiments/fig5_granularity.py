@@ -39,7 +39,8 @@ def cpu():
         "trainability": _with_deltas(train, task=dataclasses.replace(train.task, num_tasks=20)),
         "generalizability": _with_deltas(
             general, task=dataclasses.replace(general.task, num_tasks=10),
-            data=dataclasses.replace(general.data, train_per_class=300)),
+            data=dataclasses.replace(general.data, train_per_class=300),
+            sweep=dataclasses.replace(general.sweep, deltas=DELTAS, seeds=(0, 1, 2))),
     }
 
 

@@ -140,7 +140,8 @@ def evaluate(parts: list[RunPart]) -> list[tuple[list[RunPart], list[claims_lib.
 
 
 def _setting_name(group: list[RunPart]) -> str:
-    return " + ".join(dict.fromkeys(f"{p.config['name']} [{p.config['preset']}]" for p in group))
+    """The runs of a setting by their folders, e.g. ``fig1-mnist-cpu + fig5-granularity-cpu/trainability``."""
+    return " + ".join(p.label for p in group)
 
 
 def _wall(meta: dict) -> str:
@@ -174,8 +175,7 @@ def render(evaluated, out: Path, command: str) -> str:
              "sequence. The difference is the mean over seeds with its 95% Student-t interval; the verdict",
              "is **holds** when the interval lies above 0, **reversed** when below, **inconclusive** otherwise.",
              "*At epoch E* is the same comparison read after E epochs of every task in both arms (abrupt",
-             "lanes are otherwise read after (1+k)·E), where the metric is the online train accuracy.", "",
-             ""]
+             "lanes are otherwise read after (1+k)·E), where the metric is the online train accuracy.", ""]
     claims_in_order = list(dict.fromkeys(o.claim for _, outcomes in evaluated for o in outcomes))
     ids = {claim: f"C{i + 1}" for i, claim in enumerate(claims_in_order)}
     lines += [f"- **{ids[c]}** ({c.figure}, {c.metric}): {c.caption}" for c in claims_in_order]
