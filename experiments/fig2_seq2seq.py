@@ -50,7 +50,7 @@ def cpu() -> ExperimentConfig:
     independent random words out), the T5 architecture (1+1 layers, relative buckets, tied
     embeddings, ReLU FFN), AdamW, k = 2 and both arms; shrinks the pairs to 128 per task, the
     words to 10 in / 2 out of 3 letters, the model to d_model 64, 4 heads × 16, d_ff 256, E to
-    40 epochs of batch 32, Δ to 0.1, the run to 16 tasks and 3 seeds, raises the learning rate
+    40 epochs of batch 32, Δ to 0.1, the run to 16 tasks and 2 seeds, raises the learning rate
     to 1e-3 (the small model learns too slowly at 1e-4), and decodes 64 pairs for BLEU-2."""
     cfg = paper()
     return dataclasses.replace(
@@ -59,7 +59,7 @@ def cpu() -> ExperimentConfig:
         text=TextConfig(num_train=128, input_words=10, target_words=2, word_len=3, bleu_examples=64),
         protocol=ProtocolConfig(epochs_per_task=40, transition_ratio=2.0, batch_size=32),
         model=ModelConfig(name="t5", d_model=64, num_heads=4, d_kv=16, d_ff=256, num_layers=1),
-        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1, 2), deltas=(0.1,), learning_rates=(1e-3,)),
+        sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1), deltas=(0.1,), learning_rates=(1e-3,)),
     )
 
 
