@@ -168,11 +168,13 @@ def environment() -> dict[str, Any]:
 
 
 def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[Lane],
-                 command: str | None = None, **extra: Any) -> None:
+                 made_by: dict[str, Any] | None = None, **extra: Any) -> None:
+    """``config.json``; ``made_by`` is the run's :func:`provenance`, taken when it started (the
+    code may be checked out anew while a long run trains)."""
     payload = {
         "config": config_lib.to_dict(cfg),
         "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(lanes)],
-        "provenance": provenance(command),
+        "provenance": made_by if made_by is not None else provenance(),
         "environment": environment(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,

@@ -298,6 +298,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
            echo: Callable[[str], None], on_task_end: Callable[[int, list[dict[str, Any]]], None] | None,
            plot: bool, command: str | None) -> pd.DataFrame:
     main_process = sharding.is_main_process()
+    made_by = results.provenance(command)  # the code and command this run starts with
     lanes = sweep.expand(cfg.sweep)
     prepared = prepare_data(cfg)
     program = build_program(cfg, prepared)
@@ -318,7 +319,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                  if out is not None and cfg.run.snapshot_every > 0 else None)
     readouts = readout_epochs(program, lanes)
     if out is not None and main_process:
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, command, dataset=prepared.dataset,
+        results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
                              status="running")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
@@ -385,7 +386,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     tasks_run = cfg.task.num_tasks - start_task
     if out is not None and main_process:
         results.write_table(out / results.RESULTS_FILE, rows)
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, command, dataset=prepared.dataset,
+        results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
                              status="finished", compile_seconds=round(compile_s, 2),
                              train_seconds=round(train_s, 2), resumed_from_task=start_task,
                              lane_steps_per_second=round(len(lanes) * program.steps_per_task
