@@ -223,7 +223,7 @@ def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_sta
     mismatched = _differences(meta, cfg)
     if mismatched:
         raise ConfigError(f"cannot resume {out}: the run there differs in " + "; ".join(mismatched)
-                          + "; choose another --out for this config, or pass --force-new to delete that run")
+                          + "; run the same config to resume it, or choose another --out for this one")
     restored = checkpoint.Checkpointer(out).restore_latest(like=fresh_states) if has_checkpoints else None
     if restored is None:
         echo(f"{out} has no committed checkpoint to resume from; starting over (results are deterministic, so "
