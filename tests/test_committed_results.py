@@ -21,7 +21,7 @@ def recorded_command() -> list[str]:
     meta = json.loads((RUN / "config.json").read_text())
     argv = shlex.split(meta["provenance"]["command"])
     assert argv[:2] == ["gradual-jax", "run"], argv
-    return argv[2:]
+    return argv[1:]  # what cli.main takes: the command line without the program
 
 
 def with_out(args: list[str], out: Path) -> list[str]:
