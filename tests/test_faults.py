@@ -119,19 +119,22 @@ def test_a_second_run_into_a_busy_folder_exits_2_naming_the_holder(tmp_path, cap
     assert cli.main([*CLI_TINY, "--out", str(out)]) == 0  # free again once the holder is gone
 
 
-def test_disk_full_mid_run_exits_4_and_the_rerun_resumes_exactly(tmp_path, reference, capsys, monkeypatch):
-    real = results.write_table
+@pytest.mark.parametrize("writer", ["results", "checkpoint"])
+def test_disk_full_mid_run_exits_4_and_the_rerun_resumes_exactly(tmp_path, reference, capsys, monkeypatch, writer):
+    owner, name = (results, "write_table") if writer == "results" else (checkpoint.Checkpointer, "save")
+    real = getattr(owner, name)
 
-    def full_at_task_3(path, rows):
+    def full_at_task_3(*args):
+        rows = args[-1] if writer == "results" else args[-1]["rows"]
         if max(row["task"] for row in rows) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, rows)
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path))
+        return real(*args)
 
-    monkeypatch.setattr(results, "write_table", full_at_task_3)
+    monkeypatch.setattr(owner, name, full_at_task_3)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_IO
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and "run the same command again" in err[0]
-    monkeypatch.setattr(results, "write_table", real)
+    monkeypatch.setattr(owner, name, real)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
 
