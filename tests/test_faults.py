@@ -119,21 +119,23 @@ def test_a_second_run_into_a_busy_folder_exits_2_naming_the_holder(tmp_path, cap
     assert cli.main([*CLI_TINY, "--out", str(out)]) == 0  # free again once the holder is gone
 
 
-@pytest.mark.parametrize("writer", ["results", "checkpoint"])
-def test_disk_full_mid_run_exits_4_and_the_rerun_resumes_exactly(tmp_path, reference, capsys, monkeypatch, writer):
+@pytest.mark.parametrize("writer,code", [("results", errno.ENOSPC), ("checkpoint", errno.ENOSPC),
+                                         ("results", errno.EROFS)])
+def test_disk_full_mid_run_exits_4_and_the_rerun_resumes_exactly(tmp_path, reference, capsys, monkeypatch, writer,
+                                                                  code):
     owner, name = (results, "write_table") if writer == "results" else (checkpoint.Checkpointer, "save")
     real = getattr(owner, name)
 
     def full_at_task_3(*args):
         rows = args[-1] if writer == "results" else args[-1]["rows"]
         if max(row["task"] for row in rows) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path))
+            raise OSError(code, os.strerror(code), str(tmp_path))
         return real(*args)
 
     monkeypatch.setattr(owner, name, full_at_task_3)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_IO
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No space left on device" in err[0] and "run the same command again" in err[0]
+    assert len(err) == 1 and os.strerror(code) in err[0] and "run the same command again" in err[0]
     monkeypatch.setattr(owner, name, real)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
@@ -191,11 +193,21 @@ def test_lowering_num_tasks_on_resume_is_refused(tmp_path, capsys):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), rows)
 
 
-@pytest.mark.parametrize("make_out", ["regular_file", "under_a_file"])
-def test_an_unwritable_out_exits_2(tmp_path, capsys, make_out):
+@pytest.mark.parametrize("make_out", ["regular_file", "under_a_file", "read_only"])
+def test_an_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, make_out):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     out = blocker if make_out == "regular_file" else blocker / "run"
+    if make_out == "read_only":  # simulated: this suite may run as root, which ignores permissions
+        out = tmp_path / "read-only"
+        real_open = os.open
+
+        def refuse(path, *args, **kwargs):
+            if str(path).startswith(str(out)):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(outlock.os, "open", refuse)
     assert cli.main([*CLI_TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot write the output folder {out}") and len(err.splitlines()) == 1
