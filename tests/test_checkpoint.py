@@ -61,24 +61,30 @@ def test_stop_and_resume_in_process_is_exact(tmp_path, reference):
     assert json.loads((tmp_path / results.CONFIG_FILE).read_text())["resumed_from_task"] == 3
 
 
-def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
-    many = 25
-    argv = [sys.executable, "-m", "gradual_jax.cli", "run", "fig1-mnist", "--preset", "cpu", "--out", str(tmp_path),
-            "--no-progress"] + [a for kv in [*TINY, f"task.num_tasks={many}"] for a in ("--set", kv)]
+def sigkill_when(argv, ready, poll=0.02, timeout=240):
+    """Start ``argv`` and SIGKILL it as soon as ``ready()`` holds (it must still be running)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            done = [int(p.name) for p in (tmp_path / checkpoint.CHECKPOINT_DIR).glob("*") if p.name.isdigit()]
-            if done and max(done) >= 3:
-                break
-            time.sleep(0.05)
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(poll)
         assert proc.poll() is None, "the run ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
+    many = 25
+    argv = [sys.executable, "-m", "gradual_jax.cli", "run", "fig1-mnist", "--preset", "cpu", "--out", str(tmp_path),
+            "--no-progress"] + [a for kv in [*TINY, f"task.num_tasks={many}"] for a in ("--set", kv)]
+    def three_checkpoints():
+        done = [int(p.name) for p in (tmp_path / checkpoint.CHECKPOINT_DIR).glob("*") if p.name.isdigit()]
+        return bool(done) and max(done) >= 3
+
+    sigkill_when(argv, three_checkpoints)
     killed_at = pd.read_csv(tmp_path / results.RESULTS_FILE)["task"].max()
     assert killed_at < many - 1
     quiet_run(tiny(many), tmp_path)

@@ -15,7 +15,8 @@ import pytest
 
 from gradual_jax import checkpoint, cli, outlock, results, train
 from gradual_jax.config import ConfigError
-from tests.test_checkpoint import ROOT, TINY, Stop, quiet_run, reference, stop_after, tiny  # noqa: F401 (a fixture)
+from tests.test_checkpoint import (TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
+                                   tiny)
 from tests.test_cli import needs_mnist
 
 pytestmark = [needs_mnist, pytest.mark.slow]
@@ -83,24 +84,10 @@ def test_rows_without_a_committed_checkpoint_start_over(tmp_path, reference):
 
 def test_sigkill_before_the_first_checkpoint_then_the_same_command_starts_over(tmp_path):
     """Killed after task 0's rows were written but before the first checkpoint (at the end)."""
-    import signal
-    import subprocess
     import sys
-    import time
     slow = ["--set", "protocol.epochs_per_task=20", "--set", "run.checkpoint_every=5"]  # seconds per task
     argv = [sys.executable, "-m", "gradual_jax.cli", *CLI_TINY, "--out", str(tmp_path / "killed"), *slow]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        deadline = time.time() + 240
-        while (time.time() < deadline and proc.poll() is None
-               and not (tmp_path / "killed" / results.RESULTS_FILE).exists()):
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(argv, (tmp_path / "killed" / results.RESULTS_FILE).exists)
     assert not checkpoint.has_checkpoints(tmp_path / "killed")
     assert cli.main([*CLI_TINY, "--out", str(tmp_path / "killed"), *slow]) == 0
     assert cli.main([*CLI_TINY, "--out", str(tmp_path / "uninterrupted"), *slow]) == 0
