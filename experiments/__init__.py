@@ -7,12 +7,20 @@ a dict part name -> config (each part runs into ``OUT/<part>``). Every experimen
 ``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
 runs on a 2-core CPU in minutes. A module with a ``run(out_dir, preset)`` function (the
 theory check) is run by that function instead of the training engine.
+
+A researcher's own experiment needs no edit of this package: any Python file with the same
+``PRESETS`` (and optionally ``DESCRIPTION``, ``CLAIMS``) is an experiment, named by its path:
+``gradual-jax run path/to/my_exp.py --preset cpu`` or ``path/to/my_exp.py:cpu``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 from types import ModuleType
 
 from gradual_jax.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
@@ -31,11 +39,50 @@ MODULES = {
 }
 
 
+def is_path(name: str) -> bool:
+    """An experiment named by its file (``my_exp.py``, ``./exps/a.py``) rather than by its name."""
+    return name.endswith(".py") or "/" in name
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``path/to/my_exp.py:study`` -> (``path/to/my_exp.py``, ``study``); a name or a path
+    without a preset -> (spec, None)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and is_path(head) and tail and "/" not in tail:
+        return head, tail
+    return spec, None
+
+
 def module(name: str) -> ModuleType:
+    """The module of an experiment, by its name (``fig1-mnist``) or by its file."""
+    if is_path(name):
+        return _load_file(str(Path(name).resolve()))
     if name not in MODULES:
-        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(MODULES)} "
-                          "(see `gradual-jax list`)")
+        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(MODULES)}, "
+                          "or the path of your own experiment file (see `gradual-jax list`)")
     return importlib.import_module(f"{__name__}.{MODULES[name]}")
+
+
+@functools.cache
+def _load_file(path: str) -> ModuleType:
+    """Imports an experiment file once per process (so its presets and claims are the same
+    objects wherever they are read) and checks it defines ``PRESETS``."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"experiment file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"gradual_jax_user_experiment_{file.stem}", file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as err:
+        del sys.modules[spec.name]
+        raise ConfigError(f"experiment file {path} failed to import: {type(err).__name__}: {err}") from None
+    presets_ = getattr(mod, "PRESETS", None)
+    if not isinstance(presets_, dict) or not presets_:
+        raise ConfigError(f"experiment file {path} defines no PRESETS (a dict: preset name -> function "
+                          "returning an ExperimentConfig)")
+    return mod
 
 
 def presets(name: str) -> tuple[str, ...]:
