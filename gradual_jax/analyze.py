@@ -3,12 +3,16 @@
 For runs made before a diagnostic existed, or to recompute with costlier settings (more
 probe inputs, more power iterations): the snapshots that ``run.snapshot_every`` kept are
 restored and passed through the same :func:`gradual_jax.engine.diagnose_readout` the run
-uses, and the columns are written back into ``results.csv``.
+uses. The values go into their own file, ``DIR/diagnostics.csv`` (one row per lane × snapshot
+task: the lane columns, then one column per diagnostic, named as in ``results.csv``), with the
+settings used in ``DIR/diagnostics.json``; ``results.csv`` stays as the run wrote it, so the
+in-run numbers remain what the run measured. ``results.read_run_table`` reads both together.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 from collections.abc import Callable
@@ -32,7 +36,8 @@ def load_run_config(run_dir: Path) -> config_lib.ExperimentConfig:
 
 def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
             echo: Callable[[str], None] = print) -> pd.DataFrame:
-    """Recompute the diagnostics of every snapshot task; returns the updated results table."""
+    """Recompute the diagnostics of every snapshot task, write them to ``DIR/diagnostics.csv``
+    (and the settings to ``DIR/diagnostics.json``) and return that table."""
     run_dir = Path(run_dir)
     for item in overrides:
         if not item.startswith("diagnostics."):
@@ -54,7 +59,8 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
     diagnose = jax.jit(jax.vmap(lambda hp, now, prev, task: engine.diagnose_readout(
         program, hp.seed, now[0], prev[0], task, data, now[1], prev[1]), in_axes=(0, 0, 0, None)))
 
-    table = results.read_table(run_dir / results.RESULTS_FILE)
+    identity = diagnostics_identity(lanes)
+    rows = []
     for task in steps:
         params, _ = store.restore(task, like)
         if task - 1 in steps:
@@ -65,10 +71,22 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
         values = layout.join(per_chunk)
         if not known:
             values["representation_change"] = np.full(len(lanes), math.nan)
-        for name, column in values.items():
-            for lane, value in enumerate(np.asarray(column)):
-                table.loc[(table["task"] == task) & (table["lane"] == lane), name] = float(value)
+        rows += [{**identity[lane], "task": task,
+                  **{name: float(np.asarray(column)[lane]) for name, column in values.items()}}
+                 for lane in range(len(lanes))]
         echo(f"task {task}: diagnostics of {len(lanes)} lanes recomputed")
     store.close()
-    results.atomic_write_text(run_dir / results.RESULTS_FILE, table.to_csv(index=False))
+    table = pd.DataFrame(rows)
+    results.atomic_write_text(run_dir / results.DIAGNOSTICS_FILE, table.to_csv(index=False))
+    settings = {"diagnostics": dataclasses.asdict(cfg.diagnostics), "snapshot_tasks": steps,
+                "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    results.atomic_write_text(run_dir / results.DIAGNOSTICS_SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
     return table
+
+
+def diagnostics_identity(lanes: list[sweep.Lane]) -> list[dict]:
+    """Per lane, the columns that name it in ``diagnostics.csv`` (a subset of ``results.csv``'s)."""
+    arms = results.lane_arms(lanes)
+    return [{"lane": i, "seed": lane.seed, "schedule": lane.schedule, "method": lane.method,
+             "delta": math.nan if lane.delta is None else lane.delta, "learning_rate": lane.learning_rate,
+             "arm": arms[i]} for i, lane in enumerate(lanes)]

