@@ -3,7 +3,8 @@
 Every field of ``gradual_jax.config`` carries its one-line meaning, its allowed values and the
 models / task families it applies to, where it is declared. This module reads that metadata for
 
-* :func:`describe_keys`: the keys (for one model and task family, or all), as :class:`KeyDoc`;
+* :func:`describe_keys`: the keys (for one model and task family, or all), as :class:`KeyDoc`,
+  and :func:`keys_text`, the same as terminal lines;
 * :func:`keys_markdown`: the README's configuration table (between the ``config-keys`` markers;
   ``python -m gradual_jax.config_keys --write-readme`` regenerates it, ``--check`` compares);
 * :func:`applicable`: a config as ``to_dict`` gives it, without what its model and family do
@@ -172,6 +173,18 @@ def keys_markdown() -> str:
         default = f"`{doc.default}`" if doc.default else ""
         blocks[-1].append(f"| `{doc.key}` | {doc.type} | {default} | {_cell(doc, meta, section)} |")
     return "\n\n".join("\n".join(block) for block in blocks) + "\n"
+
+
+def keys_text(model: str | None = None, family: str | None = None) -> str:
+    """:func:`describe_keys` as plain lines for a terminal (``gradual-jax show --keys``):
+    ``key  type  default  meaning; one of …``, one key a line."""
+    docs = describe_keys(model, family)
+    width = max(len(d.key) for d in docs)
+    lines = []
+    for d in docs:
+        allowed = f"; one of {', '.join(d.choices)}" if d.choices is not None else ""
+        lines.append(f"{d.key:<{width}}  {d.type:<14} {d.default or '(empty)':<22} {d.meaning}{allowed}")
+    return "\n".join(lines) + "\n"
 
 
 def applicable(config: ExperimentConfig) -> dict[str, Any]:

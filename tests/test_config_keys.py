@@ -151,3 +151,11 @@ def test_readme_check_and_write(tmp_path, capsys):
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{config_keys.END}\nafter\n")
     assert config_keys.readme_region(text) == config_keys.keys_markdown()
+
+
+def test_keys_text_lists_one_key_a_line():
+    lines = config_keys.keys_text("t5", "random_seq2seq").splitlines()
+    docs = config_keys.describe_keys("t5", "random_seq2seq")
+    assert [line.split()[0] for line in lines] == [d.key for d in docs]
+    (schedules_line,) = [line for line in lines if line.startswith("sweep.schedules ")]
+    assert schedules_line.endswith("; one of abrupt, task_sampling")
