@@ -214,7 +214,7 @@ def test_tiny_cipher_run_through_the_cli(tmp_path):
     assert cli.main(argv + [a for s in sets for a in ("--set", s)]) == 0
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == 2 and table["reset_each_task"].all()  # abrupt + task_sampling, 1 task
-    assert set(table["dataset"]) == {"bigram_cipher (generated)"}
+    assert set(table["dataset"]) == {"bigram_cipher"} and set(table["source"]) == {"generated"}
     for column in ("train_bleu2", "train_bleu2_greedy", "test_bleu2", "test_bleu2_greedy", "test_acc"):
         assert table[column].between(0, 1).all(), column
     assert (tmp_path / "figure.png").exists()
