@@ -187,6 +187,7 @@ def test_every_readme_cli_command_parses_and_resolves():
     assert seen >= 4
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_is_not_an_error():
     """`gradual-jax list | head -1`: the pipe closes before everything is written."""
     proc = subprocess.Popen([sys.executable, "-m", "gradual_jax.cli", "list"], stdout=subprocess.PIPE,

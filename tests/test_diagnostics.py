@@ -136,6 +136,7 @@ def _tiny_mlp():
     return graphdef, (p1, p2)
 
 
+@pytest.mark.slow
 def test_diagnose_is_jit_and_vmap_compatible():
     graphdef, (p1, p2) = _tiny_mlp()
     features_fn, loss_fn = dg.model_fns(graphdef)

@@ -36,6 +36,7 @@ LANES = [
 ]
 
 
+@pytest.mark.slow
 def test_vmapped_sweep_equals_each_lane_alone():
     program, data = tiny_program(), tiny_data()
     state, history = run_tasks(program, data, LANES, num_tasks=2)
@@ -51,6 +52,7 @@ def test_vmapped_sweep_equals_each_lane_alone():
 
 
 @pytest.mark.parametrize("lane_groups", [2, 4])
+@pytest.mark.slow
 def test_lanes_trained_in_groups_equal_one_vmap(lane_groups):
     """Groups of lanes run one after another (lane r in group r % G) compute what one vmap does."""
     program, data = tiny_program(), tiny_data()
@@ -65,6 +67,7 @@ def test_lanes_trained_in_groups_equal_one_vmap(lane_groups):
     assert len({round(float(x), 6) for x in history[1].train_loss}) == len(LANES)
 
 
+@pytest.mark.slow
 def test_permuted_pixels_input_interp_lanes_equal_alone():
     program, data = tiny_program("permuted_pixels"), tiny_data()
     lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "input_interp", 0.25, 1e-3)]
@@ -75,6 +78,7 @@ def test_permuted_pixels_input_interp_lanes_equal_alone():
         np.testing.assert_allclose(history[1].epoch_loss[i], alone[1].epoch_loss[0], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_init_and_tasks_across_schedules():
     """Lanes differing only in schedule start from the same parameters (paired comparison)
     and train identically until the first transition begins."""
@@ -111,6 +115,7 @@ def test_masked_loss_is_the_mean_over_real_rows():
     assert float(metrics.masked_mean(values, jnp.array([True, True, True, False]))) == pytest.approx(2.0)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_is_flagged_per_lane():
     program, data = tiny_program(), tiny_data()
     lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "abrupt", None, 1e38)]
@@ -123,6 +128,7 @@ def test_readout_epoch():
     assert int(schedules.readout_epoch(schedules.OUTPUT_INTERP, 8, 16)) == 7
 
 
+@pytest.mark.slow
 def test_metrics_are_read_at_the_end_of_the_pure_phase():
     """A gradual lane's online accuracy is that of epoch E-1, an abrupt lane's that of the last epoch."""
     program, data = tiny_program(), tiny_data()
@@ -132,6 +138,7 @@ def test_metrics_are_read_at_the_end_of_the_pure_phase():
     assert m.online_train_acc[1] == m.epoch_acc[1, program.epochs_per_task - 1]
 
 
+@pytest.mark.slow
 def test_readout_timing_control_is_epoch_E_in_every_lane():
     """The control columns are the online numbers of epoch E (0-based E-1) of the segment: the
     readout for a gradual lane, E epochs into the (1+k)·E of an abrupt one."""
