@@ -114,11 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """Redraw one run's own figure in place, or draw several runs into the file ``--out`` names
+    (never into one of the runs, whose own figure and summary it would overwrite)."""
     from gradual_jax import plotting
 
     try:
         written = plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout)
-    except plotting.ResultsError as err:
+    except (plotting.ResultsError, plotting.UsageError) as err:
         raise config_lib.ConfigError(str(err)) from None
     except OSError as err:
         if isinstance(err, FileNotFoundError):
@@ -200,12 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     plot = sub.add_parser("plot", help="the paper's figure and a summary table of one or more runs")
-    plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories (several are overlaid)")
+    plot.add_argument("run_dirs", nargs="+", metavar="DIR",
+                      help="run directories (runs of one data set and model overlay in one panel, others "
+                           "sit side by side)")
     plot.add_argument("--x", choices=("task", "samples"), default="task", help="x axis (default: task)")
-    plot.add_argument("--out", help="figure file (default: DIR/figure.png; a .pdf is written beside it)")
+    plot.add_argument("--out", help="figure file, with a .pdf and the summary tables beside it (default for "
+                                    "one DIR: DIR/figure.png; required for several)")
     plot.add_argument("--metric", help="column to plot (default: the experiment's metric)")
-    plot.add_argument("--layout", choices=("auto", "delta"), default="auto",
-                      help="auto: the experiment's figure; delta: the final window against Δ, one line per run")
+    plot.add_argument("--layout", choices=("auto", "curves", "granularity", "delta", "methods", "diagnostics"),
+                      default="auto",
+                      help="auto: the experiment's figure; curves: the metric per task, one panel per data set "
+                           "and model; granularity: the curves and the final window against Δ (Fig. 5); delta: "
+                           "the final window against Δ, one line per run; methods: the final window of every "
+                           "arm (the mitigations); diagnostics: Fig. 6's four network properties")
     plot.set_defaults(func=cmd_plot)
 
     report = sub.add_parser("report", help="the claims table (paired differences, verdicts) of finished runs")
