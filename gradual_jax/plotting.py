@@ -436,6 +436,12 @@ def clipped_interval(mean: np.ndarray, half: np.ndarray, metric: str) -> tuple[n
     return low, high
 
 
+def error_lengths(mean: float, half_width: float, metric: str) -> list[list[float]]:
+    """Matplotlib's error-bar lengths below and above ``mean`` for its clipped 95% interval."""
+    low, high = clipped_interval([mean], [half_width], metric)
+    return [[max(mean - low[0], 0.0)], [max(high[0] - mean, 0.0)]]
+
+
 def arm_groups(frame: pd.DataFrame, order: list[str]):
     """The panel's (variant, schedule, method, Δ) groups in legend order."""
     keys = ["variant", "schedule", "method", "delta"]
@@ -475,11 +481,16 @@ def draw_curves(ax: plt.Axes, panel: Panel, metric: str, style: Style, *, x: str
     return entries + variant_entries(panel)
 
 
-def part_arms(part: Part, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per arm of one part: the final-window mean with its t-interval (``summary.arm_table``,
-    with this part's own final window), and the per-seed final-window means."""
-    frame = part.frame.assign(run="")
-    return summary.arm_table(frame, metric), summary.per_seed(frame, metric)
+def variant_arms(panel: Panel, metric: str) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """Per overlaid run (and learning rate): its arms' final-window means with their
+    t-intervals (``summary.arm_table``, over that run's own final window) and the per-seed
+    final-window means (``summary.per_seed``)."""
+    frame = panel.frame().assign(run="")
+    tables = []
+    for variant in panel.variant_order():
+        rows = frame[frame["variant"] == variant]
+        tables.append((variant, summary.arm_table(rows, metric), summary.per_seed(rows, metric)))
+    return tables
 
 
 def abrupt_position(deltas: Sequence[float]) -> float:
@@ -491,12 +502,12 @@ def draw_final_vs_delta(ax: plt.Axes, panel: Panel, metric: str, style: Style) -
     """The final-window mean against Δ (log scale, coarse to fine from left to right), one
     line per overlaid run; abrupt at its own place left of the coarsest Δ, with a dotted
     reference line across. Points are coloured as the curves; bars: 95% t-intervals, clipped."""
-    arms_per_part = [part_arms(p, metric)[0] for p in panel.parts]
-    deltas = sorted({float(d) for a in arms_per_part for d in a["delta"].dropna()})
+    tables = variant_arms(panel, metric)
+    deltas = sorted({float(d) for _, arms, _ in tables for d in arms["delta"].dropna()})
     abrupt_x = abrupt_position(deltas)
     entries, shift = [], 1.06  # overlaid runs are set slightly apart so their bars stay readable
-    for i, (variant, arms) in enumerate(zip(panel.variants, arms_per_part)):
-        offset = shift ** (i - (len(panel.parts) - 1) / 2)
+    for i, (variant, arms, _) in enumerate(tables):
+        offset = shift ** (i - (len(tables) - 1) / 2)
         plain = arms[arms["method"] == "none"]
         for schedule, group in plain[plain["schedule"] != "abrupt"].groupby("schedule", sort=False):
             group = group.sort_values("delta", ascending=False)
@@ -523,8 +534,7 @@ def draw_final_vs_delta(ax: plt.Axes, panel: Panel, metric: str, style: Style) -
 
 def point(ax: plt.Axes, x: float, row: pd.Series, metric: str, color, marker: str) -> None:
     """A final-window mean with its clipped 95% interval as an error bar."""
-    low, high = clipped_interval([row["final"]], [row["final_ci95"]], metric)
-    ax.errorbar([x], [row["final"]], yerr=[[row["final"] - low[0]], [high[0] - row["final"]]], color=color,
+    ax.errorbar([x], [row["final"]], yerr=error_lengths(row["final"], row["final_ci95"], metric), color=color,
                 marker=marker, markersize=6, capsize=3, linestyle="none", zorder=3)
 
 
@@ -548,20 +558,15 @@ def arm_rows(panel: Panel, metric: str) -> list[ArmRow]:
     """Every arm of every part of the panel, in chart order: the abrupt arms of each run (plain,
     then with each mitigation), then the gradual arms."""
     rows = []
-    several_rates = panel.frame()["learning_rate"].nunique() > 1
-    for i, (variant, part) in enumerate(zip(panel.variants, panel.parts)):
-        arms, seeds = part_arms(part, metric)
+    for i, (variant, arms, seeds) in enumerate(variant_arms(panel, metric)):
         for _, r in arms.iterrows():
             same = ((seeds["schedule"] == r["schedule"]) & (seeds["method"] == r["method"])
-                    & (seeds["learning_rate"] == r["learning_rate"])
                     & ((seeds["delta"] == r["delta"]) | (seeds["delta"].isna() & pd.isna(r["delta"]))))
             label = arm_name(r["schedule"], r["delta"], r["method"])
-            if several_rates:
-                label += f", lr = {_rate(r['learning_rate'])}"
             if variant and variant not in panel.setting:  # the panel's title names its own network
                 label += f" ({variant})"
             order = arm_rank(r["schedule"], r["delta"], r["method"])
-            rows.append(ArmRow((order[0], i, order[1:], r["learning_rate"]),
+            rows.append(ArmRow((order[0], i, order[1:]),
                                label, r["schedule"], r["delta"], r["method"], r["final"],
                                r["final_ci95"], seeds.loc[same, "final"].to_numpy(float), r["window"]))
     return sorted(rows, key=lambda row: row.rank)
@@ -574,9 +579,8 @@ def draw_methods(ax: plt.Axes, panel: Panel, metric: str, style: Style) -> list[
     rows = arm_rows(panel, metric)
     for y, row in enumerate(rows):
         color = arm_color(row.schedule, row.delta, row.method, style.colors)
-        low, high = clipped_interval([row.final], [row.half_width], metric)
-        ax.errorbar([row.final], [y], xerr=[[row.final - low[0]], [high[0] - row.final]], color=color, marker="o",
-                    markersize=7, capsize=4, linestyle="none", zorder=3, label=row.label)
+        ax.errorbar([row.final], [y], xerr=error_lengths(row.final, row.half_width, metric), color=color,
+                    marker="o", markersize=7, capsize=4, linestyle="none", zorder=3, label=row.label)
         ax.scatter(row.per_seed, np.full(len(row.per_seed), y + 0.22), s=14, facecolors="none", edgecolors=color,
                    linewidths=0.8, zorder=2)
         if row.schedule == "abrupt" and row.method == "none" and row.rank[1] == 0:  # the first run's abrupt arm
@@ -641,9 +645,10 @@ def finish(canvas: Canvas, heading: str, entries: Iterable[Entry]) -> plt.Figure
 
 CURVES_NOTE = "Lines: mean over seeds; bands: 95% Student-t interval over seeds, clipped to the metric's range."
 DIAGNOSTICS_NOTE = ("Read at each task's readout on a fixed probe of training inputs: the eigenvalue of largest "
-                    "magnitude of the probe loss's Hessian (power iteration); the relative change of the last hidden layer's "
-                    "representation h since the previous task's readout, mean over the probe; the fraction of hidden "
-                    "units never active on the probe; the distance of all parameters θ from their initialisation θ₀.")
+                    "magnitude of the probe loss's Hessian (power iteration); the relative change of the last "
+                    "hidden layer's representation h since the previous task's readout, mean over the probe; the "
+                    "fraction of hidden units never active on the probe; the distance of all parameters θ from "
+                    "their initialisation θ₀.")
 DELTA_NOTE = ("Points: mean over seeds of the final-window mean (the last max(3, round(0.1·T)) tasks); "
               "bars: 95% Student-t interval, clipped to the metric's range.")
 METHODS_NOTE = ("Points: mean over seeds of the final-window mean (the last max(3, round(0.1·T)) tasks); bars: "
@@ -696,7 +701,8 @@ def granularity_figure(panels: Sequence[Panel], *, x: str = "task") -> plt.Figur
 def delta_figure(panels: Sequence[Panel]) -> plt.Figure:
     """The final-window mean against Δ, one panel per setting, one line per overlaid run."""
     style = style_of(panels)
-    canvas = new_canvas(1, len(panels), [*captions_of(panels), DELTA_NOTE], width=6.4 if len(panels) > 1 else 7.2, height=4.4)
+    width = 6.4 if len(panels) > 1 else 7.2  # one panel: room for the legend below it
+    canvas = new_canvas(1, len(panels), [*captions_of(panels), DELTA_NOTE], width=width, height=4.4)
     entries = []
     for ax, panel in zip(canvas.axes.flat, panels):
         entries += draw_final_vs_delta(ax, panel, panel.metric, style)
@@ -725,7 +731,8 @@ def diagnostics_figure(panels: Sequence[Panel], *, x: str = "task") -> plt.Figur
     for ax, name in zip(canvas.axes.flat, FIG6_PANELS):
         entries += draw_curves(ax, panel, name, style, x=x)
         ax.set_title(metric_name(name), fontsize=10)
-    return finish(canvas, heading_of([panel], f"network properties: {panel_title(panel, style)}"), entries)
+    heading = heading_of([panel], f"network properties per task, {panel_title(panel, style)}")
+    return finish(canvas, heading, entries)
 
 
 def auto_layout(panels: Sequence[Panel], metric: str | None) -> str:

