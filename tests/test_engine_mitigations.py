@@ -32,6 +32,7 @@ def program_for(lanes, settings=SETTINGS):
     return tiny_program(mitigation=mitigation_structure(lanes, settings))
 
 
+@pytest.mark.slow
 def test_methods_in_one_sweep_equal_each_method_alone():
     lanes = [Lane(seed=1, schedule="abrupt", delta=None, learning_rate=3e-3, method=m) for m in METHODS]
     program = program_for(lanes)
@@ -44,6 +45,7 @@ def test_methods_in_one_sweep_equal_each_method_alone():
             np.testing.assert_allclose(together[t].train_acc[i], alone[t].train_acc[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_methods_change_training_and_none_is_plain_training():
     """Every method acts (ReDo made to fire: with threshold 10 every unit counts as dormant,
     up to half a layer), and "none" is plain training."""
@@ -63,6 +65,7 @@ def test_methods_change_training_and_none_is_plain_training():
 
 
 @pytest.mark.parametrize("where", ["after", "before"])
+@pytest.mark.slow
 def test_shrink_perturb_acts_only_at_its_boundary(where):
     settings = MitigationsConfig(shrink=0.5, perturb=0.0, shrink_perturb_at=where)
     lanes = [Lane(0, "abrupt", None, 1e-3, "none"), Lane(0, "abrupt", None, 1e-3, "shrink_perturb")]
@@ -100,6 +103,7 @@ def test_baselines_presets():
             assert cfg.sweep.schedules[0] == "abrupt" and len(cfg.sweep.schedules) == 2
 
 
+@pytest.mark.slow
 def test_crelu_mlp_trains_in_the_engine_with_diagnostics():
     import dataclasses
 

@@ -42,6 +42,7 @@ def run(program, data, lanes, tasks=1):
     return jax.device_get(state), history
 
 
+@pytest.mark.slow
 def test_lanes_keep_separate_batch_statistics_and_equal_lanes_alone():
     program, data = resnet_setup()
     lanes = [Lane(0, "abrupt", None, 1e-3), Lane(1, "output_interp", 0.5, 1e-3)]
@@ -58,6 +59,7 @@ def test_lanes_keep_separate_batch_statistics_and_equal_lanes_alone():
                      state.batch_stats, alone_state.batch_stats)
 
 
+@pytest.mark.slow
 def test_readout_is_evaluated_with_the_readout_running_statistics():
     program, data = resnet_setup()
     state, history = run(program, data, [Lane(0, "output_interp", 0.5, 1e-3)])
@@ -79,6 +81,7 @@ def resnet_unit_program(**mitigation):
     return dataclasses.replace(program, mitigation=static), data
 
 
+@pytest.mark.slow
 def test_redo_resets_resnet_filters_and_leaves_other_lanes_alone():
     """Everything is dormant under a huge threshold: every step resets the capped half of each
     block's conv1 filters, so after the last step those filters' outgoing conv2 channels are 0."""
@@ -101,6 +104,7 @@ def test_redo_resets_resnet_filters_and_leaves_other_lanes_alone():
         assert not np.all(np.asarray(leaves[layer.out_kernel][0]) == 0, axis=(0, 1, 3)).any()
 
 
+@pytest.mark.slow
 def test_continual_backprop_replaces_resnet_filters():
     program, data = resnet_unit_program(cbp=True)
     hp = to_hparams([Lane(0, "abrupt", None, 1e-3)])
@@ -110,6 +114,7 @@ def test_continual_backprop_replaces_resnet_filters():
     assert m.finite.all() and (np.asarray(state.mitigation.cbp_replacements) > 0).all()
 
 
+@pytest.mark.slow
 def test_resnet_diagnostics_use_the_readout_running_statistics():
     program, data = resnet_setup()
     program = dataclasses.replace(program, diagnostics=DiagnosticsConfig(probe_size=12, hessian=False))
