@@ -26,16 +26,29 @@ from pathlib import Path  # noqa: E402
 
 import experiments  # noqa: E402
 from gradual_jax import config as config_lib  # noqa: E402
+from gradual_jax import config_keys  # noqa: E402
 from gradual_jax import data, outlock, sweep  # noqa: E402
 
+DEFAULT_PRESET = "cpu"
 EXIT_USAGE = 2  # bad input, found before any work: a config value, missing data, a folder in use
 EXIT_NONFINITE = 3  # run.on_nonfinite=stop and a lane's loss became NaN/Inf
 EXIT_IO = 4  # the output could not be written mid-run (disk full, read-only); rerun to resume
 EXIT_INTERRUPTED = 130  # Ctrl-C; rerun to resume
 
 
+def _experiment_and_preset(args: argparse.Namespace) -> None:
+    """``path/to/my_exp.py:study`` names the file and the preset at once; ``--preset`` may
+    repeat it but not contradict it."""
+    args.experiment, preset = experiments.split_spec(args.experiment)
+    if preset and args.preset and preset != args.preset:
+        raise config_lib.ConfigError(f"the experiment names preset {preset!r} but --preset says {args.preset!r}; "
+                                     "give one of them")
+    args.preset = preset or args.preset or DEFAULT_PRESET
+
+
 def _resolve(args: argparse.Namespace) -> dict[str, config_lib.ExperimentConfig]:
     """Part name -> validated config, with the command line's overrides applied to every part."""
+    _experiment_and_preset(args)
     if experiments.is_custom_runner(args.experiment):
         experiments.presets(args.experiment)  # validates the name
         if args.preset not in experiments.presets(args.experiment):
@@ -58,13 +71,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in experiments.MODULES:
         module = experiments.module(name)
         print(f"{name:<18} {module.DESCRIPTION}\n{'':<18} presets: {', '.join(module.PRESETS)}")
+    print("\nYour own experiment: any Python file with PRESETS, e.g. `gradual-jax run my_exp.py:cpu --out OUT`.")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     parts = _resolve(args)
+    if args.keys:  # every key that applies to the experiment's model and task family
+        for part, cfg in parts.items():
+            if part:
+                print(f"== part {part} ==")
+            print(config_keys.keys_text(cfg.model.name, cfg.task.family), end="")
+        if not parts:
+            raise config_lib.ConfigError(f"{args.experiment} has its own runner and no config keys")
+        return 0
     if args.json:  # JSON only, for jq and scripts: part name ("" for one part) -> config and lanes
-        print(json.dumps({part: {"config": config_lib.to_dict(cfg),
+        print(json.dumps({part: {"config": config_keys.applicable(cfg),
                                  "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(sweep.expand(cfg.sweep))]}
                           for part, cfg in parts.items()}, indent=2))
         return 0
@@ -73,7 +95,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for part, cfg in parts.items():
         if part:
             print(f"== part {part} ==")
-        print(json.dumps(config_lib.to_dict(cfg), indent=2))
+        print(json.dumps(config_keys.applicable(cfg), indent=2))
         lanes = sweep.expand(cfg.sweep)
         print(f"\n{len(lanes)} lanes:")
         for i, lane in enumerate(lanes):
@@ -84,9 +106,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gradual_jax import train  # imports JAX; keep `list`/`show` and errors fast
+    from gradual_jax import compile_cache, train  # imports JAX; keep `list`/`show` and errors fast
 
     parts = _resolve(args)
+    compile_cache.enable()
     out = Path(args.out)
     if not parts:  # an experiment with its own runner (the theory check): record what made it
         from gradual_jax import results
@@ -148,10 +171,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from gradual_jax import analyze  # imports JAX
+    from gradual_jax import analyze, compile_cache  # imports JAX
 
+    compile_cache.enable()
     analyze.analyze(args.run_dir, args.set or [])
-    print(f"diagnostics written into {args.run_dir}/results.csv")
+    run_dir = Path(args.run_dir)
+    print(f"diagnostics written to {run_dir / 'diagnostics.csv'} (settings in {run_dir / 'diagnostics.json'}); "
+          "results.csv is unchanged")
     return 0
 
 
@@ -171,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="experiments and their presets").set_defaults(func=cmd_list)
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("experiment", help="experiment name (see `gradual-jax list`)")
-        p.add_argument("--preset", default="cpu", help="preset name (default: cpu)")
+        p.add_argument("experiment", help="experiment name (see `gradual-jax list`), or the file of your own "
+                                          "experiment, optionally with its preset: path/to/my_exp.py[:preset]")
+        p.add_argument("--preset", help=f"preset name (default: {DEFAULT_PRESET})")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field by dotted key, e.g. --set sweep.seeds=0,1,2 "
                             "(repeatable; lists are comma separated)")
@@ -182,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the resolved config and its lanes")
     experiment_args(show)
     show.add_argument("--json", action="store_true", help="print JSON only (config and lanes per part)")
+    show.add_argument("--keys", action="store_true",
+                      help="every config key that applies to the experiment's model and task family: its "
+                           "type, default, meaning and allowed values")
     show.set_defaults(func=cmd_show)
 
     run = sub.add_parser("run", help="run an experiment")

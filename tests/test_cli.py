@@ -210,3 +210,83 @@ def test_version_show_json_and_bracketed_lists(capsys):
     assert shown[""]["config"]["model"]["hidden_sizes"] == [32, 16]
     assert len(shown[""]["lanes"]) == 2 * 3  # 2 seeds × (abrupt + output interpolation at 2 Δ)
     assert [lane["seed"] for lane in shown[""]["lanes"][:2]] == [0, 1]
+
+
+def test_show_keys_lists_what_applies_to_the_model_and_family(capsys):
+    assert cli.main(["show", "fig1-mnist", "--keys"]) == 0
+    mlp = capsys.readouterr().out
+    assert "model.hidden_sizes" in mlp and "sweep.schedules" in mlp
+    assert "model.d_model" not in mlp and "text." not in mlp  # T5 and text keys do not apply to an MLP
+    assert cli.main(["show", "fig2-seq2seq", "--keys"]) == 0
+    t5 = capsys.readouterr().out
+    assert "model.d_model" in t5 and "text.input_words" in t5 and "model.hidden_sizes" not in t5
+
+
+def test_show_prints_only_the_sections_that_apply(capsys):
+    assert cli.main(["show", "fig1-mnist", "--json"]) == 0
+    config = json.loads(capsys.readouterr().out)[""]["config"]
+    assert "text" not in config and set(config["model"]) == {"name", "hidden_sizes"}
+
+
+MY_EXPERIMENT = '''
+"""My own experiment: Fig. 1's cpu setting with a coarser and a finer Δ."""
+import dataclasses
+import experiments
+from gradual_jax.config import SweepConfig
+
+DESCRIPTION = "Fig. 1 at two other step sizes"
+
+
+def cpu():
+    cfg = experiments.get_config("fig1-mnist", "cpu")
+    return dataclasses.replace(cfg, name="my-exp", preset="cpu", description=DESCRIPTION,
+                               sweep=dataclasses.replace(cfg.sweep, deltas=(0.25, 0.05)))
+
+
+def tiny():
+    cfg = cpu()
+    return dataclasses.replace(cfg, preset="tiny", sweep=SweepConfig(seeds=(0,), schedules=("abrupt", "output_interp"),
+                                                                   deltas=(0.25,), learning_rates=(1e-3,)))
+
+
+PRESETS = {"cpu": cpu, "tiny": tiny}
+'''
+
+
+def test_an_experiment_from_a_file_with_its_preset(tmp_path, capsys):
+    file = tmp_path / "my_exp.py"
+    file.write_text(MY_EXPERIMENT)
+    assert cli.main(["show", f"{file}:tiny", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)[""]
+    assert shown["config"]["name"] == "my-exp" and shown["config"]["preset"] == "tiny"
+    assert [lane["schedule"] for lane in shown["lanes"]] == ["abrupt", "output_interp"]
+    assert cli.main(["show", str(file), "--json"]) == 0  # the default preset, cpu
+    assert json.loads(capsys.readouterr().out)[""]["config"]["sweep"]["deltas"] == [0.25, 0.05]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["show", "{dir}/nope.py"], "does not exist"),
+    (["show", "{dir}/empty.py"], "defines no PRESETS"),
+    (["show", "{dir}/broken.py"], "failed to import: ZeroDivisionError"),
+    (["show", "{dir}/my_exp.py:huge"], "unknown preset 'huge'"),
+    (["show", "{dir}/my_exp.py:tiny", "--preset", "cpu"], "names preset 'tiny' but --preset says 'cpu'"),
+])
+def test_a_bad_experiment_file_is_one_line(argv, message, tmp_path, capsys):
+    (tmp_path / "my_exp.py").write_text(MY_EXPERIMENT)
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    assert cli.main([a.format(dir=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_an_experiment_from_a_file_runs(tmp_path):
+    file = tmp_path / "my_exp.py"
+    file.write_text(MY_EXPERIMENT)
+    out = tmp_path / "out"
+    assert cli.main(["run", f"{file}:tiny", "--out", str(out), *TINY]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["experiment"]) == {"my-exp"} and set(table["schedule"]) == {"abrupt", "output_interp"}
+    assert json.loads((out / "config.json").read_text())["provenance"]["command"].split()[2] == f"{file}:tiny"
