@@ -528,8 +528,16 @@ def draw_final_vs_delta(ax: plt.Axes, panel: Panel, metric: str, style: Style) -
     ax.set_xlim(abrupt_x * 1.5, min(deltas or [1.0]) / 1.5)  # inverted: coarse on the left
     ax.set_xlabel("step size Δ (coarse → fine)")
     ax.set_ylabel(axis_label(metric_name(metric)))
+    within_unit_range(ax, metric, "y")
     ax.grid(alpha=0.3)
     return entries + variant_entries(panel)
+
+
+def within_unit_range(ax: plt.Axes, metric: str, axis: str) -> None:
+    """An axis of a metric in [0, 1] (accuracy, BLEU) shows no values outside it."""
+    if summary.metric_range(metric) == (0.0, 1.0):
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(max(low, -0.02), min(high, 1.02))
 
 
 def point(ax: plt.Axes, x: float, row: pd.Series, metric: str, color, marker: str) -> None:
@@ -592,9 +600,7 @@ def draw_methods(ax: plt.Axes, panel: Panel, metric: str, style: Style) -> list[
     windows = {row.window for row in rows}
     where = f" ({windows.pop()})" if len(windows) == 1 else ""
     ax.set_xlabel(f"{metric_name(metric)}, final-window mean{where}")
-    if summary.metric_range(metric) == (0.0, 1.0):
-        left, right = ax.get_xlim()
-        ax.set_xlim(max(left, -0.02), min(right, 1.02))
+    within_unit_range(ax, metric, "x")
     ax.grid(alpha=0.3, axis="x")
     return []
 
@@ -724,7 +730,10 @@ def methods_figure(panels: Sequence[Panel]) -> plt.Figure:
 
 def diagnostics_figure(panels: Sequence[Panel], *, x: str = "task") -> plt.Figure:
     """Fig. 6: four network properties per task, of the first setting that has them."""
-    panel = next((p for p in panels if has_diagnostics(p.frame())), panels[0])
+    panel = next((p for p in panels if has_diagnostics(p.frame())), None)
+    if panel is None:
+        raise UsageError("--layout diagnostics: the results have no diagnostics columns ("
+                         + ", ".join(FIG6_PANELS) + "; a run with diagnostics.enabled=true records them)")
     style = style_of([panel])
     canvas = new_canvas(2, 2, [*captions_of([panel]), CURVES_NOTE, DIAGNOSTICS_NOTE], width=5.4, height=3.5)
     entries = []

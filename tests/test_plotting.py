@@ -353,6 +353,14 @@ def test_diagnostics_layout_has_four_panels_in_words_and_one_legend(tmp_path):
     plt.close(fig)
 
 
+def test_diagnostics_layout_of_a_run_without_them_exits_2_with_one_line(tmp_path, capsys):
+    run = synthetic_run(tmp_path / "run", diagnostics=False)
+    assert cli.main(["plot", str(run), "--layout", "diagnostics"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no diagnostics columns" in err and len(err.splitlines()) == 1
+    assert not (run / "figure.png").exists()
+
+
 # ---------------------------------------------------------------------------
 # Words
 
