@@ -43,7 +43,7 @@ from matplotlib import ticker  # noqa: E402
 
 from gradual_jax import summary  # noqa: E402
 
-RESULTS_FILE, CONFIG_FILE = "results.csv", "config.json"
+RESULTS_FILE, CONFIG_FILE, DIAGNOSTICS_FILE = "results.csv", "config.json", "diagnostics.csv"
 LAYOUTS = ("auto", "curves", "granularity", "delta", "methods", "diagnostics")
 X_AXES = {"task": "task", "samples": "samples_seen"}
 FIG6_PANELS = ("max_hessian_eigenvalue", "representation_change", "dormant_fraction_tau0", "distance_from_init")
@@ -264,6 +264,11 @@ def load_part(part_dir: Path, run_label: str) -> tuple[pd.DataFrame, dict]:
         raise ResultsError(f"{config_file} is not a run's config.json ({type(err).__name__}: {err})") from None
     if "method" not in frame:  # results written before mitigations existed
         frame = frame.assign(method="none")
+    recomputed = part_dir / DIAGNOSTICS_FILE
+    if recomputed.exists():  # `gradual-jax analyze` wrote post-hoc diagnostics beside the results
+        from gradual_jax import results  # imports JAX: only analyzed runs need it
+
+        frame = results.merge_diagnostics(frame, pd.read_csv(recomputed))
     frame.insert(0, "run", run_label)
     return frame, config
 

@@ -525,3 +525,20 @@ def test_plot_refuses_an_unknown_metric_and_an_unwritable_figure(tmp_path, capsy
     blocker.write_text("x")
     assert cli.main(["plot", str(run), "--out", str(blocker / "fig.png")]) == 2
     assert "cannot write the figure" in capsys.readouterr().err
+
+
+def test_diagnostics_written_by_analyze_reach_the_figures(tmp_path):
+    """A run recorded without diagnostics, then analyzed: its figures read diagnostics.csv."""
+    run = synthetic_run(tmp_path / "run", diagnostics=False, tasks=4, seeds=2)
+    table = pd.read_csv(run / "results.csv")
+    recomputed = table[["lane", "seed", "schedule", "method", "delta", "learning_rate", "task"]].copy()
+    for diag in plotting.FIG6_PANELS:
+        recomputed[diag] = 3.0 * table["task"] + table["lane"]
+    recomputed[recomputed["task"] >= 2].to_csv(run / "diagnostics.csv", index=False)  # snapshots of tasks 2, 3
+    frame, _ = plotting.load_part(run, "run")
+    late = frame["task"] >= 2
+    np.testing.assert_array_equal(frame.loc[late, "distance_from_init"], 3.0 * frame.loc[late, "task"]
+                                  + frame.loc[late, "lane"])
+    assert frame.loc[~late, "distance_from_init"].isna().all()  # tasks without a snapshot stay unmeasured
+    written = plotting.plot_runs([run])
+    assert run / "figure-diagnostics.png" in written
