@@ -38,7 +38,7 @@ def paper() -> ExperimentConfig:
 
 
 def cpu() -> ExperimentConfig:
-    """About two minutes on 2 CPU cores. Keeps k = 2, Adam 1e-3, batch 64 and the LayerNorm
+    """Keeps k = 2, Adam 1e-3, batch 64 and the LayerNorm
     MLP's depth; shrinks the data to 128 images per class (1,280), the hidden width to 64, E to
     30 epochs, the run to 20 tasks and 3 seeds; output interpolation at the paper's Δ = 0.5 and
     at the finer Δ = 0.1 beside the abrupt arm."""

@@ -46,7 +46,7 @@ def paper() -> ExperimentConfig:
 
 
 def cpu() -> ExperimentConfig:
-    """About seven minutes on 2 CPU cores. Keeps the task's structure (random words in,
+    """Keeps the task's structure (random words in,
     independent random words out), the T5 architecture (1+1 layers, relative buckets, tied
     embeddings, ReLU FFN), AdamW, k = 2 and both arms; shrinks the pairs to 128 per task, the
     words to 10 in / 2 out of 3 letters, the model to d_model 64, 4 heads × 16, d_ff 256, E to

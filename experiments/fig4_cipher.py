@@ -38,8 +38,7 @@ def paper() -> ExperimentConfig:
 
 
 def cpu() -> ExperimentConfig:
-    """About 12 minutes on 2 CPU cores (14 measured while other jobs shared them). Keeps the cipher (26 letters, the bigram rule, a
-    held-out test set under the same π), the T5 architecture, AdamW 1e-3, batch 64, k = 1 and
+    """Keeps the cipher (26 letters, the bigram rule, a held-out test set under the same π), the T5 architecture, AdamW 1e-3, batch 64, k = 1 and
     both arms; shrinks the inputs to 2 words of 3 letters, the model to d_model 64, 4 heads × 16,
     d_ff 256, E to 25 epochs, Δ to 0.1, the run to 8 tasks and 2 seeds, and decodes 128 test
     pairs for BLEU-2. It needs *more* pairs per task than the paper (4,096): with 512–1,024

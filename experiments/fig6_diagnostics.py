@@ -20,7 +20,7 @@ def paper():
 
 
 def cpu():
-    """Fig. 5's cpu trainability lanes with 5 seeds (about 10 minutes on 2 cores)."""
+    """Fig. 5's cpu trainability lanes with 5 seeds."""
     cfg = _diagnosed(fig5_granularity.cpu()["trainability"])
     return dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1, 2, 3, 4)))
 

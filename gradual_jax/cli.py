@@ -6,8 +6,8 @@ before anything is compiled.
 
 XLA flags: on CPU the command turns off XLA's experimental YNNPACK fusions
 (``--xla_cpu_experimental_ynn_fusion_type=`` appended to ``XLA_FLAGS``, set before JAX is
-imported; with jax 0.10.2 on 2 cores: MLP sweeps 4-21% faster, ResNet-18 sweeps of several lanes
-about 2x). A user's own setting of that flag in ``XLA_FLAGS`` wins;
+imported; faster MLP and ResNet-18 sweeps, see ``benchmarks/README.md``). A user's own setting of
+that flag in ``XLA_FLAGS`` wins;
 ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` leaves ``XLA_FLAGS`` untouched. See ``gradual_jax/xla_flags.py``.
 """
 

@@ -2,13 +2,11 @@
 
 One flag today: ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list), which turns off
 XLA:CPU's experimental YNNPACK fusions. In jax/jaxlib 0.10.2 they are on by default (dots, and
-small reductions such as the bias and LayerNorm gradients), and on a 2-core CPU turning them off
-made the MNIST MLP sweep 4% (8 lanes) to 8–21% (32 lanes) faster and a vmapped ResNet-18 step of 4
-lanes 2.1× faster; T5 and single-lane ResNet steps moved by less than ±12%
-(``benchmarks/README.md`` has the tables; ``python benchmarks/xla_flags_ab.py [--model-steps]``
-repeats the A/B). With another process busy on one of the two cores the MLP sweep was slower
-with the flag, hence the opt-out below. The flag only changes how XLA compiles for the CPU; GPU
-and TPU programs are not affected.
+small reductions such as the bias and LayerNorm gradients); turning them off made the MLP and
+vmapped ResNet-18 sweeps faster on a CPU and left T5 about unchanged (the A/B measurements
+and their commands are in ``benchmarks/README.md``). On a CPU shared with another busy
+process the MLP sweep was slower with the flag, hence the opt-out below. The flag only changes
+how XLA compiles for the CPU; GPU and TPU programs are not affected.
 
 Rules (:func:`xla_flags_with_defaults`, a pure function of the environment):
 

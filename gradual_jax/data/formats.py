@@ -134,7 +134,7 @@ def _unit_floats_to_uint8(x: np.ndarray, path: object, block: int = 4096) -> np.
 
     Scaling by 256 is exact in float32, so a value survives the uint8 round trip
     iff it was a byte (negatives, >= 256, fractions and NaN all fail). Blocks of
-    rows keep the temporaries cache-sized: ~15x faster than whole-array passes.
+    rows keep the temporaries cache-sized, which is much faster than whole-array passes.
     """
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     if x.shape[1] != 28 * 28:
