@@ -5,8 +5,9 @@ models / task families it applies to, where it is declared. This module reads th
 
 * :func:`describe_keys`: the keys (for one model and task family, or all), as :class:`KeyDoc`,
   and :func:`keys_text`, the same as terminal lines;
-* :func:`keys_markdown`: the README's configuration table (between the ``config-keys`` markers;
-  ``python -m gradual_jax.config_keys --write-readme`` regenerates it, ``--check`` compares);
+* :func:`keys_markdown`: the configuration table of ``docs/config.md`` (between the
+  ``config-keys`` markers; ``python -m gradual_jax.config_keys --write`` regenerates it,
+  ``--check`` compares);
 * :func:`applicable`: a config as ``to_dict`` gives it, without what its model and family do
   not read (no ``text`` section and no T5 fields for an MLP on random_labels).
 """
@@ -24,7 +25,7 @@ from typing import Any
 from gradual_jax import config as config_lib
 from gradual_jax.config import FAMILIES, MODELS, ConfigError, ExperimentConfig
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 START, END = "<!-- config-keys:start -->", "<!-- config-keys:end -->"
 
 
@@ -159,7 +160,7 @@ def _cell(doc: KeyDoc, meta: Any, section: SectionDoc | None) -> str:
 
 
 def keys_markdown() -> str:
-    """The configuration table of README.md: one table per section, one row per key."""
+    """The configuration table of docs/config.md: one table per section, one row per key."""
     blocks: list[list[str]] = [["**top level**", ""]]
     section: SectionDoc | None = None
     header = ["| key | type | default | meaning |", "|---|---|---|---|"]
@@ -204,10 +205,10 @@ def applicable(config: ExperimentConfig) -> dict[str, Any]:
     return full
 
 
-def readme_region(text: str) -> str:
-    """What README.md holds between the config-keys markers (without the marker lines)."""
+def region(text: str) -> str:
+    """What a document holds between the config-keys markers (without the marker lines)."""
     if START not in text or END not in text:
-        raise ValueError(f"README.md has no {START} … {END} region")
+        raise ValueError(f"no {START} … {END} region")
     return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
@@ -222,18 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gradual_jax.config_keys",
                                      description="the config key table, from the schema's field metadata")
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write-readme", action="store_true", help="rewrite README.md's config-keys region")
-    action.add_argument("--check", action="store_true", help="exit 1 if README.md's region differs")
-    parser.add_argument("--readme", type=Path, default=README, help="the README to read or write")
+    action.add_argument("--write", action="store_true", help="rewrite the config-keys region of docs/config.md")
+    action.add_argument("--check", action="store_true", help="exit 1 if the region of docs/config.md differs")
+    parser.add_argument("--file", type=Path, default=DOC, help="the document to read or write (default: %(default)s)")
     args = parser.parse_args(argv)
     table = keys_markdown()
-    if args.write_readme:
-        args.readme.write_text(with_region(args.readme.read_text(), table))
-        print(f"wrote the config keys into {args.readme}")
+    if args.write:
+        args.file.write_text(with_region(args.file.read_text(), table))
+        print(f"wrote the config keys into {args.file}")
     elif args.check:
-        if readme_region(args.readme.read_text()) != table:
-            print(f"{args.readme}: the config-keys region differs from the schema; run "
-                  "python -m gradual_jax.config_keys --write-readme", file=sys.stderr)
+        if region(args.file.read_text()) != table:
+            print(f"{args.file}: the config-keys region differs from the schema; run "
+                  "python -m gradual_jax.config_keys --write", file=sys.stderr)
             return 1
     else:
         print(table, end="")

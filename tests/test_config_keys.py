@@ -1,4 +1,4 @@
-"""The config keys' documentation: one source (the fields' metadata) for the README table,
+"""The config keys' documentation: one source (the fields' metadata) for docs/config.md's table,
 `show --keys` and the applicable-only `show`; checked against the schema and the validator."""
 
 from __future__ import annotations
@@ -24,10 +24,16 @@ def family_base(family: str) -> ExperimentConfig:
     return experiments.get_config(*FAMILY_BASES[family])
 
 
-def test_readme_table_is_the_generated_one():
-    region = config_keys.readme_region(config_keys.README.read_text())
+def test_docs_table_is_the_generated_one():
+    region = config_keys.region(config_keys.DOC.read_text())
     assert region == config_keys.keys_markdown(), (
-        "README.md's config-keys region is stale: python -m gradual_jax.config_keys --write-readme")
+        "docs/config.md's config-keys region is stale: python -m gradual_jax.config_keys --write")
+
+
+def test_readme_points_to_the_table_and_does_not_copy_it():
+    readme = (config_keys.DOC.parent.parent / "README.md").read_text()
+    assert config_keys.START not in readme and config_keys.END not in readme
+    assert "docs/config.md" in readme
 
 
 def test_every_field_is_documented_once_in_one_line():
@@ -142,15 +148,15 @@ def test_applicable_of_an_mlp_run_has_no_text_section_and_no_t5_fields():
     assert list(seq2seq["model"]) == ["name", "d_model", "num_heads", "d_kv", "d_ff", "num_layers"]
 
 
-def test_readme_check_and_write(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{config_keys.START}\n| stale |\n{config_keys.END}\nafter\n")
-    assert config_keys.main(["--check", "--readme", str(readme)]) == 1
-    assert config_keys.main(["--write-readme", "--readme", str(readme)]) == 0
-    assert config_keys.main(["--check", "--readme", str(readme)]) == 0
-    text = readme.read_text()
+def test_check_and_write(tmp_path, capsys):
+    doc = tmp_path / "config.md"
+    doc.write_text(f"# x\n\nbefore\n{config_keys.START}\n| stale |\n{config_keys.END}\nafter\n")
+    assert config_keys.main(["--check", "--file", str(doc)]) == 1
+    assert config_keys.main(["--write", "--file", str(doc)]) == 0
+    assert config_keys.main(["--check", "--file", str(doc)]) == 0
+    text = doc.read_text()
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{config_keys.END}\nafter\n")
-    assert config_keys.readme_region(text) == config_keys.keys_markdown()
+    assert config_keys.region(text) == config_keys.keys_markdown()
 
 
 def test_keys_text_lists_one_key_a_line():
