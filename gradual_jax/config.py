@@ -83,7 +83,7 @@ class ConfigError(ValueError):
 def setting(default: Any, meaning: str, *, choices: tuple | None = None, models: tuple[str, ...] | None = None,
             families: tuple[str, ...] | None = None, family_choices: dict[str, tuple] | None = None,
             model_choices: dict[str, tuple] | None = None) -> Any:
-    """A config field documented where it is declared, so the README's key table, ``show --keys``
+    """A config field documented where it is declared, so the key table of docs/config.md, ``show --keys``
     and the applicable-only ``show`` (``gradual_jax.config_keys``) cannot drift from the schema.
 
     ``meaning`` is one line; ``choices`` the allowed values (narrowed per task family or model by
