@@ -189,6 +189,7 @@ def _make_dormant(params, layer, units):
     return _set(params, f"norms/{layer}/bias", lambda k: k.at[idx].set(0.0))
 
 
+@pytest.mark.slow
 def test_redo_resets_exactly_the_dormant_units_and_their_moments():
     graphdef, params = _mlp()
     dormant = {0: [2, 5], 1: [7]}
@@ -364,6 +365,7 @@ def _compiled_step(mitigate=True):
     return jax.jit(functools.partial(_train_step, graphdef, tx, STATIC, mitigate=mitigate))
 
 
+@pytest.mark.slow
 def test_strength_zero_is_an_exact_no_op_for_every_method():
     graphdef, params, tx, x, y = _setup()
     off = LANES[0]
@@ -399,6 +401,7 @@ def test_strength_zero_is_an_exact_no_op_for_every_method():
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-9), a, b)
 
 
+@pytest.mark.slow
 def test_vmapped_lanes_equal_each_lane_alone():
     graphdef, params, tx, x, y = _setup()
     opt_state = tx.init(params)
@@ -426,6 +429,7 @@ def test_vmapped_lanes_equal_each_lane_alone():
     assert int(ms.cbp_replacements[2].sum()) > 0 and int(ms.cbp_replacements[:2].sum()) == 0  # lane 2's CBP
 
 
+@pytest.mark.slow
 def test_redo_accumulated_features_and_presets():
     """The released code's variant: scores from the mean activity since the last check."""
     graphdef, params, tx, x, y = _setup()
@@ -448,6 +452,7 @@ def test_redo_accumulated_features_and_presets():
 
 
 # --------------------------------------------------------------------------- CReLU
+@pytest.mark.slow
 def test_crelu_mlp_shapes_and_parameter_count():
     np.testing.assert_array_equal(mit.crelu(jnp.array([[-1.0, 2.0]])), [[0.0, 2.0, 1.0, 0.0]])
     graphdef, params = _mlp(6, (5, 4), 3, model_cls=mit.CReLUMLP)

@@ -96,6 +96,7 @@ def test_max_pool_pads_with_minus_infinity():
     np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], [[-1.0, -2.0], [-5.0, -6.0]])
 
 
+@pytest.mark.slow
 def test_forward_and_features_shapes(tiny):
     x = jax.random.normal(jax.random.key(0), (3, 32, 32, 3))
     logits, feats, maps, head = nnx.jit(lambda m, x: (m(x, False), m.features(x, False), m.feature_maps(x, False),
@@ -141,6 +142,7 @@ def test_torchvision_init():
 
 
 # --------------------------------------------------------------------------- BatchNorm
+@pytest.mark.slow
 def test_batchnorm_train_normalises_with_batch_statistics():
     x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (16, 5, 5, 6))
     bn = BatchNorm(6)
@@ -198,6 +200,7 @@ def test_batchnorm_mask_ignores_padded_examples():
 
 
 # --------------------------------------------------------------------------- lanes
+@pytest.mark.slow
 def test_vmapped_lanes_keep_separate_statistics(tiny):
     graphdef, params, stats = resnet.split(tiny)
 
@@ -226,6 +229,7 @@ def test_vmapped_lanes_keep_separate_statistics(tiny):
 
 
 # --------------------------------------------------------------------------- bfloat16
+@pytest.mark.slow
 def test_bfloat16_compute_is_close_to_float32(tiny):
     x = jax.random.normal(jax.random.key(4), (32, 32, 32, 3))
     bf16 = ResNet18(10, width_multiplier=TINY, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
@@ -253,6 +257,7 @@ def test_bfloat16_compute_is_close_to_float32(tiny):
 
 
 # --------------------------------------------------------------------------- PyTorch reference
+@pytest.mark.slow
 def test_matches_pytorch_reference():
     """A hand-built PyTorch ResNet-18 (torchvision's layout) with our weights: logits in train
     and eval mode, gradients, and running statistics after one training forward."""

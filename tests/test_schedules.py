@@ -148,6 +148,7 @@ def test_input_interpolation_endpoints():
                                   x_next)
 
 
+@pytest.mark.slow
 def test_arms_see_the_same_samples_per_task():
     """Abrupt and gradual lanes of one program run the same epochs per task, each epoch
     visiting all N examples once, so both process (1+k)·E·N examples per task."""

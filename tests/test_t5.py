@@ -55,6 +55,7 @@ def test_relative_position_buckets_match_reference(bidirectional, num_buckets, m
     assert np.asarray(got).max() == num_buckets - 1  # every bucket up to the last is reachable
 
 
+@pytest.mark.slow
 def test_paper_dims_parameter_count():
     # Paper dims: d_model 256, 4 heads × d_kv 64 (inner 256), d_ff 2048, 1 + 1 layers, vocab 30.
     d, inner, ff, vocab, heads, buckets = 256, 4 * 64, 2048, 30, 4, 32
@@ -86,6 +87,7 @@ def test_rms_norm_is_t5_style():
     np.testing.assert_allclose(norm(x), x / np.sqrt(np.mean(np.square(x)) + 1e-6), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_decoder_is_causal_and_encoder_ignores_padding():
     graphdef, params = split()
 
@@ -107,6 +109,7 @@ def test_decoder_is_causal_and_encoder_ignores_padding():
     np.testing.assert_allclose(model(padded, t5.shift_right(targets)), logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_shift_right_loss_and_accuracy():
     targets = jnp.asarray([[5, 6, tok.EOS, tok.PAD]])
     np.testing.assert_array_equal(t5.shift_right(targets), [[tok.BOS, 5, 6, tok.EOS]])
@@ -121,6 +124,7 @@ def test_shift_right_loss_and_accuracy():
         pytest.approx(float(ce[:3].mean()), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_tiny_model_memorises_random_seq2seq():
     """A tiny T5 fits 16 random pairs (targets of 5 words) to BLEU-2 >= 0.9 in 300 Adam steps.
 

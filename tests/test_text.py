@@ -72,6 +72,7 @@ def test_cipher_hand_worked_example():
     assert tok.decode_batch(tokens) == ["dfhez yypua"]
 
 
+@pytest.mark.slow
 def test_cipher_task_matches_string_reference():
     spec = tasks.BigramCipherSpec(num_train=64, num_test=32, num_words=4, word_len=3)
     task = sample(spec, KEY, 3)
@@ -97,6 +98,7 @@ def test_cipher_permutation_per_task_and_key():
     assert not np.array_equal(other, perms[2])
 
 
+@pytest.mark.slow
 def test_cipher_test_set_fresh_or_from_train():
     spec = tasks.BigramCipherSpec(num_train=40, num_test=16, num_words=3, word_len=4)
     fresh = sample(spec, KEY, 0)
@@ -107,6 +109,7 @@ def test_cipher_test_set_fresh_or_from_train():
     np.testing.assert_array_equal(released.test_targets, fresh.train_targets[:16])
 
 
+@pytest.mark.slow
 def test_random_seq2seq_shapes_truncation_and_determinism():
     spec = tasks.RandomSeq2SeqSpec(num_pairs=32)
     task = sample(spec, KEY, 4)
@@ -134,6 +137,7 @@ def test_target_padding_and_short_inputs():
         tasks.RandomSeq2SeqSpec(target_len=3).output_len
 
 
+@pytest.mark.slow
 def test_tasks_vmap_over_lanes():
     spec = tasks.BigramCipherSpec(num_train=8, num_test=4, num_words=2, word_len=3)
     keys = jax.vmap(jax.random.key)(jnp.arange(3))

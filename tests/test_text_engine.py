@@ -40,6 +40,7 @@ def mix_at(program, schedule, delta, step, batch):
                                program.transition_epochs * program.steps_per_epoch, jnp.int32(batch), batch)
 
 
+@pytest.mark.slow
 def test_cipher_targets_rebuilt_from_inputs():
     task = tasks.bigram_cipher(jax.random.key(3), 2, CIPHER)
     for x, y in ((task.train_inputs, task.train_targets), (task.test_inputs, task.test_targets)):
@@ -48,6 +49,7 @@ def test_cipher_targets_rebuilt_from_inputs():
     assert not np.array_equal(tasks.encipher_inputs(CIPHER, other.cipher_perm, task.train_inputs), task.train_targets)
 
 
+@pytest.mark.slow
 def test_task_sampling_batch_draws_exact_counts_from_the_next_task():
     program = text_program(SEQ2SEQ, epochs=1, transition=5, batch_size=8)  # 2 steps/epoch, 10 transition steps
     old, new = (engine.sample_task(program, jnp.int32(0), t, engine.TaskData()) for t in (4, 5))
@@ -100,6 +102,7 @@ def test_token_loss_counts_pad_only_when_asked(mask_pad):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_engine_memorises_a_tiny_seq2seq_and_reports_its_bleu():
     """300 Adam steps through the engine fit 16 pairs; the BLEU-2 column equals BLEU-2 of
     decoding the readout parameters directly, and greedy equals beam 1."""
@@ -120,6 +123,7 @@ def test_engine_memorises_a_tiny_seq2seq_and_reports_its_bleu():
     np.testing.assert_array_equal(metrics.readout["train_greedy"][0], hyp)
 
 
+@pytest.mark.slow
 def test_reset_each_task_restarts_the_optimizer():
     program = text_program(SEQ2SEQ, epochs=1, transition=0, batch_size=8)
     hp = to_hparams([Lane(0, "abrupt", None, 1e-3)])
@@ -181,6 +185,7 @@ def test_t5_and_resnet_unit_layers_are_filled_in():
     assert not program.mitigation.redo_normalize and program.mitigation.redo_every == 100
 
 
+@pytest.mark.slow
 def test_redo_resets_t5_ffn_units_in_the_engine():
     """Everything dormant under a huge threshold, no cap: every 2 steps each FFN layer's units are
     all reset, so after the task's last step their outgoing weights are zero (T5 preset shape)."""

@@ -211,6 +211,7 @@ def test_smallest_tracking_radius_and_bisection():
         theory.bisect_threshold(lambda t: True, 0.0, 1.0)
 
 
+@pytest.mark.slow
 def test_run_theory_writes_table_and_figure(tmp_path):
     table = theory.run_theory(tmp_path)
     assert (tmp_path / "theory.png").stat().st_size > 10_000

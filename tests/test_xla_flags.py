@@ -83,6 +83,7 @@ PROBE = ("import os, sys; from gradual_jax import cli; import jax, jax.numpy as 
          "print(os.environ.get('XLA_FLAGS'))")
 
 
+@pytest.mark.slow
 def test_cli_sets_the_flag_before_jax_and_xla_accepts_it():
     """In a fresh process: importing the CLI sets the flag, and XLA parses it and compiles."""
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=ROOT,
