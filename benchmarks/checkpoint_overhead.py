@@ -1,7 +1,7 @@
 """Cost of Orbax checkpoints for the MNIST MLP sweep: seconds and bytes per lane, and the
 overhead of checkpointing after every task versus never.
 
-    python benchmarks/checkpoint_overhead.py [--lanes 8] [--tasks 6] [--epochs 2]
+    python -m benchmarks.checkpoint_overhead [--lanes 8] [--tasks 6] [--epochs 2] [--json OUT.json]
 
 Runs the fig1-mnist protocol with the paper's MLP (784-256×4-10, Adam) on the real MNIST
 subset twice in this process, with ``run.checkpoint_every=1`` and ``=0``, and times a single
@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 
 import experiments
+from benchmarks import common
 from gradual_jax import checkpoint, engine, sweep, train
 from gradual_jax.config import apply_overrides
 
@@ -27,12 +28,13 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args(argv)
     cfg = apply_overrides(experiments.get_config("fig1-mnist", "cpu"), [
         "model.hidden_sizes=256,256,256,256", f"protocol.epochs_per_task={args.epochs}",
         f"task.num_tasks={args.tasks}", "sweep.schedules=abrupt",
@@ -66,6 +68,14 @@ def main() -> None:
           f"({total / args.lanes * 1e3:.1f} ms per lane)")
     print(f"run with a checkpoint after every task: {times[1]:.1f} s; never: {times[0]:.1f} s; "
           f"overhead {100 * (times[1] / times[0] - 1):+.1f}%")
+    result = {"protocol": {"experiment": "fig1-mnist cpu, MLP 784-256x4-10", "lanes": args.lanes, "tasks": args.tasks,
+                           "epochs_per_segment": args.epochs * 3},
+              "checkpoint_mb_per_lane": per_lane_bytes / 2 ** 20, "save_blocking_s": blocking,
+              "save_written_s": total, "run_s_checkpoint_every_task": times[1], "run_s_no_checkpoints": times[0],
+              "overhead": times[1] / times[0] - 1}
+    if args.json:
+        common.write_json(args.json, "checkpoint_overhead", result)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Throughput of the ResNet-18 and T5 training steps, R lanes in one vmapped, jitted program.
 
-    python benchmarks/model_steps.py --json results/benchmarks/model_steps-cpu.json
-    python benchmarks/model_steps.py --paper --lanes 1,8,32 --json results/benchmarks/model_steps-gpu.json
-    python benchmarks/model_steps.py --quick --json /tmp/model_steps.json    # seconds, tiny sizes (the test)
+    python -m benchmarks.model_steps --json results/benchmarks/model_steps-cpu.json
+    python -m benchmarks.model_steps --paper --lanes 1,8,32 --json results/benchmarks/model_steps-gpu.json
+    python -m benchmarks.model_steps --quick --json /tmp/model_steps.json    # seconds, tiny sizes (the test)
 
 For each model and each lane count R it builds one step, ``jax.jit(jax.vmap(step))`` with the
 state donated: forward, loss, gradients and the optimizer update of R independent lanes (each
@@ -37,76 +37,32 @@ The models and optimizers are the paper's (docs/protocol.md):
   batch 16 (CPU-sized); the paper's is 64 (``--paper`` or ``--t5-batch 64``).
 
 Inputs are random (throughput does not depend on their values), made once on the device;
-every lane gets its own. XLA flags are the ``gradual-jax`` command's (gradual_jax/xla_flags.py:
-on CPU the experimental YNNPACK fusions are off; ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` for JAX's
-defaults); the flags in effect go into the JSON with the device, versions and sizes.
-Nothing here assumes a CPU: on a GPU the same command runs unchanged.
+every lane gets its own. XLA flags are the ``gradual-jax`` command's (set by
+``benchmarks/__init__.py``); the flags in effect go into the JSON with the device, versions and
+sizes. Nothing here assumes a CPU: on a GPU the same command runs unchanged.
+``models_vs_torch.py`` runs these same steps beside PyTorch implementations of the models.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
 
-from gradual_jax.xla_flags import set_default_xla_flags
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
 
-set_default_xla_flags()  # as the CLI does, before jax is imported
-
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import jaxlib  # noqa: E402
-import flax  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from gradual_jax.models import resnet, t5  # noqa: E402
-from machine import busy_cpu_seconds  # noqa: E402  (benchmarks/machine.py)
-from gradual_jax.text import tokenizer as tok  # noqa: E402
+from benchmarks import common, model_sizes
+from gradual_jax import sharding
+from gradual_jax.models import resnet, t5
+from gradual_jax.text import tokenizer as tok
 
 FLOPS_SOURCE = ("XLA cost analysis of the compiled step: compiled.cost_analysis()['flops'] (every op of the "
                 "vmapped program, all lanes) divided by the lane count")
-
-
-def cpu_model() -> str:
-    """The host CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-# --------------------------------------------------------------------------- reference matmul
-def matmul_flops_per_second(n: int, seconds: float = 1.0) -> float:
-    """float32 n×n @ n×n timed by XLA (best of a few batches of calls)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    f(a, b).block_until_ready()
-    start = time.perf_counter()
-    f(a, b).block_until_ready()
-    once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, min(1000, int(seconds / 3 / once)))
-    best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = f(a, b)
-        out.block_until_ready()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return 2.0 * n ** 3 / best
 
 
 # --------------------------------------------------------------------------- the two models
@@ -224,61 +180,41 @@ def _cost_flops(compiled) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
-def _memory_mb(compiled) -> float | None:
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # not every backend reports it
-        return None
-    if m is None:
-        return None
-    return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes) / 2 ** 20
-
-
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps: int, peak: float,
             repeats: int = 1) -> dict:
     # RBG keys: the init program then compiles in ~2 s instead of ~11 s (threefry, ResNet-18 on CPU);
     # the values are as random either way and do not change the step's cost.
     keys = jax.vmap(lambda i: jax.random.key(i, impl="rbg"))(jnp.arange(lanes))
-    state = jax.jit(jax.vmap(case.init_lane))(keys)
+    box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
-    jax.block_until_ready((state, data))
+    jax.block_until_ready((box["state"], data))
     step = jax.jit(jax.vmap(case.lane_step), donate_argnums=0)
     start = time.perf_counter()
-    compiled = step.lower(state, data).compile()
+    compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
     xla_flops = _cost_flops(compiled) / lanes
 
-    state, loss = compiled(state, data)  # warm-up
-    jax.block_until_ready((state, loss))
-    start = time.perf_counter()
-    state, loss = compiled(state, data)
-    jax.block_until_ready((state, loss))
-    one = time.perf_counter() - start
-    n = int(min(max_steps, max(min_steps, math.ceil(seconds / max(one, 1e-6)))))
-    timings = []  # (seconds, others' CPU share) per repeat
-    for _ in range(max(1, repeats)):
-        busy, own, start = busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+    def run(n):
         for _ in range(n):
-            state, loss = compiled(state, data)
-        jax.block_until_ready((state, loss))
-        elapsed = time.perf_counter() - start
-        others = (busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
-        timings.append((elapsed, max(0.0, others) / (elapsed * (os.cpu_count() or 1))))
-    elapsed, others_cpu = min(timings)
+            box["state"], box["loss"] = compiled(box["state"], data)
+        jax.block_until_ready((box["state"], box["loss"]))
+
+    run(1)  # warm-up
+    one = common.best_time(lambda: run(1), repeats=1, warmup=0)["seconds"]
+    n = common.calibrated_steps(one, seconds, min_steps, max_steps)
+    timing = common.best_time(lambda: run(n), repeats=repeats, warmup=0)
+    elapsed = timing["seconds"]
     rate = lanes * n / elapsed
+    program_bytes = sharding.program_bytes(compiled)
     return {"lanes": lanes, "steps": n, "seconds": elapsed, "step_ms": 1e3 * elapsed / n,
-            "others_cpu": others_cpu, "all_lane_steps_per_s": [lanes * n / t for t, _ in timings],
+            "others_cpu": timing["others_cpu"], "all_lane_steps_per_s": [lanes * n / t for t in timing["all_seconds"]],
             "lane_steps_per_s": rate, "compile_s": compile_s,
             "xla_flops_per_lane_step": xla_flops, "analytic_flops_per_lane_step": case.analytic_flops_per_lane_step,
             "xla_over_analytic": xla_flops / case.analytic_flops_per_lane_step,
             "model_flops_per_s": rate * xla_flops, "fraction_of_matmul": rate * xla_flops / peak,
             "analytic_fraction_of_matmul": rate * case.analytic_flops_per_lane_step / peak,
-            "device_memory_mb": _memory_mb(compiled), "final_loss": float(jnp.mean(loss))}
+            "device_memory_mb": None if program_bytes is None else program_bytes / 2 ** 20,
+            "peak_rss_mb": common.peak_rss_mb(), "final_loss": float(jnp.mean(box["loss"]))}
 
 
 def table(rows: list[dict], peak: float) -> str:
@@ -293,29 +229,34 @@ def table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
-QUICK = {"lanes": "2", "resnet_batch": 4, "resnet_width": 0.0625, "t5_batch": 2, "t5_input_len": 12,
-         "t5_target_len": 6, "t5_d_model": 16, "t5_heads": 2, "t5_d_kv": 8, "t5_d_ff": 32,
-         "seconds": 0.05, "min_steps": 2, "max_steps": 5, "matmul_size": 256, "matmul_seconds": 0.1,
-         "repeats": 1}
-PAPER = {"resnet_batch": 250, "resnet_width": 1.0, "t5_batch": 64}
+QUICK = {**model_sizes.QUICK, "seconds": 0.05, "min_steps": 2, "max_steps": 5, "matmul_size": 256,
+         "matmul_seconds": 0.1, "repeats": 1}
+PAPER = model_sizes.PAPER
+
+
+def t5_config(args) -> t5.T5Config:
+    return t5.T5Config(d_model=args.t5_d_model, num_heads=args.t5_heads, d_kv=args.t5_d_kv, d_ff=args.t5_d_ff)
+
+
+def build_case(name: str, args) -> Case:
+    """The step of model ``name`` (resnet18 or t5) at the sizes of ``args`` (model_sizes.py's flags)."""
+    if name == "resnet18":
+        return resnet_case(args.resnet_batch, args.resnet_width, args.resnet_image, args.resnet_cifar_stem,
+                           getattr(args, "resnet_dtype", "float32"))
+    if name == "t5":
+        return t5_case(args.t5_batch, args.t5_input_len, args.t5_target_len, t5_config(args))
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+MODELS = ("resnet18", "t5")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,t5", help="comma separated: resnet18, t5")
     parser.add_argument("--lanes", default="1,2,4", help="lane counts R (comma separated)")
-    parser.add_argument("--resnet-batch", type=int, default=64, help="ResNet batch per lane (paper: 250)")
-    parser.add_argument("--resnet-width", type=float, default=0.25, help="ResNet width multiplier (paper: 1.0)")
-    parser.add_argument("--resnet-image", type=int, default=32, help="input height = width (CIFAR: 32)")
-    parser.add_argument("--resnet-cifar-stem", action="store_true", help="3×3 stride-1 stem, no max-pool")
+    model_sizes.add_size_arguments(parser)
     parser.add_argument("--resnet-dtype", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--t5-batch", type=int, default=16, help="T5 batch per lane (paper: 64)")
-    parser.add_argument("--t5-input-len", type=int, default=tok.MAX_INPUT_LEN)
-    parser.add_argument("--t5-target-len", type=int, default=30, help="Random Seq2Seq: 5 words × 6 = 30")
-    parser.add_argument("--t5-d-model", type=int, default=t5.T5Config.d_model)
-    parser.add_argument("--t5-heads", type=int, default=t5.T5Config.num_heads)
-    parser.add_argument("--t5-d-kv", type=int, default=t5.T5Config.d_kv)
-    parser.add_argument("--t5-d-ff", type=int, default=t5.T5Config.d_ff)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timed measurement")
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="timed measurements per cell; the fastest is kept")
@@ -328,43 +269,28 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     for preset, flag in ((PAPER, args.paper), (QUICK, args.quick)):
         if flag:
-            for key, value in preset.items():
-                setattr(args, key, value)
+            model_sizes.apply_preset(args, preset)
+    if args.quick and args.lanes == parser.get_default("lanes"):
+        args.lanes = "2"
+    names = args.models.split(",")
+    for name in names:
+        if name not in MODELS:
+            parser.error(f"--models: unknown model {name!r}; choose from {', '.join(MODELS)}")
 
     device = jax.devices()[0]
-    n = args.matmul_size or (2048 if device.platform == "cpu" else 8192)
-    peak = matmul_flops_per_second(n, args.matmul_seconds)
-    print(f"device: {device.platform} {device.device_kind} ({cpu_model()}, "
-          f"{os.cpu_count()} CPU cores); jax {jax.__version__}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"reference: float32 {n}² matmul {peak / 1e9:,.1f} GFLOP/s")
+    matmul = common.matmul_flops_per_second(args.matmul_size, args.matmul_seconds)
+    peak = matmul["flops_per_s"]
+    print(f"device: {device.platform} {device.device_kind} ({common.cpu_model()}, {common.cores()} CPU cores); "
+          f"jax {jax.__version__}; XLA_FLAGS={common.xla_flags()!r}")
+    print(f"reference: float32 {matmul['n']}² matmul {peak / 1e9:,.1f} GFLOP/s")
     print(f"FLOPs: {FLOPS_SOURCE}; the analytic count (matmuls/convs only) beside it")
-
-    builders = {
-        "resnet18": lambda: resnet_case(args.resnet_batch, args.resnet_width, args.resnet_image,
-                                        args.resnet_cifar_stem, args.resnet_dtype),
-        "t5": lambda: t5_case(args.t5_batch, args.t5_input_len, args.t5_target_len,
-                              t5.T5Config(d_model=args.t5_d_model, num_heads=args.t5_heads, d_kv=args.t5_d_kv,
-                                          d_ff=args.t5_d_ff)),
-    }
-    lane_counts = [int(v) for v in args.lanes.split(",")]
     start = time.perf_counter()
-    result = {
-        "device": f"{device.platform} {device.device_kind}", "platform": device.platform,
-        "device_kind": device.device_kind, "device_count": jax.device_count(),
-        "host": {"processor": cpu_model(), "cpu_count": os.cpu_count()},
-        "versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-                     "optax": optax.__version__},
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "matmul": {"n": n, "dtype": "float32", "flops_per_s": peak},
-        "flops_source": FLOPS_SOURCE, "quick": args.quick, "models": {},
-    }
-    for name in args.models.split(","):
-        if name not in builders:
-            parser.error(f"--models: unknown model {name!r}; choose from {', '.join(builders)}")
-        case = builders[name]()
+    result = {"matmul": matmul, "flops_source": FLOPS_SOURCE, "quick": args.quick, "models": {}}
+    for name in names:
+        case = build_case(name, args)
         print(f"\n{name}: " + ", ".join(f"{k}={v}" for k, v in case.sizes.items()))
         rows = []
-        for r in lane_counts:
+        for r in common.parse_ints(args.lanes):
             row = measure(case, r, seconds=args.seconds, min_steps=args.min_steps, max_steps=args.max_steps,
                           peak=peak, repeats=args.repeats)
             rows.append(row)
@@ -378,8 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["total_seconds"] = time.perf_counter() - start
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        common.write_json(args.json, "model_steps", result)
     return result
 
 

@@ -1,66 +1,51 @@
-"""Throughput of the MNIST MLP protocol: lane-steps per second for 1, 8 and 32 lanes in one
-program, achieved model FLOP/s against a large float32 matmul measured in the same run, and
-compile time.
+"""Throughput of the MNIST MLP protocol in gradual-jax: lane-steps per second for R lanes in one
+program, compile time, and model FLOP/s against a float32 matmul and a bare MLP step timed in the
+same run.
 
-    python benchmarks/throughput.py [--lanes 1,8,32] [--tasks 2] [--vmap-lanes 0] [--json OUT.json]
+    python -m benchmarks.throughput [--lanes 1,8,32] [--tasks 2] [--vmap-lanes 0] [--json OUT.json]
+    python -m benchmarks.throughput --quick --lanes 2 --tasks 1 --json /tmp/throughput.json   # smoke test
 
 Data are MNIST-shaped random numbers (throughput does not depend on pixel values), so the
 benchmark needs no data set. Each lane runs the paper's LayerNorm MLP (784-256×4-10), Adam,
-batch 64, on 5,120 examples; one task segment here is 2 epochs (E = 1, k = 1) = 160 steps.
+batch 64, on 5,120 examples; one task segment here is 2 epochs (E = 1, k = 1) = 160 steps. Lanes
+alternate abrupt / output interpolation at Δ = 0.5.
 
 Lanes are grouped as the ``gradual-jax`` command groups them (``run.vmap_lanes``: 0 = automatic,
 groups of at most 4 lanes one after another on a CPU, one vmap on an accelerator); ``--vmap-lanes
 0,1024`` measures the automatic grouping and one vmap of all lanes side by side in one run.
-
-XLA flags are those the ``gradual-jax`` command uses (``gradual_jax/xla_flags.py``: on CPU the
-experimental YNNPACK fusions are off); ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` measures JAX's defaults.
-The flags in effect are printed and written to the JSON.
+The other benchmarks of the MLP (compare.py, lane_scaling.py) build this same program.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import time
 
-from gradual_jax.xla_flags import set_default_xla_flags
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-set_default_xla_flags()  # as the CLI does, before jax is imported
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gradual_jax import engine, sharding, tasks  # noqa: E402
-from gradual_jax.models import MLP  # noqa: E402
-from gradual_jax.sweep import Lane, to_hparams  # noqa: E402
-from gradual_jax.train import make_optimizer_factory  # noqa: E402
-from gradual_jax.config import ExperimentConfig  # noqa: E402
+from benchmarks import common
+from gradual_jax import engine, sharding, tasks
+from gradual_jax.config import ExperimentConfig
+from gradual_jax.models import MLP
+from gradual_jax.sweep import Lane, to_hparams
+from gradual_jax.train import make_optimizer_factory
 
 NUM_TRAIN, BATCH, HIDDEN, CLASSES, FEATURES = 5120, 64, (256, 256, 256, 256), 10, 784
+SCHEDULES = ("abrupt", "output_interp")  # lane i runs SCHEDULES[i % 2], in every MLP benchmark
+DELTA = 0.5
 
 
-def model_flops_per_step(batch: int = BATCH) -> float:
+def model_flops_per_step(batch: int = BATCH, hidden=HIDDEN) -> float:
     """Matmul FLOPs of one training step: forward 2·B·Σ(in·out), backward twice that."""
-    sizes = [FEATURES, *HIDDEN, CLASSES]
+    sizes = [FEATURES, *hidden, CLASSES]
     macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return 6.0 * batch * macs
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = f(a)
-    out.block_until_ready()
-    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
-
-
-def bare_step_flops_per_second(num_lanes: int, batch: int = BATCH, steps: int = 160, repeats: int = 3) -> float:
+def bare_step_flops_per_second(num_lanes: int, batch: int = BATCH, steps: int = 160, repeats: int = 3,
+                               hidden=HIDDEN) -> float:
     """Model FLOP/s of the cheapest program that does the MLP step's matmuls, for ``num_lanes`` lanes.
 
     784-256×4-10 with ReLU only (no LayerNorm, no biases), a hand-written backward pass and plain
@@ -69,7 +54,7 @@ def bare_step_flops_per_second(num_lanes: int, batch: int = BATCH, steps: int = 
     engine's MLP step (plus Adam, LayerNorm, biases, data gathers, schedule mixing, metrics) can
     hardly beat it, so its model FLOP/s are a practical ceiling for the engine on this machine.
     """
-    sizes = [FEATURES, *HIDDEN, CLASSES]
+    sizes = [FEATURES, *hidden, CLASSES]
     keys = jax.random.split(jax.random.key(0), len(sizes))
     weights = [jax.random.normal(k, (num_lanes, n_in, n_out)) / n_in ** 0.5
                for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
@@ -90,12 +75,13 @@ def bare_step_flops_per_second(num_lanes: int, batch: int = BATCH, steps: int = 
     def train(ws, x):
         return jax.lax.scan(lambda ws, _: (jax.vmap(lane_step)(ws, x), None), ws, None, length=steps)[0]
 
-    weights = jax.block_until_ready(train(weights, x0))
-    start = time.perf_counter()
-    for _ in range(repeats):
-        weights = train(weights, x0)
-    jax.block_until_ready(weights)
-    return num_lanes * steps * repeats * model_flops_per_step(batch) / (time.perf_counter() - start)
+    state = {"w": jax.block_until_ready(train(weights, x0))}
+
+    def run():
+        state["w"] = jax.block_until_ready(train(state["w"], x0))
+
+    timing = common.best_time(run, repeats=repeats, warmup=0)
+    return num_lanes * steps * model_flops_per_step(batch, hidden) / timing["seconds"]
 
 
 def classification(family: str, num_classes: int) -> dict:
@@ -103,73 +89,95 @@ def classification(family: str, num_classes: int) -> dict:
     return {"problem": tasks.Classification(tasks.get_family(family), num_classes)}
 
 
-def make_program() -> engine.Program:
+def make_program(num_train: int = NUM_TRAIN, hidden=HIDDEN) -> engine.Program:
     return engine.Program(
-        model_factory=lambda rngs: MLP(FEATURES, HIDDEN, CLASSES, rngs=rngs),
-        **classification("random_labels", CLASSES), num_train=NUM_TRAIN,
+        model_factory=lambda rngs: MLP(FEATURES, hidden, CLASSES, rngs=rngs),
+        **classification("random_labels", CLASSES), num_train=num_train,
         epochs_per_task=1, transition_epochs=1, batch_size=BATCH, eval_batch_size=1024,
         make_optimizer=make_optimizer_factory(ExperimentConfig()))
 
 
-def measure(num_lanes: int, num_tasks: int, vmap_lanes: int = 0) -> dict:
+def make_data(num_train: int = NUM_TRAIN) -> engine.TaskData:
     rng = np.random.default_rng(0)
-    data = engine.TaskData(x_train=jnp.asarray(rng.normal(size=(NUM_TRAIN, FEATURES)), jnp.float32),
-                           y_train=jnp.asarray(np.repeat(np.arange(CLASSES), NUM_TRAIN // CLASSES), jnp.int32))
-    program = make_program()
-    lanes = [Lane(seed=i, schedule=("abrupt", "output_interp")[i % 2], delta=None if i % 2 == 0 else 0.5,
-                  learning_rate=1e-3) for i in range(num_lanes)]
-    hp = to_hparams(lanes)
-    state = engine.init_lanes(program, hp)
+    return engine.TaskData(x_train=jnp.asarray(rng.normal(size=(num_train, FEATURES)), jnp.float32),
+                           y_train=jnp.asarray(np.repeat(np.arange(CLASSES), num_train // CLASSES), jnp.int32))
+
+
+def make_lanes(num_lanes: int) -> list[Lane]:
+    return [Lane(seed=i, schedule=SCHEDULES[i % 2], delta=None if i % 2 == 0 else DELTA, learning_rate=1e-3)
+            for i in range(num_lanes)]
+
+
+def measure(num_lanes: int, num_tasks: int, vmap_lanes: int = 0, num_train: int = NUM_TRAIN,
+            hidden=HIDDEN, repeats: int = 1) -> dict:
+    """Compile R lanes into one program (lane groups as the command makes them), run one untimed
+    warm-up task, then time ``num_tasks`` tasks, best of ``repeats``."""
+    data, program, hp = make_data(num_train), make_program(num_train, hidden), to_hparams(make_lanes(num_lanes))
+    state = {"s": engine.init_lanes(program, hp), "task": 0}
     start = time.perf_counter()
     groups = sharding.LaneLayout.create(num_lanes).lane_groups(vmap_lanes)  # as `gradual-jax run`
-    run_task = engine.make_task_fn(program, groups).lower(hp, state, data, jnp.int32(0)).compile()
+    run_task = engine.make_task_fn(program, groups).lower(hp, state["s"], data, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
-    state, m = run_task(hp, state, data, jnp.int32(0))  # warm-up
+
+    def tasks_once():
+        for _ in range(num_tasks):
+            state["s"], m = run_task(hp, state["s"], data, jnp.int32(state["task"]))
+            state["task"] += 1
+        jax.block_until_ready(m)
+
+    state["s"], m = run_task(hp, state["s"], data, jnp.int32(0))  # warm-up task
     jax.block_until_ready(m)
-    start = time.perf_counter()
-    for t in range(1, num_tasks + 1):
-        state, m = run_task(hp, state, data, jnp.int32(t))
-    jax.block_until_ready(m)
-    seconds = time.perf_counter() - start
+    state["task"] = 1
+    timing = common.best_time(tasks_once, repeats=repeats, warmup=0)
     lane_steps = num_lanes * program.steps_per_task * num_tasks
     return {"lanes": num_lanes, "vmap_lanes": vmap_lanes, "lane_groups": groups, "compile_s": compile_s,
-            "seconds": seconds,
-            "lane_steps_per_s": lane_steps / seconds,
-            "model_flops_per_s": lane_steps * model_flops_per_step() / seconds}
+            "seconds": timing["seconds"], "others_cpu": timing["others_cpu"],
+            "steps_per_task": program.steps_per_task,
+            "program_mb": (sharding.program_bytes(run_task) or 0) / 2 ** 20,
+            "lane_steps_per_s": lane_steps / timing["seconds"],
+            "model_flops_per_s": lane_steps * model_flops_per_step(hidden=hidden) / timing["seconds"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", default="1,8,32")
     parser.add_argument("--tasks", type=int, default=2, help="timed task segments per lane count")
     parser.add_argument("--vmap-lanes", default="0",
                         help="run.vmap_lanes values to measure, comma-separated (0: automatic, as the CLI)")
+    parser.add_argument("--num-train", type=int, default=NUM_TRAIN, help="examples (smaller only for smoke tests)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 640 examples, hidden 32,32, a small reference matmul and ceiling")
     parser.add_argument("--json", help="also write the numbers to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    hidden = (32, 32) if args.quick else HIDDEN
+    if args.quick:
+        args.num_train = 640
+    matmul = common.matmul_flops_per_second(256 if args.quick else None, 0.1 if args.quick else 1.0)
+    peak = matmul["flops_per_s"]
     device = jax.devices()[0]
-    peak = matmul_flops_per_second()
-    print(f"device: {device.platform} {device.device_kind} ×{jax.device_count()}")
-    print(f"reference: float32 2048² matmul {peak / 1e9:,.1f} GFLOP/s; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"device: {device.platform} {device.device_kind} ×{jax.device_count()}; XLA_FLAGS={common.xla_flags()!r}")
+    print(f"reference: float32 {matmul['n']}² matmul {peak / 1e9:,.1f} GFLOP/s")
     print("'% of bare step': of a bare ReLU MLP step's FLOP/s (same matmuls, plain SGD, nothing else), "
           "as many lanes")
     print(f"{'lanes':>6}{'groups':>8}{'compile s':>11}{'lane-steps/s':>14}{'model GFLOP/s':>15}"
           f"{'% of matmul':>13}{'% of bare step':>16}")
     rows = []
-    for n in (int(x) for x in args.lanes.split(",")):
-        ceiling = bare_step_flops_per_second(n)
-        for vmap_lanes in (int(v) for v in args.vmap_lanes.split(",")):
-            row = measure(n, args.tasks, vmap_lanes)
-            row["fraction_of_matmul"] = row["model_flops_per_s"] / peak
-            row["bare_step_flops_per_s"] = ceiling
-            row["fraction_of_bare_step"] = row["model_flops_per_s"] / ceiling
+    for n in common.parse_ints(args.lanes):
+        ceiling = (bare_step_flops_per_second(n, steps=10, repeats=1, hidden=hidden) if args.quick
+                   else bare_step_flops_per_second(n))
+        for vmap_lanes in common.parse_ints(args.vmap_lanes):
+            row = measure(n, args.tasks, vmap_lanes, args.num_train, hidden)
+            row.update(fraction_of_matmul=row["model_flops_per_s"] / peak, bare_step_flops_per_s=ceiling,
+                       fraction_of_bare_step=row["model_flops_per_s"] / ceiling)
             rows.append(row)
             print(f"{n:>6}{row['lane_groups']:>8}{row['compile_s']:>11.1f}{row['lane_steps_per_s']:>14,.0f}"
                   f"{row['model_flops_per_s'] / 1e9:>15,.1f}{100 * row['fraction_of_matmul']:>12.0f}%"
                   f"{100 * row['fraction_of_bare_step']:>15.0f}%")
+    result = {"matmul": matmul, "matmul_flops_per_s": peak, "num_train": args.num_train, "hidden": list(hidden),
+              "quick": args.quick, "rows": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": f"{device.platform} {device.device_kind}", "matmul_flops_per_s": peak,
-                       "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}, f, indent=2)
+        common.write_json(args.json, "throughput", result)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A plain PyTorch reference of gradual-jax's random-label MNIST MLP protocol, one lane per process.
 
-    python benchmarks/torch_reference.py --steps 320 --seed 0 --schedule output_interp --data synthetic
+    python -m benchmarks.torch_reference --steps 320 --seed 0 --schedule output_interp --data synthetic
 
 This is how users of the authors' PyTorch code run the experiment: one training run (a
 "lane": one seed, one schedule) per process, an eager training loop, Adam, minibatches of a
@@ -8,7 +8,7 @@ fresh shuffle every epoch. It is written for speed the way a careful PyTorch use
 whole (small) data set lives in one tensor and minibatches are index slices (no DataLoader
 workers, no per-example Python), so it is a favourable baseline for PyTorch.
 
-Protocol (the same as ``gradual_jax.engine``; see README.md "The protocol, as implemented"):
+Protocol (the same as ``gradual_jax.engine``; docs/protocol.md):
 
 * LayerNorm MLP 784-256×4-10 (Linear → LayerNorm → ReLU blocks, PyTorch default init);
   Adam(lr 1e-3, β = (0.9, 0.999), eps 1e-8); batch 64; shuffle every epoch, drop_last=False
@@ -25,6 +25,8 @@ Protocol (the same as ``gradual_jax.engine``; see README.md "The protocol, as im
 Randomness comes from torch generators seeded from (seed, stream, task), not from JAX's keys,
 so a lane here and a lane of gradual-jax with the same seed see different (equally random)
 tasks; the two implementations agree in distribution, which ``compare.py --check`` tests.
+:func:`lane_plan` is the lane's whole sequence of batches, targets and readouts, so the vmapped
+arrangement (``torch_vmap.py``) trains exactly the same lanes.
 
 Prints one JSON object: steps, seconds (the training loop only, after set-up and a few untimed
 warm-up steps on a throwaway model that pay PyTorch's lazy initialisation), steps/s, the
@@ -34,27 +36,23 @@ final task's accuracies, per-task metrics and the process's peak RSS (``ru_maxrs
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
-import os
-import resource
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import common
+
 SCHEDULES = ("abrupt", "output_interp")
 FEATURES, CLASSES, HIDDEN = 784, 10, (256, 256, 256, 256)
 INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM = 0, 1, 2
-
-
-def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -71,6 +69,13 @@ def build_mlp(in_features: int = FEATURES, hidden=HIDDEN, num_classes: int = CLA
 
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def init_model(seed: int, in_features: int = FEATURES, hidden=HIDDEN, num_classes: int = CLASSES,
+               dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """The lane's initial model: PyTorch's default init drawn from the lane's own init stream."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, INIT_STREAM]).generate_state(1)[0]))
+    return build_mlp(in_features, hidden, num_classes).to(dtype)
 
 
 # --- schedule ----------------------------------------------------------------------------------
@@ -146,6 +151,54 @@ def task_labels(y: torch.Tensor, seed: int, task: int) -> torch.Tensor:
     return y[torch.randperm(len(y), generator=generator(seed, TASK_STREAM, task))]
 
 
+# --- the lane's plan ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One optimisation step of a lane: which examples, which hard labels and α (the soft target
+    is ``(1-α)·onehot(labels) + α/C``), and whether it belongs to the readout epoch."""
+
+    task: int
+    index: torch.Tensor        # [b] example indices
+    labels: torch.Tensor       # [b] hard labels of those examples (task t's or task t+1's)
+    alpha: float
+    readout: bool              # in task t's readout epoch: counts towards the online accuracy
+    ends_readout: bool         # the readout epoch's last batch: task t's metrics are read after it
+    task_labels: torch.Tensor  # task t's labels of the whole data set (the full-pass readout)
+
+
+def lane_plan(y: torch.Tensor, *, seed: int, schedule: str, delta: float, epochs_per_task: int,
+              transition_ratio: float, batch_size: int, num_tasks: int | None = None) -> Iterator[Step]:
+    """Every step of one lane, task after task (forever when ``num_tasks`` is None).
+
+    Shuffles and task labels come from the lane's own generators, drawn in the same order
+    whoever consumes the plan, so the per-process reference and the vmapped arrangement train
+    identical lanes.
+    """
+    stage_alpha(schedule, delta, 0, 1, 1)  # validates the schedule name
+    n, b = len(y), batch_size
+    steps_per_epoch = -(-n // b)
+    transition_epochs = round(transition_ratio * epochs_per_task)
+    pure_steps, transition_steps = epochs_per_task * steps_per_epoch, transition_epochs * steps_per_epoch
+    readout = readout_epoch(schedule, epochs_per_task, transition_epochs)
+    labels_new = task_labels(y, seed, 0)
+    for task in itertools.count() if num_tasks is None else range(num_tasks):
+        labels_old, labels_new = labels_new, task_labels(y, seed, task + 1)
+        shuffles = generator(seed, SHUFFLE_STREAM, task)
+        for epoch in range(epochs_per_task + transition_epochs):
+            order = torch.randperm(n, generator=shuffles)
+            for i in range(steps_per_epoch):
+                index = order[i * b:(i + 1) * b]
+                which, alpha = stage_alpha(schedule, delta, epoch * steps_per_epoch + i, pure_steps,
+                                           transition_steps)
+                yield Step(task, index, (labels_old if which == "old" else labels_new)[index], alpha,
+                           epoch == readout, epoch == readout and i == steps_per_epoch - 1, labels_old)
+
+
+def steps_per_task(num_train: int, batch_size: int, epochs_per_task: int, transition_ratio: float) -> int:
+    return (epochs_per_task + round(transition_ratio * epochs_per_task)) * -(-num_train // batch_size)
+
+
 # --- training ----------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -159,101 +212,79 @@ def evaluate(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, chunk: int
     return correct / len(x), loss / len(x)
 
 
+def warm_up(x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, hidden, num_classes: int,
+            learning_rate: float) -> None:
+    """Untimed steps on a throwaway model: pay PyTorch's one-off lazy initialisation (kernels,
+    thread pool) without touching any lane's random streams."""
+    warm = build_mlp(x[0].numel(), hidden, num_classes).to(x.dtype)
+    warm_opt = torch.optim.Adam(warm.parameters(), lr=learning_rate)
+    for i in range(steps):
+        index = torch.arange(i * batch_size, (i + 1) * batch_size) % len(x)
+        loss = F.cross_entropy(warm(x[index]), y[index])
+        warm_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        warm_opt.step()
+
+
 def train(x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, schedule: str = "output_interp",
           delta: float = 0.5, epochs_per_task: int = 1, transition_ratio: float = 1.0, batch_size: int = 64,
           learning_rate: float = 1e-3, hidden=HIDDEN, num_classes: int = CLASSES,
           max_steps: int | None = None, num_tasks: int | None = None, warmup_steps: int = 0,
-          ready=None) -> dict:
+          ready=None, return_model: bool = False) -> dict:
     """Train one lane; stop after ``max_steps`` optimisation steps or ``num_tasks`` tasks.
 
-    ``warmup_steps`` untimed steps on a throwaway model first pay PyTorch's one-off lazy
-    initialisation (kernels, thread pool); ``ready()``, if given, is called just before the timer
-    starts (compare.py's barrier). Neither touches the lane's own random streams or model.
+    ``warmup_steps`` untimed steps on a throwaway model come first (:func:`warm_up`); ``ready()``,
+    if given, is called just before the timer starts (compare.py's barrier). ``return_model``
+    adds the trained model under ``"model"`` (for tests; not JSON).
     """
     if max_steps is None and num_tasks is None:
         raise ValueError("give max_steps or num_tasks")
-    stage_alpha(schedule, delta, 0, 1, 1)  # validates the schedule name
+    plan = lane_plan(y, seed=seed, schedule=schedule, delta=delta, epochs_per_task=epochs_per_task,
+                     transition_ratio=transition_ratio, batch_size=batch_size, num_tasks=num_tasks)
     if warmup_steps > 0:
-        warm = build_mlp(x[0].numel(), hidden, num_classes)
-        warm_opt = torch.optim.Adam(warm.parameters(), lr=learning_rate)
-        for i in range(warmup_steps):
-            index = torch.arange(i * batch_size, (i + 1) * batch_size) % len(x)
-            loss = F.cross_entropy(warm(x[index]), y[index])
-            warm_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            warm_opt.step()
-    torch.manual_seed(int(np.random.SeedSequence([seed, INIT_STREAM]).generate_state(1)[0]))
-    model = build_mlp(x[0].numel(), hidden, num_classes)
+        warm_up(x, y, warmup_steps, batch_size, hidden, num_classes, learning_rate)
+    model = init_model(seed, x[0].numel(), hidden, num_classes, x.dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8)
 
-    n, b = len(x), batch_size
-    steps_per_epoch = -(-n // b)
-    transition_epochs = round(transition_ratio * epochs_per_task)
-    segment_epochs = epochs_per_task + transition_epochs
-    pure_steps, transition_steps = epochs_per_task * steps_per_epoch, transition_epochs * steps_per_epoch
-    readout = readout_epoch(schedule, epochs_per_task, transition_epochs)
-
+    n = len(x)
     per_task: list[dict] = []
-    steps = 0
+    steps, correct, loss_sum = 0, 0, 0.0
     wall_start = time.time() if ready is None else ready()
     start = time.perf_counter()
-    labels_new = task_labels(y, seed, 0)
-    task = 0
-    while (num_tasks is None or task < num_tasks) and (max_steps is None or steps < max_steps):
-        labels_old, labels_new = labels_new, task_labels(y, seed, task + 1)
-        shuffles = generator(seed, SHUFFLE_STREAM, task)
-        for epoch in range(segment_epochs):
-            if max_steps is not None and steps >= max_steps:
-                break
-            order = torch.randperm(n, generator=shuffles)
+    for step in itertools.islice(plan, max_steps):
+        # α = 0: one-hot targets, for which integer labels give the identical loss
+        target = step.labels if step.alpha == 0.0 else soft_targets(step.labels, step.alpha, num_classes)
+        logits = model(x[step.index])
+        loss = F.cross_entropy(logits, target)  # mean over the (possibly short) batch
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        if step.readout:
+            correct += int((logits.detach().argmax(-1) == step.labels).sum())
+            loss_sum += float(loss.detach()) * len(step.index)
+        if step.ends_readout:  # the pure phase's last epoch ran in full: read task t's metrics
+            train_acc, train_loss = evaluate(model, x, step.task_labels)
+            per_task.append({"task": step.task, "online_train_acc": correct / n, "online_train_loss": loss_sum / n,
+                             "train_acc": train_acc, "train_loss": train_loss})
             correct, loss_sum = 0, 0.0
-            for i in range(steps_per_epoch):
-                if max_steps is not None and steps >= max_steps:
-                    break
-                index = order[i * b:(i + 1) * b]
-                which, alpha = stage_alpha(schedule, delta, epoch * steps_per_epoch + i, pure_steps,
-                                           transition_steps)
-                hard = (labels_old if which == "old" else labels_new)[index]
-                # α = 0: one-hot targets, for which integer labels give the identical loss
-                target = hard if alpha == 0.0 else soft_targets(hard, alpha, num_classes)
-                logits = model(x[index])
-                loss = F.cross_entropy(logits, target)  # mean over the (possibly short) batch
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-                if epoch == readout:
-                    correct += int((logits.detach().argmax(-1) == hard).sum())
-                    loss_sum += float(loss.detach()) * len(index)
-            else:
-                if epoch == readout:  # the pure phase's last epoch ran in full: read task t's metrics
-                    train_acc, train_loss = evaluate(model, x, labels_old)
-                    per_task.append({"task": task, "online_train_acc": correct / n,
-                                     "online_train_loss": loss_sum / n,
-                                     "train_acc": train_acc, "train_loss": train_loss})
-        task += 1
     seconds = time.perf_counter() - start
     last = per_task[-1] if per_task else {}
-    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"),
-            "wall_start": wall_start, "wall_end": time.time(),
-            "tasks_read": len(per_task), "steps_per_task": segment_epochs * steps_per_epoch,
-            "online_train_acc": last.get("online_train_acc"), "train_acc": last.get("train_acc"),
-            "per_task": per_task}
+    out = {"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"),
+           "wall_start": wall_start, "wall_end": time.time(), "tasks_read": len(per_task),
+           "steps_per_task": steps_per_task(n, batch_size, epochs_per_task, transition_ratio),
+           "online_train_acc": last.get("online_train_acc"), "train_acc": last.get("train_acc"),
+           "per_task": per_task}
+    if return_model:
+        out["model"] = model
+    return out
 
 
 def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
+    """PyTorch's own float32 n×n matmul rate (compare.py reports it beside XLA's)."""
     a = torch.randn(n, n)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size (``resource.getrusage``; Linux reports KiB)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+    timing = common.best_time(lambda: [a @ a for _ in range(repeats)], repeats=3, warmup=1)
+    return 2.0 * n ** 3 * repeats / timing["seconds"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -272,9 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=512, help="mnist: images per class")
     parser.add_argument("--subset-seed", type=int, default=0, help="mnist: seed of the balanced subset")
     parser.add_argument("--num-train", type=int, default=5120, help="synthetic: examples")
-    parser.add_argument("--threads", type=int, default=default_threads(),
+    parser.add_argument("--threads", type=int, default=common.cores(),
                         help="torch.set_num_threads (default: all cores)")
-    parser.add_argument("--matmul", action="store_true", help="only measure a 2048² float32 matmul and exit")
+    parser.add_argument("--matmul", action="store_true", help="only measure a float32 matmul and exit")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="--matmul: n of the n×n matmul")
     parser.add_argument("--warmup-steps", type=int, default=5,
                         help="untimed steps on a throwaway model first (PyTorch's lazy initialisation)")
     parser.add_argument("--wait-for-go", action="store_true",
@@ -285,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, args.threads))
     if args.matmul:
         print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "matmul_flops_per_s": matmul_flops_per_second()}))
+                          "matmul_n": args.matmul_size,
+                          "matmul_flops_per_s": matmul_flops_per_second(args.matmul_size)}))
         return
     if args.steps is None and args.tasks is None:
         args.tasks = 2
@@ -308,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
            "data": args.data, "num_train": len(x), "seed": args.seed, "schedule": args.schedule,
            "delta": args.delta, "epochs_per_task": args.epochs_per_task,
            "transition_ratio": args.transition_ratio, "batch_size": args.batch_size, "hidden": list(hidden),
-           "warmup_steps": args.warmup_steps, **result, "peak_rss_mb": peak_rss_mb()}
+           "warmup_steps": args.warmup_steps, **result, "peak_rss_mb": common.peak_rss_mb()}
     print(json.dumps(out))
 
 

@@ -1,6 +1,6 @@
 """Does ``optax.flatten`` (or flat parameters) speed up the MNIST MLP sweep's step? An A/B in one process.
 
-    python benchmarks/optax_flatten.py [--lanes 1,8,32] [--steps 80] [--repeats 3] [--json OUT.json]
+    python -m benchmarks.archive.optax_flatten [--lanes 1,8,32] [--steps 80] [--repeats 3] [--json OUT.json]
 
 The profile of the engine's step (benchmarks/README.md) puts about a third of the CPU time in
 the elementwise fusions of the Adam update, three passes over each of the MLP's 14 parameter
@@ -20,31 +20,24 @@ Adam and the parameter update all work on one array). All are compiled, warmed u
 flatten variants run the same steps from the same state once more, and the largest parameter
 difference is reported (flatten changes no arithmetic, so it is 0 or rounding).
 
-XLA flags are the ``gradual-jax`` command's (gradual_jax/xla_flags.py; GRADUAL_JAX_KEEP_XLA_FLAGS=1
-for JAX's defaults). It leaves out what the engine's step also does (schedules, soft targets,
+XLA flags are the ``gradual-jax`` command's (set by ``benchmarks/__init__.py``;
+GRADUAL_JAX_KEEP_XLA_FLAGS=1 for JAX's defaults). It leaves out what the engine's step also does (schedules, soft targets,
 metrics), so its absolute rate is a little higher than ``throughput.py``'s; the ratio is the point.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import time
 
-from gradual_jax.xla_flags import set_default_xla_flags
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import optax
+from flax import nnx
 
-set_default_xla_flags()  # as the CLI does, before jax is imported
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-import jax.flatten_util  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from gradual_jax.models import MLP  # noqa: E402
+from benchmarks import common
+from gradual_jax.models import MLP
 
 NUM_TRAIN, BATCH, HIDDEN, CLASSES, FEATURES = 5120, 64, (256, 256, 256, 256), 10, 784
 
@@ -119,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = jax.devices()[0]
     print(f"jax {jax.__version__}, optax {optax.__version__} on {device.platform} {device.device_kind}; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"XLA_FLAGS={common.xla_flags()!r}")
     x = jax.random.normal(jax.random.key(0), (NUM_TRAIN, FEATURES), jnp.float32)
     variants = VARIANTS
     rows = []
@@ -161,14 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.0f} | "
               f"{row[names[1]]['lane_steps_per_s']:,.0f} | {row['ratio']:.2f}× | "
               f"{row[names[2]]['lane_steps_per_s']:,.0f} | {row['ratio_flat_params']:.2f}× |")
-    result = {"jax": jax.__version__, "optax": optax.__version__, "device": f"{device.platform} {device.device_kind}",
-              "xla_flags": os.environ.get("XLA_FLAGS", ""), "model": "LayerNorm MLP 784-256x4-10, adam 1e-3, batch 64",
+    result = {"model": "LayerNorm MLP 784-256x4-10, adam 1e-3, batch 64",
               "repeats": args.repeats, "selection": "best of the repeats", "rows": rows,
               "total_seconds": time.perf_counter() - start_all}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        common.write_json(args.json, "optax_flatten", result)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """A/B of the XLA flags the ``gradual-jax`` command sets (gradual_jax/xla_flags.py) on the MNIST MLP
 sweep: lane-steps/s with JAX's default flags and with the CLI's, measured in one invocation.
 
-    python benchmarks/xla_flags_ab.py [--lanes 8,32] [--tasks 1] [--repeats 2] [--json OUT.json]
-    python benchmarks/xla_flags_ab.py --model-steps [--lanes 1,4] [--repeats 1] [--json OUT.json]
+    python -m benchmarks.archive.xla_flags_ab [--lanes 8,32] [--tasks 1] [--repeats 2] [--json OUT.json]
+    python -m benchmarks.archive.xla_flags_ab --model-steps [--lanes 1,4] [--repeats 1] [--json OUT.json]
 
 For each lane count R and each repeat, both variants run ``throughput.measure`` (the program of
 ``benchmarks/throughput.py``: LayerNorm MLP 784-256×4-10, Adam, batch 64, 5,120 MNIST-shaped
 random examples, 160-step task segments; compile + one untimed warm-up task + ``--tasks`` timed
-tasks) in a fresh subprocess, since XLA reads ``XLA_FLAGS`` once per process. The order of the two
-variants alternates between repeats; the best repeat of each is kept, and the ratio is
-CLI flags / JAX defaults. Like compare.py, each measurement records the share of the CPU that
-*other* processes used meanwhile ("others' CPU").
+tasks) in a fresh subprocess (compare.py's gradual-jax worker), since XLA reads ``XLA_FLAGS`` once
+per process. The order of the two variants alternates between repeats; the best repeat of each is
+kept, and the ratio is CLI flags / JAX defaults. Each measurement records the share of the CPU
+that *other* processes used meanwhile ("others' CPU").
 
 ``--model-steps``: the same A/B on the ResNet-18 and T5 steps, each variant one run of
 ``benchmarks/model_steps.py`` (its default, CPU-sized models) in a fresh process.
+``--num-train`` and ``--quick`` shrink both workloads, for smoke tests only.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from gradual_jax import xla_flags  # noqa: E402
+from benchmarks import common
+from gradual_jax import xla_flags
 
 VARIANTS = {"jax defaults": "", "gradual-jax CLI": " ".join(xla_flags.DEFAULT_FLAGS)}
 
@@ -42,31 +41,25 @@ def variant_env(flags: str) -> dict:
     return env
 
 
-def run_variant(num_lanes: int, tasks: int, flags: str) -> dict:
-    import compare  # the worker mode of benchmarks/compare.py: one throughput.measure in its own process
+def run_variant(num_lanes: int, tasks: int, flags: str, num_train: int) -> dict:
+    """compare.py's gradual-jax worker (one ``throughput.measure``) in a process with ``flags``."""
+    cmd = common.module_cmd("compare", "--jax-worker", num_lanes, "--tasks", tasks, "--num-train", num_train)
+    return common.measured(lambda: common.run_worker(cmd, env=variant_env(flags)))
 
-    cmd = [sys.executable, str(HERE / "compare.py"), "--jax-worker", str(num_lanes), "--tasks", str(tasks)]
-    return compare.measured(lambda: compare._run(cmd, env=variant_env(flags)))
 
-
-def run_model_steps(lanes: str, flags: str) -> dict:
+def run_model_steps(lanes: str, flags: str, quick: bool = False) -> dict:
     """One run of model_steps.py under ``flags``: {"resnet18 R=1": {...row}, ...}."""
-    import subprocess
-    import tempfile
-
-    import compare
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "steps.json"
-        cmd = [sys.executable, str(HERE / "model_steps.py"), "--lanes", lanes, "--json", str(out)]
+        cmd = common.module_cmd("model_steps", "--lanes", lanes, "--json", out, *(["--quick"] if quick else []))
 
         def go():
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=variant_env(flags))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=variant_env(flags), cwd=common.ROOT)
             if proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
             return {"result": json.loads(out.read_text())}
 
-        run = compare.measured(go)
+        run = common.measured(go)
     rows = {}
     for model, entry in run["result"]["models"].items():
         for row in entry["rows"]:
@@ -75,14 +68,12 @@ def run_model_steps(lanes: str, flags: str) -> dict:
 
 
 def main_model_steps(args) -> None:
-    import jax
-
     start = time.perf_counter()
     names = list(VARIANTS)
     runs = {n: [] for n in names}
     for k in range(args.repeats):
         for n in (names if k % 2 == 0 else names[::-1]):
-            runs[n].append(run_model_steps(args.lanes, VARIANTS[n]))
+            runs[n].append(run_model_steps(args.lanes, VARIANTS[n], args.quick))
             print(f"{n} ({k + 1}/{args.repeats}): " + ", ".join(
                 f"{key} {row['lane_steps_per_s']:,.2f}" for key, row in runs[n][-1].items()), flush=True)
     rows = []
@@ -98,14 +89,12 @@ def main_model_steps(args) -> None:
         others = max(row[n]["others_cpu"] for n in names)
         print(f"| {row['case']} | {row[names[0]]['lane_steps_per_s']:,.2f} | {row[names[1]]['lane_steps_per_s']:,.2f} "
               f"| {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    result = {"jax": jax.__version__, "device": f"{jax.devices()[0].platform} {jax.devices()[0].device_kind}",
-              "workload": "benchmarks/model_steps.py (default sizes)", "variants": VARIANTS,
-              "repeats": args.repeats, "selection": "best repeat per variant", "rows": rows,
+    result = {"workload": f"benchmarks/model_steps.py ({'--quick' if args.quick else 'default sizes'})",
+              "variants": VARIANTS, "repeats": args.repeats, "selection": "best repeat per variant", "rows": rows,
               "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        common.write_json(args.json, "xla_flags_ab_model_steps", result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,24 +105,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--model-steps", action="store_true",
                         help="A/B the ResNet-18 and T5 steps (benchmarks/model_steps.py) instead of the MLP sweep")
+    parser.add_argument("--num-train", type=int, default=5120, help="MLP examples (smaller only for smoke tests)")
+    parser.add_argument("--quick", action="store_true", help="--model-steps: model_steps.py --quick (smoke tests)")
     args = parser.parse_args(argv)
     if args.model_steps:
         if args.lanes == parser.get_default("lanes"):
             args.lanes = "1,4"
         main_model_steps(args)
         return
-    import jax
-
     start = time.perf_counter()
     names = list(VARIANTS)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; variants: "
+    print("variants: "
           + "; ".join(f"{n}: XLA_FLAGS={f!r}" for n, f in VARIANTS.items()))
     rows = []
     for r in (int(v) for v in args.lanes.split(",")):
         runs = {n: [] for n in names}
         for k in range(args.repeats):
             for n in (names if k % 2 == 0 else names[::-1]):
-                out = run_variant(r, args.tasks, VARIANTS[n])
+                out = run_variant(r, args.tasks, VARIANTS[n], args.num_train)
                 runs[n].append(out)
                 print(f"R = {r}, {n} ({k + 1}/{args.repeats}): {out['lane_steps_per_s']:,.0f} lane-steps/s, "
                       f"compile {out['compile_s']:.1f} s, others' CPU {100 * out['others_cpu']:.0f}%", flush=True)
@@ -150,13 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         others = max(max(row[n]["others_cpu"] for n in names), 0.0)
         print(f"| {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.0f} | {row[names[1]]['lane_steps_per_s']:,.0f} "
               f"| {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    result = {"jax": jax.__version__, "device": f"{jax.devices()[0].platform} {jax.devices()[0].device_kind}",
-              "variants": VARIANTS, "tasks": args.tasks, "steps_per_task": 160, "repeats": args.repeats,
+    result = {"variants": VARIANTS, "tasks": args.tasks, "num_train": args.num_train,
+              "steps_per_task": 2 * -(-args.num_train // 64), "repeats": args.repeats,
               "selection": "best repeat per variant", "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        common.write_json(args.json, "xla_flags_ab", result)
 
 
 if __name__ == "__main__":
