@@ -1,0 +1,193 @@
+"""ResNet-18 and T5 training steps in gradual-jax and in PyTorch, side by side: lane-steps/s and
+peak memory at 1 and 4 lanes.
+
+    python -m benchmarks.models_vs_torch --json results/benchmarks/models_vs_torch-cpu.json
+    python -m benchmarks.models_vs_torch --models resnet18 --resnet-width 1 --lanes 1 --json OUT.json
+    python -m benchmarks.models_vs_torch --quick --json /tmp/models_vs_torch.json   # tiny sizes (the test)
+
+Cases (defaults): ResNet-18 at the paper's batch 250 with width multiplier ``--resnet-width``
+(0.25: widths 16/32/64/128; ``1`` is the paper's model, a few seconds a step on 2 cores), ImageNet
+stem, 32×32×3 inputs, 10 classes; T5 at the paper's dims (d_model 256, 4 heads × 64, d_ff 2048,
+1 + 1 layers, 30-token vocabulary, 128 input / 30 target tokens) at batch 64 (the paper's) and 16
+(``--t5-batches``). Both sides use AdamW (1e-4, weight decay 0) and random inputs.
+
+Every cell (model × framework × lane count × arrangement) runs in a fresh process of its own, so
+its peak RSS is its own: gradual-jax is ``model_steps.measure`` (one ``jit(vmap(step))`` of R
+lanes, state donated; the command's XLA flags), PyTorch is ``torch_steps.py`` (``loop``: the R
+models one after another; ``vmap``: torch.func over stacked lanes; both at R = 1 are the same
+plain step, so only ``loop`` runs there), all torch threads. Steps are calibrated to about
+``--seconds`` a measurement, best of ``--repeats``. "jax / best torch" divides gradual-jax's rate
+by the faster PyTorch arrangement. Memory: each process's peak RSS, and for gradual-jax also the
+compiled program's own bytes (``compiled.memory_analysis()``: arguments + outputs + temporaries).
+FLOPs per lane-step: XLA's cost analysis (JAX), FlopCounterMode (PyTorch, dense, forward +
+backward) and the analytic count (6 × forward MACs × batch), against a float32 matmul timed by
+XLA in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from benchmarks import common, model_sizes
+
+RESNET_BATCH = 250  # the paper's
+T5_BATCHES = "64,16"  # the paper's, and the CPU-sized one of model_steps.py
+
+
+def cases(args) -> list[tuple[str, dict]]:
+    """(model, size overrides) of every case the flags ask for."""
+    out = []
+    for model in args.models.split(","):
+        if model == "resnet18":
+            out.append(("resnet18", {"resnet_batch": args.resnet_batch}))
+        elif model == "t5":
+            out += [("t5", {"t5_batch": b}) for b in common.parse_ints(args.t5_batches)]
+        else:
+            raise SystemExit(f"--models: unknown model {model!r}; choose from resnet18, t5")
+    return out
+
+
+def case_label(model: str, overrides: dict) -> str:
+    return f"{model} b{overrides.get('resnet_batch', overrides.get('t5_batch'))}"
+
+
+def timing_argv(args) -> list[str]:
+    return ["--seconds", str(args.seconds), "--min-steps", str(args.min_steps), "--max-steps", str(args.max_steps),
+            "--repeats", str(args.repeats)]
+
+
+def jax_worker(args) -> dict:
+    """In a fresh process: gradual-jax's step of ``args.model`` at ``args.lanes`` lanes."""
+    from benchmarks import model_steps
+
+    case = model_steps.build_case(args.model, args)
+    row = model_steps.measure(case, int(args.lanes), seconds=args.seconds, min_steps=args.min_steps,
+                              max_steps=args.max_steps, peak=float("inf"), repeats=args.repeats)
+    for key in ("model_flops_per_s", "fraction_of_matmul", "analytic_fraction_of_matmul"):
+        row.pop(key)  # against the orchestrator's matmul reference instead
+    return {"framework": "gradual-jax", "model": args.model, "sizes": case.sizes,
+            "analytic_flops": case.analytic_source, **row}
+
+
+def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, overrides: dict) -> dict:
+    cell = argparse.Namespace(**{**vars(args), **overrides})
+    sizes = model_sizes.size_argv(cell)
+    if framework == "jax":
+        cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes, *sizes,
+                                *timing_argv(args))
+    else:
+        cmd = common.module_cmd("torch_steps", "--model", model, "--lanes", lanes, "--arrangement", arrangement,
+                                *sizes, *timing_argv(args))
+    return common.measured(lambda: common.run_worker(cmd))
+
+
+def compare_case(model: str, overrides: dict, lane_counts: list[int], args, peak: float, echo=print) -> dict:
+    rows = []
+    for r in lane_counts:
+        row = {"lanes": r, "jax": run_cell("jax", model, r, "", args, overrides)}
+        for arrangement in ("loop", "vmap") if r > 1 else ("loop",):
+            row[f"torch_{arrangement}"] = run_cell("torch", model, r, arrangement, args, overrides)
+        torch_rates = {k: v["lane_steps_per_s"] for k, v in row.items()
+                       if k.startswith("torch_") and "lane_steps_per_s" in v}
+        jx = row["jax"]
+        jx["model_flops_per_s"] = jx["lane_steps_per_s"] * jx["xla_flops_per_lane_step"]
+        jx["fraction_of_matmul"] = jx["model_flops_per_s"] / peak
+        for key in torch_rates:
+            v = row[key]
+            v["model_flops_per_s"] = v["lane_steps_per_s"] * v["flops_per_lane_step"]
+            v["fraction_of_matmul"] = v["model_flops_per_s"] / peak
+        if torch_rates:
+            row["best_torch"] = max(torch_rates, key=torch_rates.get)
+            row["jax_over_best_torch"] = jx["lane_steps_per_s"] / torch_rates[row["best_torch"]]
+        row["others_cpu_max"] = max(v.get("others_cpu", 0.0) for k, v in row.items() if isinstance(v, dict))
+        rows.append(row)
+        echo(f"  R = {r}: gradual-jax {jx['lane_steps_per_s']:,.2f}, "
+             + ", ".join(f"{k} {row[k]['lane_steps_per_s']:,.2f}" if "lane_steps_per_s" in row[k]
+                         else f"{k} failed ({row[k].get('error', '')[:80]})" for k in row if k.startswith("torch_"))
+             + " lane-steps/s", flush=True)
+    first = rows[0]
+    return {"model": model, "overrides": overrides, "jax_sizes": first["jax"]["sizes"],
+            "torch_sizes": first["torch_loop"].get("sizes"), "rows": rows}
+
+
+def _mb(v) -> str:
+    return f"{v:,.0f} MB" if v else "–"
+
+
+def table(result: dict) -> str:
+    lines = ["| case | lanes | gradual-jax | torch loop | torch vmap | jax / best torch | GFLOP / lane-step "
+             "(XLA; torch; analytic) | % of matmul (jax; best torch) | RSS jax (program) | RSS torch loop | "
+             "RSS torch vmap | others' CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for case in result["cases"]:
+        for row in case["rows"]:
+            jx = row["jax"]
+            loop, vm = row.get("torch_loop", {}), row.get("torch_vmap", {})
+
+            def rate(v):
+                return "–" if not v else ("failed" if "error" in v else f"{v['lane_steps_per_s']:,.2f}")
+
+            best = row.get(row.get("best_torch", ""), {})
+            ratio = f"{row['jax_over_best_torch']:.2f}×" if "jax_over_best_torch" in row else "–"
+            flops = (f"{jx['xla_flops_per_lane_step'] / 1e9:,.3f}; {loop.get('flops_per_lane_step', 0) / 1e9:,.3f}; "
+                     f"{jx['analytic_flops_per_lane_step'] / 1e9:,.3f}")
+            share = f"{100 * jx['fraction_of_matmul']:.0f}%; " + (f"{100 * best['fraction_of_matmul']:.0f}%"
+                                                                   if "fraction_of_matmul" in best else "–")
+            lines.append(f"| {case['label']} | {row['lanes']} | {rate(jx)} | {rate(loop)} | {rate(vm)} | {ratio} | "
+                         f"{flops} | {share} | {_mb(jx['peak_rss_mb'])} ({_mb(jx.get('device_memory_mb'))}) | "
+                         f"{_mb(loop.get('peak_rss_mb'))} | {_mb(vm.get('peak_rss_mb'))} | "
+                         f"{100 * row['others_cpu_max']:.0f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18,t5")
+    parser.add_argument("--lanes", default="1,4", help="lane counts R (comma separated)")
+    model_sizes.add_size_arguments(parser)
+    parser.set_defaults(resnet_batch=RESNET_BATCH)
+    parser.add_argument("--t5-batches", default=T5_BATCHES, help="T5 batches per lane, one case each")
+    parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timed measurement")
+    parser.add_argument("--min-steps", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=2, help="timed measurements per cell; the fastest is kept")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few steps: a smoke test")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.jax_worker:
+        print(json.dumps(jax_worker(args)))
+        return None
+    if args.quick:
+        model_sizes.apply_preset(args, model_sizes.QUICK)
+        args.t5_batches = str(model_sizes.QUICK["t5_batch"])
+        args.lanes = "1,2" if args.lanes == parser.get_default("lanes") else args.lanes
+        args.seconds, args.min_steps, args.max_steps, args.repeats = 0.05, 2, 3, 1
+    matmul = common.matmul_flops_per_second(256 if args.quick else None, 0.1 if args.quick else 1.0)
+    print(f"machine: {common.cpu_model()}, {common.cores()} cores; XLA_FLAGS={common.xla_flags()!r}")
+    print(f"reference: float32 {matmul['n']}² matmul, XLA {matmul['flops_per_s'] / 1e9:,.1f} GFLOP/s")
+    start = time.perf_counter()
+    result = {"matmul": matmul, "quick": args.quick, "lanes": common.parse_ints(args.lanes),
+              "selection": f"best of {args.repeats} timed measurement(s) of about {args.seconds} s per cell",
+              "memory": "peak RSS of each cell's own process (ru_maxrss); gradual-jax also the compiled "
+                        "program's bytes (memory_analysis: arguments + outputs + temporaries)",
+              "cases": []}
+    for model, overrides in cases(args):
+        label = case_label(model, overrides)
+        print(f"\n{label}:", flush=True)
+        case = compare_case(model, overrides, result["lanes"], args, matmul["flops_per_s"])
+        result["cases"].append({"label": label, **case})
+    result["total_seconds"] = time.perf_counter() - start
+    print()
+    print(table(result))
+    print(f"\ntotal {result['total_seconds']:.0f} s")
+    if args.json:
+        common.write_json(args.json, "models_vs_torch", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
