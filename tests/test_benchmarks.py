@@ -1,11 +1,16 @@
-"""The benchmark scripts (benchmarks/). The PyTorch reference and the comparison script need torch,
-a benchmark-only dependency (``pip install torch``): their tests are skipped without it; the
-ResNet-18 / T5 step benchmark needs only JAX."""
+"""The benchmark suite (benchmarks/): every script runs at tiny sizes and writes valid JSON; the
+PyTorch arrangements and models compute what gradual-jax computes; FLOP and parameter counts match
+hand counts. Nothing here asserts a wall-clock time.
+
+PyTorch is a benchmark-only dependency (``pip install torch``): the tests that need it are skipped
+without it. End-to-end runs of the scripts are in the ``slow`` tier."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,21 +19,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+from benchmarks import common, compare, lane_scaling, model_sizes, model_steps, plots, throughput
 from gradual_jax import metrics, schedules
+from gradual_jax.models import resnet, t5
+from gradual_jax.text import tokenizer as tok
 
 try:
     import torch
 except ImportError:  # the torch-only tests below are skipped
     torch = None
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
 if torch is not None:
-    import torch_reference
+    from benchmarks import torch_models as tm
+    from benchmarks import torch_reference, torch_vmap
 
+ROOT = Path(__file__).resolve().parent.parent
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is a benchmark-only dependency (pip install torch)")
+
+TINY_RESNET = 0.0625  # widths 4/8/16/32
+TINY_T5 = {"d_model": 8, "num_heads": 2, "d_kv": 4, "d_ff": 16}
 
 
 @pytest.fixture
@@ -40,14 +51,232 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def run_module(module: str, *args, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.<module> args`` from the repository root, as the README runs it."""
+    proc = subprocess.run(common.module_cmd(module, *args), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def read_record(path: Path, benchmark: str) -> dict:
+    """A benchmark's JSON: strict JSON (no NaN), with its name, command and environment."""
+    result = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: non-JSON constant {c}"))
+    assert result["benchmark"] == benchmark
+    assert result["command"].startswith("python -m benchmarks.")
+    env = result["environment"]
+    assert env["cores"] >= 1 and env["versions"]["python"] and "xla_flags" in env and env["commit"]
+    return result
+
+
+# --------------------------------------------------------------------------- shared helpers
+def test_write_json_is_strict_and_records_the_environment(tmp_path):
+    out = common.write_json(tmp_path / "sub" / "r.json", "demo", {"x": float("nan"), "rows": [1.5, float("inf")]},
+                            command="python -m benchmarks.demo --flag")
+    assert out["x"] is None and out["rows"] == [1.5, None]
+    result = read_record(tmp_path / "sub" / "r.json", "demo")
+    assert result["environment"]["versions"]["jax"] == jax.__version__
+    assert result["environment"]["device"].startswith("cpu")
+
+
+def test_best_time_keeps_the_fastest_of_the_repeats():
+    calls = []
+    timing = common.best_time(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(timing["all_seconds"]) == 3
+    assert timing["seconds"] == min(timing["all_seconds"]) and 0.0 <= timing["others_cpu"] <= 1.0
+
+
+def test_small_helpers():
+    assert common.parse_ints("1, 8,32") == [1, 8, 32]
+    assert common.calibrated_steps(0.5, 3.0, 2, 100) == 6 and common.calibrated_steps(10.0, 3.0, 2, 100) == 2
+    assert lane_scaling.lane_counts(8) == [1, 2, 4, 8] and lane_scaling.lane_counts(5) == [1, 2, 4, 5]
+    assert common.module_cmd("compare", "--lanes", 2)[-4:] == ["-m", "benchmarks.compare", "--lanes", "2"]
+
+
+def test_the_package_sets_the_commands_xla_flags():
+    """The suite measures what ``gradual-jax`` runs: importing it (before JAX, as ``python -m``
+    does) sets the command's XLA flags."""
+    code = "import benchmarks, os, sys; assert 'jax' not in sys.modules; print(os.environ.get('XLA_FLAGS', ''))"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GRADUAL_JAX_KEEP_XLA_FLAGS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    from gradual_jax import xla_flags
+
+    assert proc.stdout.strip() == (xla_flags.xla_flags_with_defaults(env, xla_flags.installed_jaxlib_version()) or "")
+
+
+# --------------------------------------------------------------------------- FLOP and parameter counts
+def test_mlp_flops_match_the_hand_count():
+    # 784·256 + 3·256·256 + 256·10 = 200,704 + 196,608 + 2,560 = 399,872 MACs an example;
+    # × 2 FLOPs × 3 (forward + backward) × batch 64
+    assert throughput.model_flops_per_step() == 6 * 64 * 399_872 == 153_550_848
+
+
 @needs_torch
-def test_layernorm_mlp_has_the_papers_parameter_count():
+def test_torch_mlp_forward_flops_are_the_hand_count(one_torch_thread):
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = torch_reference.build_mlp()
-    assert torch_reference.num_parameters(model) == 402_954
-    kinds = [type(m).__name__ for m in model]
-    assert kinds == ["Flatten"] + ["Linear", "LayerNorm", "ReLU"] * 4 + ["Linear"]
+    assert torch_reference.num_parameters(model) == 402_954  # 399,872 weights + 4·(256 + 2·256) + 10
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(64, 784))
+    assert counter.get_total_flops() == 2 * 64 * 399_872
 
 
+# Hand counts of the tiny ResNet-18 (width 1/16: widths 4/8/16/32, ImageNet stem, 32×32×3 input):
+# MACs: stem 16·16·4·3·49 = 150,528; layer1 4 convs × 8·8·4·4·9 = 36,864; layers 2-4 each
+# 4,608 + 9,216 + 512 + 2 × 9,216 = 32,768 (the maps halve as the channels double); head 32·10 = 320.
+RESNET_TINY_MACS = 150_528 + 36_864 + 3 * 32_768 + 320  # 286,016
+# parameters: stem 588 + bn 8; layer1 2 × (2·144 + 2·8); layer2 (288 + 576 + 32 + 32 + 16) + (2·576 + 32);
+# layer3 (1,152 + 2,304 + 64 + 128 + 32) + (2·2,304 + 64); layer4 (4,608 + 9,216 + 128 + 512 + 64)
+# + (2·9,216 + 128); head 32·10 + 10
+RESNET_TINY_PARAMS = 588 + 8 + 608 + 2_128 + 8_352 + 33_088 + 330  # 45,102
+# Tiny T5 (vocab 30, d_model 8, 2 heads × 4, d_ff 16), 6 input and 3 target tokens. MACs: encoder
+# 6·(4·8·8 + 2·8·16) + 2·6·6·8 = 3,648; decoder 3·(256 + 256) + 2·3·3·8 + 3·2·64 + 6·2·64 + 2·3·6·8
+# = 3,120; tied output projection 3·8·30 = 720.
+T5_TINY_MACS = 3_648 + 3_120 + 720  # 7,488
+# parameters: embedding 240; 2 relative-bias tables 2 × 32·2; encoder layer 2·8 + 4·64 + 2·128;
+# decoder layer 3·8 + 8·64 + 2·128; 2 final norms 2·8
+T5_TINY_PARAMS = 240 + 128 + 528 + 792 + 16  # 1,704
+
+
+def tiny_jax_resnet():
+    return resnet.ResNet18(10, width_multiplier=TINY_RESNET, rngs=nnx.Rngs(0))
+
+
+def test_jax_models_match_the_hand_counts():
+    assert resnet.forward_macs(32, 32, width_multiplier=TINY_RESNET) == RESNET_TINY_MACS
+    params = resnet.split(nnx.eval_shape(tiny_jax_resnet))[1]
+    assert sum(int(v.size) for v in jax.tree.leaves(params)) == RESNET_TINY_PARAMS
+    cfg = t5.T5Config(**TINY_T5)
+    assert model_steps.t5_forward_macs(cfg, 6, 3) == T5_TINY_MACS
+    assert t5.count_params(nnx.state(nnx.eval_shape(lambda: t5.T5(cfg, rngs=nnx.Rngs(0))))) == T5_TINY_PARAMS
+
+
+@needs_torch
+def test_torch_models_match_the_hand_counts(one_torch_thread):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = tm.ResNet18(10, width_multiplier=TINY_RESNET)
+    assert tm.num_parameters(net) == RESNET_TINY_PARAMS
+    with FlopCounterMode(display=False) as counter:
+        net(torch.zeros(2, 3, 32, 32))
+    assert counter.get_total_flops() == 2 * 2 * RESNET_TINY_MACS
+    model = tm.T5(tm.T5Config(**TINY_T5))
+    assert tm.num_parameters(model) == T5_TINY_PARAMS
+    with FlopCounterMode(display=False) as counter:
+        model(torch.full((2, 6), 5), torch.full((2, 3), 5))
+    assert counter.get_total_flops() == 2 * 2 * T5_TINY_MACS
+
+
+@pytest.mark.slow
+def test_t5_analytic_flops_match_xla_cost_analysis():
+    """At the paper's T5 dims the matmul count of model_steps.t5_forward_macs is XLA's forward FLOPs
+    (XLA also counts the softmax, norms and bias: a little more)."""
+    cfg = t5.T5Config()
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: t5.T5(cfg, rngs=nnx.Rngs(0))))
+    inputs = jax.ShapeDtypeStruct((2, 128), jnp.int32)
+    targets = jax.ShapeDtypeStruct((2, 30), jnp.int32)
+    compiled = jax.jit(lambda p, i, t: nnx.merge(graphdef, p)(i, t)).lower(params, inputs, targets).compile()
+    xla = compiled.cost_analysis()["flops"]
+    analytic = 2 * 2 * model_steps.t5_forward_macs(cfg, 128, 30)
+    assert 1.0 <= xla / analytic < 1.05, xla / analytic
+
+
+def test_resnet_analytic_flops_are_xlas_plus_the_padding_taps():
+    """XLA's cost analysis counts only the taps of a convolution that fall inside the image, so a
+    padded conv costs less there than forward_macs' dense count; without padding they agree."""
+    x = jax.ShapeDtypeStruct((4, 8, 8, 16), jnp.float32)
+    k = jax.ShapeDtypeStruct((3, 3, 16, 32), jnp.float32)
+
+    def flops(padding):
+        conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding,
+                                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        return conv.lower(x, k).compile().cost_analysis()["flops"]
+
+    dense = 2 * 4 * 8 * 8 * 32 * 16 * 9
+    assert flops(((1, 1), (1, 1))) == pytest.approx(dense * (22 / 24) ** 2, rel=1e-6)  # border rows/cols: 2 of 3 taps
+    assert flops(((0, 0), (0, 0))) == pytest.approx(2 * 4 * 6 * 6 * 32 * 16 * 9, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- the PyTorch models are gradual-jax's
+@needs_torch
+def test_torch_constants_are_gradual_jaxs():
+    assert tm.WIDTHS == resnet.WIDTHS
+    assert (tm.PAD, tm.BOS, tm.EOS, tm.SPACE, tm.VOCAB_SIZE) == (tok.PAD, tok.BOS, tok.EOS, tok.SPACE, tok.VOCAB_SIZE)
+    assert tm.NEG_INF == t5.NEG_INF
+    assert dataclasses.asdict(tm.T5Config()) == dataclasses.asdict(t5.T5Config())
+    d = model_sizes.DEFAULTS
+    cfg = t5.T5Config()
+    assert (d["t5_d_model"], d["t5_heads"], d["t5_d_kv"], d["t5_d_ff"]) == (cfg.d_model, cfg.num_heads, cfg.d_kv,
+                                                                            cfg.d_ff)
+    assert d["t5_input_len"] == tok.MAX_INPUT_LEN
+
+
+def _flat(state) -> dict:
+    return {".".join(str(p) for p in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
+
+
+def _port(jax_flat: dict, model, rename) -> None:
+    """Load gradual-jax's weights into the PyTorch model; every tensor of it must be covered."""
+    wanted = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    new = {}
+    for name, value in jax_flat.items():
+        tname, value = rename(name, value)
+        assert tname in wanted and tuple(wanted[tname].shape) == value.shape, (name, tname, value.shape)
+        new[tname] = torch.from_numpy(np.array(value))
+    assert set(new) == set(wanted)
+    model.load_state_dict(new, strict=False)
+
+
+BN_NAMES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def _resnet_name(name, value):
+    name = name.replace("downsample.conv", "downsample.0").replace("downsample.bn", "downsample.1")
+    head, last = name.rsplit(".", 1)
+    if last == "kernel":  # HWIO -> OIHW, [in, out] -> [out, in]
+        return f"{head}.weight", value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T
+    return f"{head}.{BN_NAMES[last]}", value
+
+
+def _t5_name(name, value):
+    head, last = name.rsplit(".", 1)
+    if last == "kernel":
+        return f"{head}.weight", value.T
+    return (f"{head}.weight", value) if last == "embedding" else (name, value)
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torch_resnet_computes_gradual_jaxs_resnet(one_torch_thread):
+    model = tiny_jax_resnet()
+    graphdef, params, stats = resnet.split(model)
+    net = tm.ResNet18(10, width_multiplier=TINY_RESNET)
+    _port({**_flat(params), **_flat(stats)}, net, _resnet_name)
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    want, _ = resnet.apply(graphdef, params, stats, jnp.asarray(x), train=True)
+    got = net.train()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torch_t5_computes_gradual_jaxs_t5(one_torch_thread):
+    model = t5.T5(t5.T5Config(**TINY_T5), rngs=nnx.Rngs(0))
+    net = tm.T5(tm.T5Config(**TINY_T5))
+    _port(_flat(nnx.state(model)), net, _t5_name)
+    rng = np.random.default_rng(1)
+    inputs, targets = rng.integers(tok.SPACE, tok.VOCAB_SIZE, (2, 6)), rng.integers(tok.SPACE, tok.VOCAB_SIZE, (2, 3))
+    inputs[0, 4:] = tok.PAD  # padding is masked on both sides
+    want = model(jnp.asarray(inputs), t5.shift_right(jnp.asarray(targets)))
+    got = net(torch.from_numpy(inputs), tm.shift_right(torch.from_numpy(targets))).detach()
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert float(tm.seq2seq_loss(got, torch.from_numpy(targets))) == pytest.approx(
+        float(t5.seq2seq_loss(want, jnp.asarray(targets))), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- the PyTorch reference
 @pytest.mark.parametrize("delta,ratio,epochs,steps_per_epoch", [
     (0.5, 2.0, 5, 3),   # the check's setting (k·E·Δ/2 = 2.5 epochs a stage)
     (0.5, 1.0, 1, 80),  # the benchmark's setting: stage boundaries inside epochs
@@ -94,76 +323,232 @@ def test_training_reads_every_task_once_and_counts_steps(one_torch_thread):
 
 @pytest.mark.slow
 @needs_torch
-def test_tiny_compare_invocation_runs(tmp_path):
-    out = tmp_path / "compare.json"
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--lanes", "2", "--tasks", "1",
-                           "--repeats", "1", "--sequential-sample", "1", "--num-train", "640", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| lanes | gradual-jax |" in proc.stdout
-    result = json.loads(out.read_text())
-    assert [r["lanes"] for r in result["rows"]] == [2]
-    row = result["rows"][0]
-    assert row["steps_per_lane"] == 20  # 640 examples / 64 = 10 steps an epoch, 2 epochs a task
-    assert row["torch_sequential"]["extrapolated"] and row["torch_parallel"]["processes"] == 2
-    for key in ("jax", "torch_sequential", "torch_parallel"):
-        assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0
-        assert 0.0 <= row[key]["others_cpu"] <= 1.0
+def test_vmapped_torch_lanes_make_the_per_process_updates(one_torch_thread):
+    """torch.func.vmap over stacked lanes is the reference, lane by lane: the same initial models,
+    batches and soft targets give the same parameters and metrics after steps that cross a task's
+    transition stages, a short last batch and the next task (float64, so only rounding differs)."""
+    x, y = torch_reference.load_data("synthetic", num_train=100)
+    x = x[:, :12].double().contiguous()
+    seeds, names = [0, 1, 2], ["abrupt", "output_interp", "output_interp"]
+    kw = {"delta": 0.5, "epochs_per_task": 1, "transition_ratio": 2.0, "batch_size": 32, "hidden": (8, 8),
+          "num_classes": 10, "max_steps": 14}  # 4 steps an epoch (the last of 4 examples), 12 a task
+    together = torch_vmap.train_lanes(x, y, seeds=seeds, schedules=names, return_params=True, **kw)
+    assert together["steps"] == 14
+    for r, (seed, name) in enumerate(zip(seeds, names)):
+        alone = torch_reference.train(x, y, seed=seed, schedule=name, return_model=True, **kw)
+        state = alone["model"].state_dict()
+        assert set(state) == set(together["params"][r])
+        for key, value in together["params"][r].items():
+            np.testing.assert_allclose(value.numpy(), state[key].numpy(), rtol=0, atol=1e-9, err_msg=key)
+        assert len(alone["per_task"]) == len(together["per_task"][r]) == 1
+        for a, b in zip(alone["per_task"], together["per_task"][r]):
+            assert a["task"] == b["task"] and a["train_acc"] == b["train_acc"]
+            assert a["online_train_acc"] == b["online_train_acc"]
+            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------- tables and figures
+def test_compare_table_reads_the_committed_result():
+    """Result files of earlier versions (no vmap arrangements) still render."""
+    result = json.loads((ROOT / "results" / "benchmarks" / "compare-cpu.json").read_text())
+    text = compare.throughput_table(result)
+    assert "| lanes | gradual-jax |" in text and "torch vmap" not in text
+    assert "1.60× (torch parallel)" in text
+
+
+def _compare_result() -> dict:
+    def arm(rate, **extra):
+        return {"lane_steps_per_s": rate, "model_flops_per_s": rate * 1e8, "fraction_of_matmul": 0.3,
+                "peak_rss_mb": 500.0, "others_cpu": 0.0, **extra}
+
+    row = {"lanes": 8, "steps_per_lane": 320,
+           "jax": arm(600.0, compile_s=3.0, fraction_of_bare_step=0.7),
+           "torch_sequential": arm(370.0, extrapolated=True, lanes_timed=4, seconds_for_all_lanes=7.0),
+           "torch_parallel": arm(400.0, processes=8, threads_each=1),
+           "torch_vmap": arm(450.0, compile_s=0.5),
+           "torch_vmap_compiled": {"error": "BackendCompilerFailed: no compiler", "peak_rss_mb": 400.0},
+           "best_torch": "torch_vmap", "jax_over_best_torch": 600 / 450, "others_cpu_max": 0.0}
+    return {"benchmark": "compare", "matmul_flops_per_s": 2e11, "steps_per_lane": 320, "rows": [row]}
+
+
+def test_compare_table_names_the_fastest_arrangement_and_failures():
+    text = compare.throughput_table(_compare_result())
+    assert "1.33× (torch vmap)" in text
+    assert "| failed |" in text and "BackendCompilerFailed" in text
+
+
+def test_plots_draw_every_kind(tmp_path):
+    rows = [{"lanes": r, "lane_steps_per_s": 500.0 + r, "program_mb": 5.0 * r, "peak_rss_mb": 600.0,
+             "host_state_mb": 0.0} for r in (1, 2, 4)]
+    scaling = {"benchmark": "lane_scaling", "lanes_per_chunk": 2, "memory_budget_bytes": 2 ** 30,
+               "protocol": {"model": "MLP"}, "one_program": rows,
+               "chunked": [{**rows[-1], "host_state_mb": 3.0}]}
+    paths = []
+    for name, result in (("scaling", scaling), ("compare", _compare_result())):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(result))
+        paths.append(str(path))
+    outs = plots.main([*paths, "--out-dir", str(tmp_path / "png")])
+    assert [p.name for p in outs] == ["scaling.png", "compare.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in outs)
+    assert plots.kind_of(json.loads((ROOT / "results" / "benchmarks" / "compare-cpu.json").read_text())) == "compare"
+
+
+# --------------------------------------------------------------------------- every script, end to end
+@pytest.mark.slow
+def test_throughput_runs(tmp_path):
+    out = tmp_path / "throughput.json"
+    proc = run_module("throughput", "--quick", "--lanes", "2", "--tasks", "1", "--vmap-lanes", "0,1024",
+                      "--json", out)
+    assert "lane-steps/s" in proc.stdout
+    result = read_record(out, "throughput")
+    assert [(r["lanes"], r["vmap_lanes"]) for r in result["rows"]] == [(2, 0), (2, 1024)]
+    for row in result["rows"]:
+        assert row["lane_steps_per_s"] > 0 and row["program_mb"] > 0 and row["steps_per_task"] == 20
 
 
 @pytest.mark.slow
-def test_model_steps_quick_writes_sane_json(tmp_path):
-    """benchmarks/model_steps.py --quick: tiny ResNet-18 and T5 steps, 2 lanes; no timing assertions."""
+@needs_torch
+def test_torch_reference_runs():
+    proc = run_module("torch_reference", "--steps", 6, "--num-train", 100, "--hidden", "8,8", "--batch-size", 32,
+                      "--threads", 1)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["steps"] == 6 and out["peak_rss_mb"] > 0 and out["steps_per_task"] == 8
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torch_vmap_compiled_runs_or_says_why_not():
+    """The torch.compile arrangement either trains (and reports its compile time) or records why it
+    could not; either way one JSON object comes back."""
+    proc = run_module("torch_vmap", "--lanes", 2, "--steps", 4, "--num-train", 128, "--hidden", "8,8",
+                      "--threads", 1, "--compile")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["compile"] is True and out["peak_rss_mb"] > 0
+    if "error" not in out:
+        assert out["steps"] == 4 and out["lane_steps_per_s"] > 0 and out["warmup_s"] > 0
+
+
+@pytest.mark.slow
+@needs_torch
+def test_compare_runs(tmp_path):
+    out = tmp_path / "compare.json"
+    proc = run_module("compare", "--quick", "--lanes", "2", "--tasks", "1", "--repeats", "1", "--sequential-sample",
+                      "1", "--no-torch-compile", "--json", out)
+    assert "| lanes | gradual-jax |" in proc.stdout
+    result = read_record(out, "compare")
+    row, = result["rows"]
+    assert row["lanes"] == 2 and row["steps_per_lane"] == 20  # 640 examples / 64 = 10 steps an epoch, 2 a task
+    assert row["torch_sequential"]["extrapolated"] and row["torch_parallel"]["processes"] == 2
+    assert "torch_vmap_compiled" not in row
+    for key in ("jax", "torch_sequential", "torch_parallel", "torch_vmap"):
+        assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0
+        assert 0.0 <= row[key]["others_cpu"] <= 1.0
+    rates = {k: row[k]["lane_steps_per_s"] for k in compare.TORCH if k in row}
+    assert row["best_torch"] == max(rates, key=rates.get)
+    assert row["jax_over_best_torch"] == pytest.approx(row["jax"]["lane_steps_per_s"] / max(rates.values()))
+
+
+@pytest.mark.slow
+@needs_torch
+def test_compare_check_runs(tmp_path):
+    out = tmp_path / "check.json"
+    proc = run_module("compare", "--check", "--check-seeds", 2, "--check-tasks", 1, "--check-per-class", 7,
+                      "--check-width", 8, "--json", out)
+    assert "agree:" in proc.stdout
+    result = read_record(out, "compare-check")
+    assert {(r["metric"], r["schedule"]) for r in result["results"]} == {
+        (m, s) for m in ("train_acc", "online_train_acc") for s in ("abrupt", "output_interp")}
+
+
+@pytest.mark.slow
+def test_model_steps_runs(tmp_path):
+    """Tiny ResNet-18 and T5 steps, 2 lanes; no timing assertions."""
     out = tmp_path / "steps.json"
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "model_steps.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_module("model_steps", "--quick", "--json", out)
     assert "cost_analysis" in proc.stdout  # says where the FLOPs come from
-    result = json.loads(out.read_text())
-    assert result["quick"] and result["device"] and result["versions"]["jax"] == jax.__version__
-    assert result["matmul"]["flops_per_s"] > 0
+    result = read_record(out, "model_steps")
+    assert result["quick"] and result["matmul"]["flops_per_s"] > 0
     assert set(result["models"]) == {"resnet18", "t5"}
     for name, entry in result["models"].items():
         assert entry["sizes"]["params"] > 0 and entry["sizes"]["batch"] > 0
         assert [row["lanes"] for row in entry["rows"]] == [2]
         for row in entry["rows"]:
             for key in ("lane_steps_per_s", "compile_s", "step_ms", "xla_flops_per_lane_step",
-                        "analytic_flops_per_lane_step", "model_flops_per_s", "fraction_of_matmul"):
+                        "analytic_flops_per_lane_step", "model_flops_per_s", "fraction_of_matmul", "peak_rss_mb"):
                 assert row[key] > 0 and math.isfinite(row[key]), (name, key, row[key])
             assert row["steps"] >= 2 and math.isfinite(row["final_loss"])
             # XLA's count leaves out taps on conv padding and adds the elementwise ops: same order
             assert 0.3 < row["xla_over_analytic"] < 3.0, (name, row["xla_over_analytic"])
 
 
-def test_t5_analytic_flops_match_xla_cost_analysis():
-    """At the paper's T5 dims the matmul count of model_steps.t5_forward_macs is XLA's forward FLOPs
-    (XLA also counts the softmax, norms and bias: a little more)."""
-    import model_steps
-    from flax import nnx
+@pytest.mark.slow
+@needs_torch
+def test_models_vs_torch_runs(tmp_path):
+    out = tmp_path / "models.json"
+    proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--json", out)
+    assert "| case | lanes | gradual-jax |" in proc.stdout
+    result = read_record(out, "models_vs_torch")
+    assert [c["label"] for c in result["cases"]] == ["resnet18 b4", "t5 b2"]
+    for case in result["cases"]:
+        row, = case["rows"]
+        assert case["jax_sizes"]["params"] == case["torch_sizes"]["params"]  # the same models on both sides
+        for key in ("jax", "torch_loop", "torch_vmap"):
+            assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0, (case["label"], key)
+        assert row["jax"]["device_memory_mb"] > 0
+        # PyTorch counts dense FLOPs of forward + backward (no input gradient of the first layer):
+        # below the analytic 6 × MACs × batch, above forward + weight gradients
+        analytic = row["jax"]["analytic_flops_per_lane_step"]
+        assert analytic * 2 / 3 < row["torch_loop"]["flops_per_lane_step"] <= analytic
+        assert row["best_torch"] in ("torch_loop", "torch_vmap")
 
-    from gradual_jax.models import t5
 
-    cfg = t5.T5Config()
-    graphdef, params = nnx.split(nnx.eval_shape(lambda: t5.T5(cfg, rngs=nnx.Rngs(0))))
-    inputs = jax.ShapeDtypeStruct((2, 128), jnp.int32)
-    targets = jax.ShapeDtypeStruct((2, 30), jnp.int32)
-    compiled = jax.jit(lambda p, i, t: nnx.merge(graphdef, p)(i, t)).lower(params, inputs, targets).compile()
-    xla = compiled.cost_analysis()["flops"]
-    analytic = 2 * 2 * model_steps.t5_forward_macs(cfg, 128, 30)
-    assert 1.0 <= xla / analytic < 1.05, xla / analytic
+@pytest.mark.slow
+def test_lane_scaling_runs_and_stops_at_the_budget(tmp_path):
+    out = tmp_path / "lane_scaling.json"
+    proc = run_module("lane_scaling", "--max-lanes", 2, "--lanes-per-chunk", 1, "--num-train", 640,
+                      "--hidden", "16,16", "--memory-budget-gb", 1e-6, "--json", out)
+    assert "one program stops at R = 1" in proc.stdout
+    result = read_record(out, "lane_scaling")
+    assert [r["lanes"] for r in result["one_program"]] == [1]  # twice its program would not fit 1 kB
+    assert result["one_program_stopped"]["after_lanes"] == 1
+    chunked, = result["chunked"]
+    assert chunked["lanes"] == 2 and chunked["chunks"] == 2 and chunked["host_state_mb"] > 0
+    for row in (*result["one_program"], chunked):
+        assert row["lane_steps_per_s"] > 0 and row["program_mb"] > 0 and row["peak_rss_mb"] > 0
+    png, = plots.main([str(out)])
+    assert png == tmp_path / "lane_scaling.png" and png.stat().st_size > 0
 
 
-def test_resnet_analytic_flops_are_xlas_plus_the_padding_taps():
-    """XLA's cost analysis counts only the taps of a convolution that fall inside the image, so a
-    padded conv costs less there than forward_macs' dense count; without padding they agree."""
-    x = jax.ShapeDtypeStruct((4, 8, 8, 16), jnp.float32)
-    k = jax.ShapeDtypeStruct((3, 3, 16, 32), jnp.float32)
+@pytest.mark.slow
+def test_checkpoint_overhead_runs(tmp_path):
+    out = tmp_path / "ckpt.json"
+    run_module("checkpoint_overhead", "--lanes", 1, "--tasks", 1, "--epochs", 1, "--json", out)
+    result = read_record(out, "checkpoint_overhead")
+    assert result["checkpoint_mb_per_lane"] > 0 and result["run_s_no_checkpoints"] > 0
 
-    def flops(padding):
-        conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding,
-                                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
-        return conv.lower(x, k).compile().cost_analysis()["flops"]
 
-    dense = 2 * 4 * 8 * 8 * 32 * 16 * 9
-    assert flops(((1, 1), (1, 1))) == pytest.approx(dense * (22 / 24) ** 2, rel=1e-6)  # border rows/cols: 2 of 3 taps
-    assert flops(((0, 0), (0, 0))) == pytest.approx(2 * 4 * 6 * 6 * 32 * 16 * 9, rel=1e-6)
+@pytest.mark.slow
+def test_archived_xla_flags_ab_runs(tmp_path):
+    out = tmp_path / "ab.json"
+    run_module("archive.xla_flags_ab", "--lanes", 1, "--tasks", 1, "--repeats", 1, "--num-train", 640, "--json", out)
+    result = read_record(out, "xla_flags_ab")
+    row, = result["rows"]
+    assert row["ratio"] > 0 and set(result["variants"]) <= set(row)
+
+
+@pytest.mark.slow
+def test_archived_xla_flags_ab_model_steps_runs(tmp_path):
+    out = tmp_path / "ab.json"
+    run_module("archive.xla_flags_ab", "--model-steps", "--quick", "--lanes", 1, "--repeats", 1, "--json", out)
+    result = read_record(out, "xla_flags_ab_model_steps")
+    assert [r["case"] for r in result["rows"]] == ["resnet18 R=1", "t5 R=1"]
+
+
+@pytest.mark.slow
+def test_archived_optax_flatten_runs(tmp_path):
+    out = tmp_path / "flatten.json"
+    run_module("archive.optax_flatten", "--lanes", 1, "--steps", 2, "--repeats", 1, "--json", out)
+    result = read_record(out, "optax_flatten")
+    row, = result["rows"]
+    assert row["max_param_difference_plain_flatten"] < 1e-5 and row["ratio"] > 0
