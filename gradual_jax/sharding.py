@@ -10,13 +10,18 @@ share one compiled executable; between tasks the idle chunks' states wait in hos
 
 Across hosts, ``jax.distributed.initialize()`` (opt-in) joins the processes into one
 runtime; the mesh then covers every device of every host, Orbax writes each process's
-shards, and process 0 writes the results.
+shards, and process 0 writes the results. Every process computes the same host values (lanes,
+hyperparameters, data) from the config, so global arrays are placed from those host copies;
+metrics come back to every process with an all-gather. Outside the compiled step the processes
+meet only where they must agree (a checkpoint to restore, a write that failed on process 0), so
+that none waits in a collective for one that has stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -24,22 +29,133 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gradual_jax.config import ConfigError
+
 LANES = "lanes"
 DISTRIBUTED_ENV = "GRADUAL_JAX_DISTRIBUTED"
+# Where the processes of a run find each other when no cluster manager says (one machine, or
+# hosts started by hand). jax itself reads only the coordinator (JAX_COORDINATOR_ADDRESS) and
+# otherwise a cluster's variables (SLURM, Open MPI, Kubernetes, Cloud TPU).
+COORDINATOR_ENV = "GRADUAL_JAX_COORDINATOR"
+NUM_PROCESSES_ENV = "GRADUAL_JAX_NUM_PROCESSES"
+PROCESS_ID_ENV = "GRADUAL_JAX_PROCESS_ID"
+CLUSTER_ENV = (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV)
 
 
-def maybe_initialize_distributed(enabled: bool) -> None:
+def distributed_requested(enabled: bool, environ: Mapping[str, str]) -> bool:
+    """``--distributed`` / ``run.distributed``, or ``GRADUAL_JAX_DISTRIBUTED=1``."""
+    flag = environ.get(DISTRIBUTED_ENV, "")
+    if flag not in ("", "0", "1"):
+        raise ConfigError(f"{DISTRIBUTED_ENV}={flag}: expected 1 (join a multi-host run) or 0")
+    return enabled or flag == "1"
+
+
+def cluster_arguments(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``jax.distributed.initialize`` arguments from ``GRADUAL_JAX_COORDINATOR``,
+    ``GRADUAL_JAX_NUM_PROCESSES`` and ``GRADUAL_JAX_PROCESS_ID``; none of them set gives ``{}``,
+    which leaves jax to read the cluster's own environment. A half-given set is refused, since
+    jax would silently fill the rest from elsewhere (or wait for processes that never come)."""
+    given = {name: environ[name] for name in CLUSTER_ENV if environ.get(name)}
+    if not given:
+        return {}
+    missing = [name for name in CLUSTER_ENV if name not in given]
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set: {', '.join(CLUSTER_ENV)} go together (set all three, or "
+                          "none to use the cluster's own environment, e.g. SLURM)")
+    coordinator = given[COORDINATOR_ENV]
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{COORDINATOR_ENV}={coordinator}: expected HOST:PORT of process 0, e.g. localhost:12355")
+    count = _whole_number(NUM_PROCESSES_ENV, given[NUM_PROCESSES_ENV])
+    if count < 1:
+        raise ConfigError(f"{NUM_PROCESSES_ENV}={count}: expected at least 1")
+    index = _whole_number(PROCESS_ID_ENV, given[PROCESS_ID_ENV])
+    if not 0 <= index < count:
+        raise ConfigError(f"{PROCESS_ID_ENV}={index}: expected 0 to {count - 1} ({NUM_PROCESSES_ENV}={count})")
+    return {"coordinator_address": coordinator, "num_processes": count, "process_id": index}
+
+
+def _whole_number(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text}: expected a whole number") from None
+
+
+def maybe_initialize_distributed(enabled: bool, environ: Mapping[str, str] = os.environ) -> None:
     """Join a multi-host run when asked (flag or ``GRADUAL_JAX_DISTRIBUTED=1``).
 
-    ``jax.distributed.initialize()`` reads the coordinator address, process count and
-    id from the cluster environment (SLURM, Cloud TPU, ...) or its own env variables.
+    The processes find each other through ``GRADUAL_JAX_COORDINATOR``/``_NUM_PROCESSES``/
+    ``_PROCESS_ID`` when set, otherwise through what ``jax.distributed.initialize()`` detects
+    (SLURM, Open MPI, Kubernetes, Cloud TPU). Those variables without a distributed run are
+    refused: each process would train every lane alone, into the same folder.
     """
-    if (enabled or os.environ.get(DISTRIBUTED_ENV) == "1") and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    arguments = cluster_arguments(environ)
+    if not distributed_requested(enabled, environ):
+        if arguments:
+            given = next(name for name in CLUSTER_ENV if environ.get(name))
+            raise ConfigError(f"{given} is set but the run is not distributed: pass --distributed (or set "
+                              f"{DISTRIBUTED_ENV}=1), or unset it")
+        return
+    if jax.distributed.is_initialized():
+        return
+    try:
+        jax.distributed.initialize(**arguments)
+    except ValueError as err:  # nothing said where process 0 is, or how many processes there are
+        if arguments:
+            raise
+        raise ConfigError(f"--distributed: no cluster environment found ({err}); on machines without one set "
+                          f"{', '.join(CLUSTER_ENV)}") from None
 
 
 def is_main_process() -> bool:
     return jax.process_index() == 0
+
+
+def processes_where(flag: bool) -> list[int]:
+    """The indices of the processes on which ``flag`` holds (every process calls this together)."""
+    if jax.process_count() == 1:
+        return [0] if flag else []
+    flags = multihost_utils.process_allgather(np.asarray(flag, np.int32))
+    return [int(i) for i in np.flatnonzero(np.asarray(flags).reshape(-1))]
+
+
+def barrier(name: str) -> None:
+    """Wait until every process has got here (nothing to wait for in a one-process run)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def broadcast_from_main(value: int) -> int:
+    """Process 0's ``value``, on every process."""
+    if jax.process_count() == 1:
+        return value
+    return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int64)))
+
+
+class OtherProcessError(OSError):
+    """Process 0 failed to write the output; the other processes stop with it (exit 4: the same
+    command resumes from the last checkpoint, as on process 0)."""
+
+
+def on_main_process(write: Callable[[], None], what: str) -> None:
+    """Run ``write`` on process 0 only. If it raises, every process raises (process 0 its own
+    error, the others :class:`OtherProcessError`), so no process trains on into a collective
+    that process 0 will never reach."""
+    if jax.process_count() == 1:
+        write()
+        return
+    error = None
+    if is_main_process():
+        try:
+            write()
+        except Exception as err:  # noqa: BLE001 - re-raised below, after the others have heard
+            error = err
+    failed = processes_where(error is not None)
+    if error is not None:
+        raise error
+    if failed:
+        raise OtherProcessError(f"process 0 could not {what} (see its error)")
 
 
 # Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0). Measured on a 2-core
@@ -113,10 +229,22 @@ class LaneLayout:
         return groups
 
     def to_devices(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.lane_sharding)
+        return to_global(tree, self.lane_sharding)
 
     def replicate(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
+        return to_global(tree, self.replicated)
+
+
+def to_global(tree: Any, sharding: NamedSharding) -> Any:
+    """Place a host pytree, the same on every process, with ``sharding``.
+
+    Across processes ``jax.device_put`` builds a global array from a host (numpy) value that
+    every process holds, each keeping its own devices' slices; it refuses a value already on
+    one device (``jnp`` arrays), so those come back to the host first.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.device_put(jax.tree.map(np.asarray, tree), sharding)
 
 
 def to_host(tree: Any) -> Any:

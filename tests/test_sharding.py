@@ -39,3 +39,65 @@ def test_lane_groups_per_device_and_on_accelerators():
 def test_vmap_lanes_must_not_be_negative():
     with pytest.raises(ConfigError, match="run.vmap_lanes=-1"):
         validate(apply_overrides(ExperimentConfig(), ["run.vmap_lanes=-1"]))
+
+
+LOCALHOST = {"GRADUAL_JAX_COORDINATOR": "localhost:12355", "GRADUAL_JAX_NUM_PROCESSES": "2",
+             "GRADUAL_JAX_PROCESS_ID": "1"}
+
+
+def test_the_cluster_variables_become_initialize_arguments():
+    assert sharding.cluster_arguments(LOCALHOST) == {"coordinator_address": "localhost:12355", "num_processes": 2,
+                                                     "process_id": 1}
+    assert sharding.cluster_arguments({}) == {}  # none set: jax reads the cluster's own (SLURM, ...)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"GRADUAL_JAX_PROCESS_ID": ""}, "GRADUAL_JAX_PROCESS_ID is not set: GRADUAL_JAX_COORDINATOR, "),
+    ({"GRADUAL_JAX_COORDINATOR": "localhost"}, "GRADUAL_JAX_COORDINATOR=localhost: expected HOST:PORT"),
+    ({"GRADUAL_JAX_COORDINATOR": "localhost:99999"}, "GRADUAL_JAX_COORDINATOR=localhost:99999: expected HOST:PORT"),
+    ({"GRADUAL_JAX_NUM_PROCESSES": "two"}, "GRADUAL_JAX_NUM_PROCESSES=two: expected a whole number"),
+    ({"GRADUAL_JAX_NUM_PROCESSES": "0"}, "GRADUAL_JAX_NUM_PROCESSES=0: expected at least 1"),
+    ({"GRADUAL_JAX_PROCESS_ID": "2"}, r"GRADUAL_JAX_PROCESS_ID=2: expected 0 to 1 \(GRADUAL_JAX_NUM_PROCESSES=2\)"),
+    ({"GRADUAL_JAX_PROCESS_ID": "-1"}, "GRADUAL_JAX_PROCESS_ID=-1: expected 0 to 1"),
+])
+def test_bad_cluster_variables_are_named_in_one_line(change, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        sharding.cluster_arguments({**LOCALHOST, **change})
+    assert "\n" not in str(err.value)
+
+
+def test_cluster_variables_without_a_distributed_run_are_refused(monkeypatch):
+    monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **_: pytest.fail("must not initialize"))
+    with pytest.raises(ConfigError, match="GRADUAL_JAX_COORDINATOR is set but the run is not distributed"):
+        sharding.maybe_initialize_distributed(False, LOCALHOST)
+    with pytest.raises(ConfigError, match="GRADUAL_JAX_DISTRIBUTED=yes: expected 1"):
+        sharding.maybe_initialize_distributed(False, {"GRADUAL_JAX_DISTRIBUTED": "yes"})
+    sharding.maybe_initialize_distributed(False, {"GRADUAL_JAX_DISTRIBUTED": "0"})  # a one-process run: nothing
+
+
+def test_a_distributed_run_passes_the_variables_or_explains_what_is_missing(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sharding.jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    sharding.maybe_initialize_distributed(False, {**LOCALHOST, "GRADUAL_JAX_DISTRIBUTED": "1"})
+    assert calls == [sharding.cluster_arguments(LOCALHOST)]
+
+    def no_cluster(**kwargs):
+        raise ValueError("coordinator_address should be defined.")
+
+    monkeypatch.setattr(sharding.jax.distributed, "initialize", no_cluster)
+    with pytest.raises(ConfigError, match="--distributed: no cluster environment found .*GRADUAL_JAX_COORDINATOR"):
+        sharding.maybe_initialize_distributed(True, {})
+
+
+def test_one_process_agrees_with_itself():
+    assert sharding.processes_where(True) == [0] and sharding.processes_where(False) == []
+    written = []
+    sharding.on_main_process(lambda: written.append(1), "write")
+    assert written == [1]
+
+    def disk_full():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):  # process 0's own error, unchanged
+        sharding.on_main_process(disk_full, "write")
