@@ -12,6 +12,10 @@ reads back, so once a save has completed a manifest of its files' SHA-256 hashes
 beside it (``OUT/checkpoints/manifests/<step>.json``); a step is used only if its files still
 match. A step that does not (a flipped bit, a truncated or removed file, a save that completed
 but whose manifest was never written) is set aside with a warning in favour of the one before it.
+
+With several processes (``--distributed``) the folder is shared: every process saves and restores
+its own shards together (Orbax meets them at its own barriers), process 0 alone writes manifests,
+sets steps aside and deletes, and a step is restored only if every process finds it sound.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from gradual_jax import sharding
 
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_DIR = "manifests"  # inside the checkpoint directory; not a step, so Orbax ignores it
@@ -65,13 +71,14 @@ class Checkpointer:
         """Wait for pending saves and write each completed step's manifest."""
         if not self._unsealed:
             return
-        self._manager.wait_until_finished()
-        self.manifests.mkdir(parents=True, exist_ok=True)
-        for step in self._unsealed:
-            if (self.directory / str(step)).is_dir():
-                _atomic_json(self.manifests / f"{step}.json", _hashes(self.directory / str(step)))
+        self._manager.wait_until_finished()  # on process 0: every process's shards are committed
+        if sharding.is_main_process():
+            self.manifests.mkdir(parents=True, exist_ok=True)
+            for step in self._unsealed:
+                if (self.directory / str(step)).is_dir():
+                    _atomic_json(self.manifests / f"{step}.json", _hashes(self.directory / str(step)))
+            self._forget_removed()
         self._unsealed = []
-        self._forget_removed()
 
     def _forget_removed(self) -> None:
         """Drop manifests of steps Orbax has deleted (``keep``)."""
@@ -110,16 +117,19 @@ class Checkpointer:
         unreadable = []
         for step in reversed(self.steps()):
             problem = self.verify(step)
-            if problem is not None:
-                warnings.warn(f"checkpoint {self.directory / str(step)} is set aside: {problem}; trying the "
+            if _anywhere(problem):
+                warnings.warn(f"checkpoint {self.directory / str(step)} is set aside: "
+                              f"{problem or 'it differs from its manifest on another process'}; trying the "
                               "previous one", stacklevel=2)
                 unreadable.append(step)
                 continue
             try:
                 state, record = self.restore(step, like)
             except Exception as err:  # noqa: BLE001 - any unreadable step falls back to the previous
-                warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); trying the previous one",
+                problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            if _anywhere(problem):
+                warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable "
+                              f"({problem or 'another process could not read it'}); trying the previous one",
                               stacklevel=2)
                 unreadable.append(step)
                 continue
@@ -129,17 +139,22 @@ class Checkpointer:
 
     def _set_aside(self, steps: list[int]) -> None:
         """Rename unreadable steps to ``unreadable-<step>`` (``-2``, ``-3``, … when that name is
-        taken; kept for inspection, ignored by Orbax), so the resumed run can write them afresh."""
-        for step in steps:
-            target = self.directory / f"unreadable-{step}"
-            n = 1
-            while target.exists():
-                n += 1
-                target = self.directory / f"unreadable-{step}-{n}"
-            (self.directory / str(step)).rename(target)
-            (self.manifests / f"{step}.json").unlink(missing_ok=True)
-        if steps:
-            self._manager.reload()
+        taken; kept for inspection, ignored by Orbax), so the resumed run can write them afresh.
+        Process 0 renames (every process has finished reading them: they agreed on the step to
+        use); the others wait for it before Orbax lists the steps again."""
+        if not steps:
+            return
+        if sharding.is_main_process():
+            for step in steps:
+                target = self.directory / f"unreadable-{step}"
+                n = 1
+                while target.exists():
+                    n += 1
+                    target = self.directory / f"unreadable-{step}-{n}"
+                (self.directory / str(step)).rename(target)
+                (self.manifests / f"{step}.json").unlink(missing_ok=True)
+        sharding.barrier("checkpoint: steps set aside")
+        self._manager.reload()
 
     def wait(self) -> None:
         self._seal()
@@ -150,7 +165,15 @@ class Checkpointer:
 
     def delete_all(self) -> None:
         self.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if sharding.is_main_process():
+            shutil.rmtree(self.directory, ignore_errors=True)
+        sharding.barrier("checkpoint: deleted")
+
+
+def _anywhere(problem: str | None) -> bool:
+    """Whether any process found a problem with a step: the processes restore a step together,
+    so every one of them must take it, or none."""
+    return bool(sharding.processes_where(problem is not None))
 
 
 def has_checkpoints(out_dir: Path) -> bool:

@@ -3,6 +3,10 @@
 The lock is a file ``OUT/.lock`` that holds the owner's process id. The operating system
 drops the lock when its process ends, however it ends (a kill included), so a stale file never
 blocks a later run; a second run that finds the lock held stops at once and names the holder.
+
+In a multi-host run every process holds a lock of its own: process 0 the one above (so a
+one-process run and a multi-host one into the same folder exclude each other), process ``i``
+``OUT/.lock-<i>`` (so do two multi-host runs, whichever process starts first).
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ class FolderError(OSError):
     """The output folder cannot be created or written (a regular file, read-only, ...)."""
 
 
+def lock_file(process: int) -> str:
+    """The lock file's name for the run's process ``process`` (0 in a one-process run)."""
+    return LOCK_FILE if process == 0 else f"{LOCK_FILE}-{process}"
+
+
 @contextlib.contextmanager
-def hold(out_dir: Path) -> Iterator[None]:
-    """Hold ``out_dir``'s lock for the ``with`` block (the folder is created if needed)."""
+def hold(out_dir: Path, process: int = 0) -> Iterator[None]:
+    """Hold ``out_dir``'s lock for the run's process ``process`` for the ``with`` block (the
+    folder is created if needed)."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(out_dir / lock_file(process), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         raise FolderError(err.errno, f"cannot write the output folder {out_dir}: {err.strerror}") from None
     try:

@@ -3,6 +3,10 @@
 The Python loop runs once per task (not per step): each iteration calls the compiled
 ``run_task`` for every lane, brings the task's metrics to the host, appends them to
 the results table on disk and updates the progress bar.
+
+A multi-host run (``run.distributed``) runs this same loop in every process, each training its
+own devices' lanes; every process gets the whole task's metrics, checkpoints together with the
+others, and only process 0 writes the results, the config and the figure.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +216,13 @@ def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_sta
     if force_new:
         if out.exists():
             checkpoint.Checkpointer(out).delete_all()
-            table.unlink(missing_ok=True)
+            _unlink_on_main(table)
         return None
     has_checkpoints, has_rows = checkpoint.has_checkpoints(out), table.exists()
+    meta = _stored_meta(out) if has_checkpoints or has_rows else None
+    sharding.barrier("output: read")  # before process 0 deletes anything there
     if not (has_checkpoints or has_rows):
         return None
-    meta = _stored_meta(out)
     if meta is None:
         raise OutputExistsError(f"{out} holds results or checkpoints but no readable {results.CONFIG_FILE}, so "
                                 "they cannot be matched to this run; choose another --out, or pass --force-new to "
@@ -231,7 +237,7 @@ def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_sta
              "the rows there are recomputed)")
         if has_checkpoints:
             checkpoint.Checkpointer(out).delete_all()
-        table.unlink(missing_ok=True)
+        _unlink_on_main(table)
         return None
     step, states, record = restored
     if step > cfg.task.num_tasks:
@@ -242,6 +248,10 @@ def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_sta
         _stop_if_nonfinite(rows, out)
     echo(f"resuming from the checkpoint after task {step - 1} ({out / checkpoint.CHECKPOINT_DIR / str(step)})")
     return Resumed(start_task=step, states=states, rows=rows)
+
+
+def _unlink_on_main(path: Path) -> None:
+    sharding.on_main_process(lambda: path.unlink(missing_ok=True), f"delete {path}")
 
 
 def _stop_if_nonfinite(rows: list[dict[str, Any]], out: Path | None) -> None:
@@ -301,10 +311,55 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
                           "host memory, which multi-host runs do not share); use more hosts or fewer lanes")
     sharding.maybe_initialize_distributed(cfg.run.distributed)
     out = Path(out_dir) if out_dir is not None else None
-    locked = out is not None and sharding.is_main_process()
-    with outlock.hold(out) if locked else contextlib.nullcontext():  # one run per output folder
+    if not sharding.is_main_process():
+        echo = _silent  # process 0 tells; the others would repeat it line for line
+    with _claim_output(out) if out is not None else contextlib.nullcontext():  # one run per output folder
         return _train(cfg, out, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
                       plot=plot, command=command)
+
+
+def _silent(*_: Any) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _claim_output(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock (``gradual_jax.outlock``) for the run.
+
+    In a multi-host run each process locks its own file, and they agree: if any process cannot,
+    all stop with exit 2 (none is left waiting in a collective for one that has gone). They also
+    check that they share the folder, which Orbax's checkpoints need.
+    """
+    if jax.process_count() == 1:
+        with outlock.hold(out):
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        error = None
+        try:
+            stack.enter_context(outlock.hold(out, jax.process_index()))
+        except (outlock.FolderInUseError, outlock.FolderError) as err:
+            error = err
+        failed = sharding.processes_where(error is not None)
+        if error is not None:
+            raise error
+        if failed:
+            raise outlock.FolderInUseError(f"{out} cannot be used: process {failed[0]} of this run could not lock "
+                                           "it (see its error)")
+        _check_shared_folder(out)
+        yield
+
+
+def _check_shared_folder(out: Path) -> None:
+    """Stop unless every process sees the same ``out`` (one file system shared by the hosts):
+    process 0 leaves a file with a fresh name there and every process looks for it."""
+    marker = out / f".process-0-{sharding.broadcast_from_main(secrets.randbits(31))}"
+    sharding.on_main_process(marker.touch, f"write into {out}")
+    blind = sharding.processes_where(not marker.exists())
+    sharding.on_main_process(lambda: marker.unlink(missing_ok=True), f"write into {out}")
+    if blind:
+        raise ConfigError(f"process {blind[0]} does not see process 0's files in {out}: --out must be one folder "
+                          "on a file system that every host shares")
 
 
 def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress: bool,
@@ -323,6 +378,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
         states = [jax.device_get(s) for s in states]
 
     resumed = _prepare_output(cfg, out, force_new, states, echo) if out is not None else None
+    sharding.barrier("output: prepared")  # every process has read the folder before process 0 writes
     start_task, rows = (resumed.start_task, results.upgrade_rows(resumed.rows, lanes)) if resumed else (0, [])
     if resumed:
         states = resumed.states
@@ -331,9 +387,10 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     snapshots = (checkpoint.Checkpointer(out, name=checkpoint.SNAPSHOT_DIR, keep=None)
                  if out is not None and cfg.run.snapshot_every > 0 else None)
     readouts = readout_epochs(program, lanes)
-    if out is not None and main_process:
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
-                             source=prepared.source, status="running")
+    if out is not None:
+        sharding.on_main_process(lambda: results.write_config(
+            out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset, source=prepared.source,
+            status="running"), f"write {out / results.CONFIG_FILE}")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
          f"{prepared.dataset} ({prepared.source}), {program.num_train} training examples, "
@@ -373,12 +430,14 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
             new_rows = results.task_rows(cfg, prepared.dataset, prepared.source, lanes, task, task_metrics, seen,
                                          scores)
             rows += new_rows
-            if out is not None and main_process:
-                results.write_table(out / results.RESULTS_FILE, rows)
-            if board is not None:  # before the checkpoint: a checkpointed task is always on disk here too
-                board.write_task(task, new_rows, results.metric_names(new_rows[0]),
-                                 {tag: np.asarray(getattr(task_metrics, field))
-                                  for tag, field in tensorboard_log.EPOCH_TAGS.items()}, readouts)
+            if out is not None:
+                sharding.on_main_process(lambda: results.write_table(out / results.RESULTS_FILE, rows),
+                                         f"write {out / results.RESULTS_FILE}")
+            if cfg.run.tensorboard:  # before the checkpoint: a checkpointed task is always on disk here too
+                epochs = {tag: np.asarray(getattr(task_metrics, field))
+                          for tag, field in tensorboard_log.EPOCH_TAGS.items()}
+                sharding.on_main_process(lambda: board.write_task(task, new_rows, results.metric_names(new_rows[0]),
+                                                                  epochs, readouts), "write the TensorBoard events")
             if snapshots is not None and (task + 1) % cfg.run.snapshot_every == 0:
                 snapshots.save(task, [(s.readout_params, s.readout_batch_stats) for s in states], {"task": task})
             if saver is not None and ((task + 1) % cfg.run.checkpoint_every == 0 or task + 1 == cfg.task.num_tasks):
@@ -405,13 +464,16 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     rows = [row for row in rows if row["task"] < cfg.task.num_tasks]
     frame = pd.DataFrame(rows, columns=results.columns_of(rows))
     tasks_run = cfg.task.num_tasks - start_task
-    if out is not None and main_process:
-        results.write_table(out / results.RESULTS_FILE, rows)
-        results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
-                             source=prepared.source, status="finished", compile_seconds=round(compile_s, 2),
-                             train_seconds=round(train_s, 2), resumed_from_task=start_task,
-                             lane_steps_per_second=round(len(lanes) * program.steps_per_task
-                                                         * max(tasks_run, 0) / max(train_s, 1e-9), 1))
+    if out is not None:
+        def write_finished() -> None:
+            results.write_table(out / results.RESULTS_FILE, rows)
+            results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
+                                 source=prepared.source, status="finished", compile_seconds=round(compile_s, 2),
+                                 train_seconds=round(train_s, 2), resumed_from_task=start_task,
+                                 lane_steps_per_second=round(len(lanes) * program.steps_per_task
+                                                             * max(tasks_run, 0) / max(train_s, 1e-9), 1))
+
+        sharding.on_main_process(write_finished, f"write the results into {out}")
     echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
     echo(summary.format_summary(frame, cfg.metric))
     if out is not None and main_process:
