@@ -106,7 +106,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gradual_jax import compile_cache, train  # imports JAX; keep `list`/`show` and errors fast
+    from gradual_jax import compile_cache, sharding, train  # imports JAX; keep `list`/`show` and errors fast
 
     parts = _resolve(args)
     compile_cache.enable()
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    if any(parts):  # a multi-part experiment (even with one part): its figure covers every part
+    if any(parts) and sharding.is_main_process():  # a multi-part experiment: one figure of every part
         from gradual_jax import plotting
 
         print(f"figure:  {plotting.plot_runs([out])[0]}")
@@ -226,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the sweep in chunks of N lanes sharing one executable (for sweeps that do "
                           "not fit in device memory; same as --set run.lanes_per_chunk=N)")
     run.add_argument("--distributed", action="store_true",
-                     help="call jax.distributed.initialize() and spread the lanes over every host's devices "
-                          "(also GRADUAL_JAX_DISTRIBUTED=1)")
+                     help="one process per host (or GPU): call jax.distributed.initialize() and spread the lanes "
+                          "over every process's devices (also GRADUAL_JAX_DISTRIBUTED=1); the processes find each "
+                          "other through SLURM, Open MPI, Kubernetes or Cloud TPU, or through GRADUAL_JAX_COORDINATOR "
+                          "(HOST:PORT of process 0), GRADUAL_JAX_NUM_PROCESSES and GRADUAL_JAX_PROCESS_ID")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 

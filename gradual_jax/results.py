@@ -262,6 +262,7 @@ def environment() -> dict[str, Any]:
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
+        "process_count": jax.process_count(),
         "host": platform.node(),
     }
 
