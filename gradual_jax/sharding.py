@@ -158,10 +158,9 @@ def on_main_process(write: Callable[[], None], what: str) -> None:
         raise OtherProcessError(f"process 0 could not {what} (see its error)")
 
 
-# Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0). Measured on a 2-core
-# EPYC with the paper's MNIST MLP (benchmarks/throughput.py --vmap-lanes 1024,0,...): groups of 4
-# ran 2-10% more lane-steps/s than one vmap of 32 lanes (4 of 4 pairs), 0-16% at 64, within noise
-# at 8-16; the program holds about one more copy of the state (temporaries 177 vs 98 MiB at 32).
+# Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0): small groups ran more
+# lane-steps/s than one vmap of all lanes for the MNIST MLP, at the cost of about one more copy
+# of the state (`python -m benchmarks.throughput --vmap-lanes ...`; docs/guide.md has the numbers).
 CPU_VMAP_LANES = 4
 
 
