@@ -125,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if part:
                 print(f"== part {part} ==")
             train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part,
-                      command=args.command_line)
+                      command=args.command_line,
+                      experiment_file=args.experiment if experiments.is_path(args.experiment) else None)
     except train.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE

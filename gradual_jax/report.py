@@ -76,18 +76,26 @@ def settings(parts: list[RunPart]) -> list[list[RunPart]]:
     return list(groups.values())
 
 
-def claims_of(names: Sequence[str]) -> list[claims_lib.Claim]:
+def experiment_of(part: RunPart) -> str:
+    """The experiment a run came from: one of this package's by name, or the file of a
+    researcher's own experiment, as the run recorded it."""
+    name = part.config["name"]
+    if name in experiments.MODULES:
+        return name
+    return (part.meta.get("provenance") or {}).get("experiment_file") or name
+
+
+def claims_of(parts: Sequence[RunPart]) -> list[claims_lib.Claim]:
     found = []
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(experiment_of(p) for p in parts):
         found += [c for c in getattr(experiments.module(name), "CLAIMS", ()) if c not in found]
     return found
 
 
 def paper_differences(part: RunPart) -> list[str]:
     """How a run's setting differs from its experiment's paper preset, e.g. ``E = 10 (paper: 80)``."""
-    name = part.config["name"]
     try:
-        paper = experiments.get_configs(name, "paper")
+        paper = experiments.get_configs(experiment_of(part), "paper")
     except config_lib.ConfigError:
         return []
     section = part.path.name if part.path.name in paper else ""
@@ -122,12 +130,12 @@ def evaluate(parts: list[RunPart]) -> list[tuple[list[RunPart], list[claims_lib.
     evaluated = []
     for group in settings(parts):
         frame = pd.concat([p.frame for p in group], ignore_index=True)
-        group_claims = claims_of([p.config["name"] for p in group])
+        group_claims = claims_of(group)
         outcomes = [o for claim in group_claims for o in claims_lib.evaluate(claim, frame)]
         used = {run for o in outcomes for run in o.runs}
         for part in group:
             if part.label not in used:
-                mine = claims_of([part.config["name"]])
+                mine = claims_of([part])
                 if not mine:
                     raise claims_lib.MissingArmsError(f"{part.path}: experiment {part.config['name']} states no claim "
                                                       "to decide")

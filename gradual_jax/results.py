@@ -238,13 +238,16 @@ def source_revision() -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-def provenance(command: str | None = None) -> dict[str, Any]:
+def provenance(command: str | None = None, experiment_file: str | Path | None = None) -> dict[str, Any]:
     """What made a result: the code's commit, the command line (``command``, or this process's
-    own) and the XLA flags in force."""
+    own), the XLA flags in force and, for a researcher's own experiment, its file (absolute, so
+    ``gradual-jax report`` finds its claims from any folder)."""
     if command is None:
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return {**source_revision(), "command": command,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    made_by = {**source_revision(), "command": command, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    if experiment_file is not None:
+        made_by["experiment_file"] = str(Path(experiment_file).resolve())
+    return made_by
 
 
 def environment() -> dict[str, Any]:

@@ -293,7 +293,7 @@ def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[st
 def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: bool = False,
         progress: bool = True, echo: Callable[[str], None] = print,
         on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, plot: bool = True,
-        command: str | None = None) -> pd.DataFrame:
+        command: str | None = None, experiment_file: str | Path | None = None) -> pd.DataFrame:
     """Train every lane of ``cfg`` on every task; return the results table.
 
     With ``out_dir``: ``config.json`` is written before any compute, ``results.csv`` after
@@ -301,7 +301,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     holds checkpoints is resumed from the latest one (unless ``force_new``).
     ``on_task_end(task, rows)`` is called after each task's results are written; with
     ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``); ``command``
-    is the command line ``config.json`` records (default: this process's).
+    is the command line ``config.json`` records (default: this process's), ``experiment_file``
+    the file of a researcher's own experiment, if the config came from one.
     """
     cfg = validate(cfg)
     if cfg.run.tensorboard and out_dir is None:
@@ -315,7 +316,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
         echo = _silent  # process 0 tells; the others would repeat it line for line
     with _claim_output(out) if out is not None else contextlib.nullcontext():  # one run per output folder
         return _train(cfg, out, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
-                      plot=plot, command=command)
+                      plot=plot, command=command, experiment_file=experiment_file)
 
 
 def _silent(*_: Any) -> None:
@@ -364,9 +365,9 @@ def _check_shared_folder(out: Path) -> None:
 
 def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress: bool,
            echo: Callable[[str], None], on_task_end: Callable[[int, list[dict[str, Any]]], None] | None,
-           plot: bool, command: str | None) -> pd.DataFrame:
+           plot: bool, command: str | None, experiment_file: str | Path | None = None) -> pd.DataFrame:
     main_process = sharding.is_main_process()
-    made_by = results.provenance(command)  # the code and command this run starts with
+    made_by = results.provenance(command, experiment_file)  # the code and command this run starts with
     lanes = sweep.expand(cfg.sweep)
     prepared = prepare_data(cfg)
     program = build_program(cfg, prepared)

@@ -289,4 +289,12 @@ def test_an_experiment_from_a_file_runs(tmp_path):
     assert cli.main(["run", f"{file}:tiny", "--out", str(out), *TINY]) == 0
     table = pd.read_csv(out / "results.csv")
     assert set(table["experiment"]) == {"my-exp"} and set(table["schedule"]) == {"abrupt", "output_interp"}
-    assert json.loads((out / "config.json").read_text())["provenance"]["command"].split()[2] == f"{file}:tiny"
+    made_by = json.loads((out / "config.json").read_text())["provenance"]
+    assert made_by["command"].split()[2] == f"{file}:tiny" and made_by["experiment_file"] == str(file.resolve())
+
+
+def test_a_run_of_an_experiment_file_records_the_file(tmp_path, monkeypatch):
+    from gradual_jax import results
+    made_by = results.provenance("gradual-jax run my_exp.py:tiny --out X", experiment_file="my_exp.py")
+    assert made_by["experiment_file"] == str(Path("my_exp.py").resolve())
+    assert "experiment_file" not in results.provenance("gradual-jax run fig1-mnist --out X")

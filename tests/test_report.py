@@ -97,3 +97,28 @@ def test_every_experiment_claim_names_a_known_metric_and_schedule():
                                                                                              c.baseline.schedule]
                 assert all(s in ("abrupt", "input_interp", "output_interp", "output_mix", "task_sampling")
                            for s in schedules)
+
+
+MY_CLAIMS = '''
+import experiments
+from gradual_jax.claims import ANY, Arm, Claim, Versus
+
+CLAIMS = (Claim("My figure", "Gradual beats abrupt in my setting.", "online_train_acc",
+                (Versus(Arm("output_interp", ANY), Arm("abrupt")),)),)
+PRESETS = {"cpu": lambda: experiments.get_config("fig1-mnist", "cpu")}
+'''
+
+
+def test_claims_of_a_researchers_own_experiment_file_are_decided(tmp_path):
+    file = tmp_path / "elsewhere" / "my_exp.py"
+    file.parent.mkdir()
+    file.write_text(MY_CLAIMS)
+    run = write_run(tmp_path / "run", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["name"] = "my-exp"
+    meta["provenance"]["experiment_file"] = str(file)
+    (run / "config.json").write_text(json.dumps(meta))
+    [(_, outcomes)] = report.evaluate(report.load([run]))
+    [outcome] = outcomes
+    assert outcome.claim.caption == "Gradual beats abrupt in my setting." and outcome.verdict == "holds"
+    assert outcome.difference.mean == pytest.approx(np.mean([0.4, 0.3, 0.5]))
