@@ -13,7 +13,6 @@ needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
 """
 
 from gradual_jax.mitigations.api import (
-    PAPER_PRESETS,
     MitigationConfig,
     MitigationHParams,
     MState,
@@ -22,7 +21,6 @@ from gradual_jax.mitigations.api import (
     check_lanes,
     init_state,
     loss_terms,
-    preset,
 )
 from gradual_jax.mitigations.cbp import CBPLayerState, cbp_init, cbp_step
 from gradual_jax.mitigations.crelu import CReLUMLP, crelu
@@ -57,7 +55,6 @@ from gradual_jax.mitigations.units import (
 )
 
 __all__ = [
-    "PAPER_PRESETS",
     "CBPLayerState",
     "CReLUMLP",
     "MState",
@@ -80,7 +77,6 @@ __all__ = [
     "mlp_unit_layers",
     "normal_fan_in",
     "power_iteration",
-    "preset",
     "redo_reset",
     "redo_reset_scored",
     "redo_select",

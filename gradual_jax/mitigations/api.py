@@ -11,15 +11,14 @@
   :func:`after_step` (after the optimizer update: CBP every step, ReDo every N steps);
   :func:`at_task_boundary` (Shrink & Perturb).
 
-:data:`PAPER_PRESETS` maps the paper's "Mitigation baselines" table (``docs/protocol.md``)
-onto these numbers; :func:`preset` returns one entry.
+The paper's strengths per model live with the experiments (``experiments/``), as
+``MitigationsConfig`` values; ``gradual_jax.sweep`` turns them into these numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -259,53 +258,3 @@ def check_lanes(static: MitigationConfig, mhp: MitigationHParams) -> None:
     missing = [name for name, u in used.items() if u and not enabled[name]]
     if missing:
         raise ValueError(f"lanes use {missing} but the MitigationConfig does not compile them in")
-
-
-# --------------------------------------------------------------------------- the paper's numbers
-def _p(static: dict[str, Any], hparams: dict[str, float]):
-    return static, hparams
-
-
-#: (domain, method) -> (MitigationConfig fields, MitigationHParams values), from the
-#: "Mitigation baselines" table of docs/protocol.md and the released code it summarises. Domains: "mlp" (the
-#: MNIST/EMNIST LayerNorm MLP), "resnet" (ResNet-18), "t5". "cbp" and CReLU are not in the
-#: paper: CBP uses Dohare et al.'s GnT defaults (ρ = 1e-4, η = 0.99) and their CBPLinear
-#: maturity (100).
-PAPER_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
-    ("mlp", "l2"): _p({"l2": True}, {"l2": 1e-3}),
-    ("mlp", "l2_init"): _p({"l2_init": True}, {"l2_init": 0.1}),
-    ("mlp", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "after"},
-                                  {"sp_shrink": 0.9, "sp_noise": 0.01}),
-    ("mlp", "redo"): _p({"redo_every": 1000, "redo_after": 1000},
-                        {"redo_threshold": 0.1, "redo_max_fraction": 0.05}),
-    ("mlp", "spectral"): _p({"spectral": True, "spectral_target": "init", "spectral_bias_l2": True},
-                            {"spectral": 0.1}),
-    ("mlp", "cbp"): _p({"cbp": True}, {"cbp_rate": 1e-4, "cbp_maturity": 100.0, "cbp_decay": 0.99}),
-    ("resnet", "l2"): _p({"l2": True, "l2_kernels_only": True}, {"l2": 1e-5}),
-    ("resnet", "l2_init"): _p({"l2_init": True}, {"l2_init": 1e-3}),
-    ("resnet", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "before"},
-                                     {"sp_shrink": 0.8, "sp_noise": 0.01}),
-    # first reset at step 2000, as the released code (step_counter >= 2000 and % 1000 == 0)
-    ("resnet", "redo"): _p({"redo_every": 1000, "redo_after": 1999},
-                           {"redo_threshold": 0.1, "redo_max_fraction": 0.05}),
-    ("resnet", "spectral"): _p({"spectral": True, "spectral_target": "one", "spectral_bias_l2": False,
-                                "spectral_exclude": ("norm", "bn")}, {"spectral": 1e-3}),
-    ("t5", "l2"): _p({"l2": True}, {"l2": 1e-7}),
-    ("t5", "shrink_perturb"): _p({"shrink_perturb": True, "shrink_perturb_at": "after"},
-                                 {"sp_shrink": 0.5, "sp_noise": 0.01}),
-    # absolute threshold on the mean activation, no cap; unit_layers = t5_unit_layers(params)
-    ("t5", "redo"): _p({"redo_every": 100, "redo_after": 0, "redo_normalize": False},
-                       {"redo_threshold": 1e-4, "redo_max_fraction": 1.0}),
-    ("t5", "spectral"): _p({"spectral": True, "spectral_target": "init", "spectral_bias_l2": False},
-                           {"spectral": 1e-3}),
-}
-
-
-def preset(domain: str, method: str, **static_overrides) -> tuple[MitigationConfig, MitigationHParams]:
-    """The paper's setting of one method in one domain: ``(static config, one lane's numbers)``."""
-    try:
-        static, hparams = PAPER_PRESETS[(domain, method)]
-    except KeyError:
-        known = sorted(PAPER_PRESETS)
-        raise KeyError(f"no preset for {(domain, method)}; known: {known}") from None
-    return MitigationConfig(**{**static, **static_overrides}), MitigationHParams.create(**hparams)
