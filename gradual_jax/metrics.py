@@ -1,9 +1,8 @@
-"""Losses and metrics shared by the engine and the tests (one place for each definition)."""
+"""Soft targets shared by the image and text problems (one place for the definition)."""
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 
 def mixed_targets(y_old: jax.Array, y_new: jax.Array, mix, num_classes: int) -> jax.Array:
@@ -19,7 +18,3 @@ def mixed_targets(y_old: jax.Array, y_new: jax.Array, mix, num_classes: int) -> 
             + col(mix.target_new) * jax.nn.one_hot(y_new, num_classes)
             + col(mix.target_uniform) / num_classes)
 
-
-def masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
-    """Mean over the real examples of a padded batch (PyTorch's mean over a short last batch)."""
-    return jnp.where(valid, values, 0.0).sum() / jnp.maximum(valid.sum(), 1)

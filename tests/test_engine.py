@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradual_jax import engine, schedules
+from gradual_jax import engine, schedules, tasks
 from gradual_jax.sweep import Lane, to_hparams
 from tests.conftest import tiny_data, tiny_program
 
@@ -109,10 +109,21 @@ def test_epoch_visits_every_example_once_with_a_short_last_batch():
     assert sorted(np.asarray(index)[np.asarray(valid)].tolist()) == list(range(48))
 
 
-def test_masked_loss_is_the_mean_over_real_rows():
-    from gradual_jax import metrics
-    values = jnp.array([1.0, 2.0, 3.0, 100.0])
-    assert float(metrics.masked_mean(values, jnp.array([True, True, True, False]))) == pytest.approx(2.0)
+def test_padded_rows_add_nothing_to_the_training_loss():
+    """The classification loss the engine divides by the real-row count: padded rows (any
+    logits, any targets) contribute neither cross-entropy nor correct predictions."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 3)).astype(np.float32)
+    logits[3] = [1e4, -1e4, 0.0]  # a padded row with extreme values
+    labels = np.array([0, 2, 1, 1])
+    targets = np.eye(3, dtype=np.float32)[labels]
+    valid = np.array([True, True, True, False])
+    problem = tasks.Classification(tasks.get_family("random_labels"), 3)
+    batch = tasks.Batch(inputs=None, targets=jnp.asarray(targets), labels=jnp.asarray(labels))
+    loss_sum, correct, count = problem.loss(jnp.asarray(logits), batch, jnp.asarray(valid))
+    log_softmax = logits[:3] - np.log(np.exp(logits[:3]).sum(-1, keepdims=True))
+    assert float(loss_sum) == pytest.approx(-log_softmax[np.arange(3), labels[:3]].sum(), rel=1e-5)
+    assert float(correct) == (logits[:3].argmax(-1) == labels[:3]).sum() and float(count) == 3
 
 
 @pytest.mark.slow
