@@ -1,4 +1,4 @@
-"""Task families: deterministic per (seed, task), different across tasks and seeds."""
+"""Task families: fixed per (seed, task), different across tasks and seeds."""
 
 from __future__ import annotations
 
@@ -17,9 +17,16 @@ def sample(family, seed, task):
     return np.asarray(problem.sample(engine.lane_keys(jnp.int32(seed))[1], task, data))
 
 
+# The start of seed 0's task 3, recorded: a task is a fixed function of (seed, task) on every
+# machine (threefry keys), so a change to the random streams, which would change every
+# committed result, fails here first.
+RECORDED = {"random_labels": [9, 1, 1, 5, 2, 3, 4, 2, 7, 6, 4, 2],
+            "permuted_pixels": [652, 199, 21, 29, 620, 777, 762, 679, 108, 454, 325, 52]}
+
+
 @pytest.mark.parametrize("family", ["random_labels", "permuted_pixels"])
-def test_deterministic_and_distinct(family):
-    np.testing.assert_array_equal(sample(family, 0, 3), sample(family, 0, 3))
+def test_a_task_is_a_fixed_function_of_seed_and_task(family):
+    np.testing.assert_array_equal(sample(family, 0, 3)[:12], RECORDED[family])
     assert not np.array_equal(sample(family, 0, 3), sample(family, 0, 4))
     assert not np.array_equal(sample(family, 0, 3), sample(family, 1, 3))
 
