@@ -23,12 +23,13 @@ import torch
 
 from benchmarks import throughput
 from benchmarks import torch_reference
-from gradual_jax import data as data_lib
-from gradual_jax import engine, sharding
+from gradual_jax.envs import data as data_lib
+from gradual_jax.core import engine
+from gradual_jax.runner import sharding
 from gradual_jax.config import ExperimentConfig
 from gradual_jax.models import MLP
-from gradual_jax.sweep import Lane, to_hparams
-from gradual_jax.train import make_optimizer_factory
+from gradual_jax.runner.sweep import Lane, to_hparams
+from gradual_jax.runner.train import make_optimizer_factory
 
 SCHEDULES = throughput.SCHEDULES
 

@@ -20,7 +20,8 @@ import jax
 
 import experiments
 from benchmarks import common
-from gradual_jax import checkpoint, engine, sweep, train
+from gradual_jax.runner import checkpoint, sweep, train
+from gradual_jax.core import engine
 from gradual_jax.config import apply_overrides
 
 

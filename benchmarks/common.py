@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- XLA flags
 def apply_cli_xla_flags() -> str | None:
-    """Set ``XLA_FLAGS`` as the ``gradual-jax`` command does (gradual_jax/xla_flags.py), so a
+    """Set ``XLA_FLAGS`` as the ``gradual-jax`` command does (gradual_jax/runner/xla_flags.py), so a
     benchmark measures what the command runs. A no-op once JAX is imported (the test suite sets
     the same flags in its conftest); ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` measures JAX's defaults."""
-    from gradual_jax.xla_flags import set_default_xla_flags
+    from gradual_jax.runner.xla_flags import set_default_xla_flags
 
     return set_default_xla_flags()
 

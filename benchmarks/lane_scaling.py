@@ -14,7 +14,7 @@ RSS): compile, one untimed warm-up task, then ``--tasks`` timed tasks, best of `
   prediction is twice the last measured; default budget: 90% of a device's memory on an
   accelerator, half the machine's RAM on a CPU) and R ≤ ``--max-lanes``;
 * **chunked**: R lanes in chunks of ``--lanes-per-chunk`` lanes sharing one executable, as
-  ``gradual-jax run --lanes-per-chunk N`` trains them (gradual_jax/train.py: each task runs the
+  ``gradual-jax run --lanes-per-chunk N`` trains them (gradual_jax/runner/train.py: each task runs the
   chunks one after another; between tasks the idle chunks' states wait in host memory), for every
   R above the chunk size up to ``--max-lanes``.
 
@@ -39,7 +39,7 @@ LANES_PER_CHUNK = 16
 
 def default_budget_bytes() -> int:
     """90% of one device's memory where the backend reports it, else half the machine's RAM."""
-    from gradual_jax import sharding
+    from gradual_jax.runner import sharding
 
     limit = sharding.device_memory_limit()
     if limit:
@@ -69,8 +69,9 @@ def measure(num_lanes: int, lanes_per_chunk: int, tasks: int, repeats: int, num_
     import jax.numpy as jnp
 
     from benchmarks import throughput
-    from gradual_jax import engine, sharding
-    from gradual_jax.sweep import to_hparams
+    from gradual_jax.core import engine
+    from gradual_jax.runner import sharding
+    from gradual_jax.runner.sweep import to_hparams
 
     program, data = throughput.make_program(num_train, hidden), throughput.make_data(num_train)
     layout = sharding.LaneLayout.create(num_lanes, lanes_per_chunk)

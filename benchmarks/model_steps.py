@@ -57,9 +57,9 @@ import optax
 from flax import nnx
 
 from benchmarks import common, model_sizes
-from gradual_jax import sharding
+from gradual_jax.runner import sharding
 from gradual_jax.models import resnet, t5
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 FLOPS_SOURCE = ("XLA cost analysis of the compiled step: compiled.cost_analysis()['flops'] (every op of the "
                 "vmapped program, all lanes) divided by the lane count")

@@ -26,11 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from gradual_jax import engine, sharding, tasks
+from gradual_jax.core import engine
+from gradual_jax.runner import sharding
+from gradual_jax.envs import image as tasks
 from gradual_jax.config import ExperimentConfig
 from gradual_jax.models import MLP
-from gradual_jax.sweep import Lane, to_hparams
-from gradual_jax.train import make_optimizer_factory
+from gradual_jax.runner.sweep import Lane, to_hparams
+from gradual_jax.runner.train import make_optimizer_factory
 
 NUM_TRAIN, BATCH, HIDDEN, CLASSES, FEATURES = 5120, 64, (256, 256, 256, 256), 10, 784
 SCHEDULES = ("abrupt", "output_interp")  # lane i runs SCHEDULES[i % 2], in every MLP benchmark

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 WIDTHS = (64, 128, 256, 512)  # gradual_jax.models.resnet.WIDTHS
-PAD, BOS, EOS, SPACE, VOCAB_SIZE = 0, 1, 2, 3, 30  # gradual_jax.text.tokenizer
+PAD, BOS, EOS, SPACE, VOCAB_SIZE = 0, 1, 2, 3, 30  # gradual_jax.envs.text.tokenizer
 NEG_INF = -1e9  # gradual_jax.models.t5.NEG_INF
 
 

@@ -8,7 +8,7 @@ fresh shuffle every epoch. It is written for speed the way a careful PyTorch use
 whole (small) data set lives in one tensor and minibatches are index slices (no DataLoader
 workers, no per-example Python), so it is a favourable baseline for PyTorch.
 
-Protocol (the same as ``gradual_jax.engine``; docs/protocol.md):
+Protocol (the same as ``gradual_jax.core.engine``; docs/protocol.md):
 
 * LayerNorm MLP 784-256×4-10 (Linear → LayerNorm → ReLU blocks, PyTorch default init);
   Adam(lr 1e-3, β = (0.9, 0.999), eps 1e-8); batch 64; shuffle every epoch, drop_last=False
@@ -126,7 +126,7 @@ def load_data(kind: str, *, per_class: int = 512, subset_seed: int = 0, num_trai
     MNIST-shaped standard normals with balanced labels (as ``benchmarks/throughput.py``).
     """
     if kind == "mnist":
-        from gradual_jax import data as data_lib  # numpy only: does not import JAX
+        from gradual_jax.envs import data as data_lib  # numpy only: does not import JAX
 
         splits = data_lib.load_images("mnist")
         idx = data_lib.balanced_subset(splits.y_train, per_class, seed=subset_seed)

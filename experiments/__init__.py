@@ -1,7 +1,7 @@
 """Experiment configs, one module per paper figure; configs are code.
 
 Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's claims it tests, see
-:mod:`gradual_jax.claims`) and ``PRESETS``: preset name -> function returning an
+:mod:`gradual_jax.analysis.claims`) and ``PRESETS``: preset name -> function returning an
 :class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
 a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
 ``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from gradual_jax.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
+from gradual_jax.analysis.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
 from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
 
 # experiment name (CLI) -> module in this package

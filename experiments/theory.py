@@ -1,4 +1,4 @@
-"""Section 4's theory checked numerically (``gradual_jax.theory``): Lemma 4.3's linear
+"""Section 4's theory checked numerically (``gradual_jax.analysis.theory``): Lemma 4.3's linear
 convergence inside a locally strongly convex domain, tracking a minimiser that moves in 1/Δ
 steps, a ReLU toy where an abrupt jump kills the unit while gradual steps do not, and a tilted
 double well that is strongly convex only near its minimiser: jumps below the lemma's radius are
@@ -13,7 +13,7 @@ PRESETS = {"paper": lambda: None, "cpu": lambda: None}
 
 
 def run(out_dir: str | Path, preset: str) -> None:
-    from gradual_jax import theory
+    from gradual_jax.analysis import theory
 
     table = theory.run_theory(Path(out_dir))
     predicted = table[table["predicted"].notna()]

@@ -8,12 +8,12 @@ XLA flags: on CPU the command turns off XLA's experimental YNNPACK fusions
 (``--xla_cpu_experimental_ynn_fusion_type=`` appended to ``XLA_FLAGS``, set before JAX is
 imported; faster MLP and ResNet-18 sweeps, see ``benchmarks/README.md``). A user's own setting of
 that flag in ``XLA_FLAGS`` wins;
-``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` leaves ``XLA_FLAGS`` untouched. See ``gradual_jax/xla_flags.py``.
+``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` leaves ``XLA_FLAGS`` untouched. See ``gradual_jax/runner/xla_flags.py``.
 """
 
 from __future__ import annotations
 
-from gradual_jax.xla_flags import set_default_xla_flags
+from gradual_jax.runner.xla_flags import set_default_xla_flags
 
 set_default_xla_flags()  # before anything below imports jax: XLA reads XLA_FLAGS once, at start-up
 
@@ -26,8 +26,9 @@ from pathlib import Path  # noqa: E402
 
 import experiments  # noqa: E402
 from gradual_jax import config as config_lib  # noqa: E402
-from gradual_jax import config_keys  # noqa: E402
-from gradual_jax import data, outlock, sweep  # noqa: E402
+from gradual_jax.config import keys as config_keys  # noqa: E402
+from gradual_jax.envs import data  # noqa: E402
+from gradual_jax.runner import outlock, sweep  # noqa: E402
 
 DEFAULT_PRESET = "cpu"
 EXIT_USAGE = 2  # bad input, found before any work: a config value, missing data, a folder in use
@@ -106,13 +107,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gradual_jax import compile_cache, sharding, train  # imports JAX; keep `list`/`show` and errors fast
+    from gradual_jax.runner import compile_cache, sharding, train  # imports JAX; keep `list`/`show` and errors fast
 
     parts = _resolve(args)
     compile_cache.enable()
     out = Path(args.out)
     if not parts:  # an experiment with its own runner (the theory check): record what made it
-        from gradual_jax import results
+        from gradual_jax.runner import results
 
         experiments.module(args.experiment).run(out, args.preset)
         results.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
@@ -131,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
     if any(parts) and sharding.is_main_process():  # a multi-part experiment: one figure of every part
-        from gradual_jax import plotting
+        from gradual_jax.analysis import plotting
 
         print(f"figure:  {plotting.plot_runs([out])[0]}")
     return 0
@@ -140,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     """Redraw one run's own figure in place, or draw several runs into the file ``--out`` names
     (never into one of the runs, whose own figure and summary it would overwrite)."""
-    from gradual_jax import plotting
+    from gradual_jax.analysis import plotting
 
     try:
         written = plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout)
@@ -157,7 +158,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gradual_jax import claims, report
+    from gradual_jax.analysis import claims, report
 
     try:
         path = report.report(args.run_dirs, args.out)
@@ -172,7 +173,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from gradual_jax import analyze, compile_cache  # imports JAX
+    from gradual_jax.analysis import analyze  # imports JAX
+    from gradual_jax.runner import compile_cache  # imports JAX
 
     compile_cache.enable()
     analyze.analyze(args.run_dir, args.set or [])

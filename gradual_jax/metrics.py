@@ -9,7 +9,7 @@ def mixed_targets(y_old: jax.Array, y_new: jax.Array, mix, num_classes: int) -> 
     """Soft targets ``target_old·onehot(y_old) + target_new·onehot(y_new) + target_uniform/C``.
 
     Each row sums to ``target_old + target_new + target_uniform``, which every schedule
-    keeps at 1 (see :mod:`gradual_jax.schedules`).
+    keeps at 1 (see :mod:`gradual_jax.envs.schedules`).
     """
     def col(w):
         return w[:, None]

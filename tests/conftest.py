@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradual_jax.xla_flags import set_default_xla_flags
+from gradual_jax.runner.xla_flags import set_default_xla_flags
 
 set_default_xla_flags()  # the CLI's XLA:CPU flags, before jax is imported: tests compile what users run
 
@@ -15,7 +15,8 @@ import optax  # noqa: E402
 import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from gradual_jax import engine, tasks  # noqa: E402
+from gradual_jax.core import engine  # noqa: E402
+from gradual_jax.envs import image as tasks  # noqa: E402
 from gradual_jax.models import MLP  # noqa: E402
 
 

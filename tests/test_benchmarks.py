@@ -22,9 +22,10 @@ import pytest
 from flax import nnx
 
 from benchmarks import common, compare, lane_scaling, model_sizes, model_steps, plots, throughput
-from gradual_jax import metrics, schedules
+from gradual_jax import metrics
+from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 try:
     import torch
@@ -100,7 +101,7 @@ def test_the_package_sets_the_commands_xla_flags():
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GRADUAL_JAX_KEEP_XLA_FLAGS")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
-    from gradual_jax import xla_flags
+    from gradual_jax.runner import xla_flags
 
     assert proc.stdout.strip() == (xla_flags.xla_flags_with_defaults(env, xla_flags.installed_jaxlib_version()) or "")
 

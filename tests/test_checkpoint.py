@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import experiments
-from gradual_jax import checkpoint, results, train
+from gradual_jax.runner import checkpoint, results, train
 from gradual_jax.config import ConfigError, apply_overrides
 from tests.test_cli import needs_mnist
 

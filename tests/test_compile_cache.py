@@ -12,8 +12,8 @@ import jaxlib
 import pandas as pd
 import pytest
 
-from gradual_jax import compile_cache
-from gradual_jax.data import sources
+from gradual_jax.runner import compile_cache
+from gradual_jax.envs.data import sources
 
 
 @pytest.mark.parametrize("value", ["off", "0", "OFF", "false", "no"])

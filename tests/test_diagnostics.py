@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gradual_jax import diagnostics as dg
+from gradual_jax.core import diagnostics as dg
 from gradual_jax.models import MLP
 
 

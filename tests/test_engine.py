@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradual_jax import engine, schedules, tasks
-from gradual_jax.sweep import Lane, to_hparams
+from gradual_jax.core import engine
+from gradual_jax.envs import schedules, image as tasks
+from gradual_jax.runner.sweep import Lane, to_hparams
 from tests.conftest import tiny_data, tiny_program
 
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradual_jax import engine
+from gradual_jax.core import engine
 from gradual_jax.config import MitigationsConfig
-from gradual_jax.sweep import Lane, mitigation_structure, to_hparams
+from gradual_jax.runner.sweep import Lane, mitigation_structure, to_hparams
 from tests.conftest import tiny_data, tiny_program
 
 SETTINGS = MitigationsConfig(redo_every=4, redo_after=4, cbp_maturity=5.0, cbp_rate=0.05)
@@ -84,7 +84,7 @@ def test_shrink_perturb_acts_only_at_its_boundary(where):
 
 def test_lane_expansion_crosses_methods_with_abrupt_only():
     from gradual_jax.config import SweepConfig
-    from gradual_jax.sweep import expand
+    from gradual_jax.runner.sweep import expand
     lanes = expand(SweepConfig(seeds=(0, 1), schedules=("abrupt", "output_interp"), deltas=(0.5,),
                                methods=("none", "l2", "redo")))
     assert [(l.schedule, l.method) for l in lanes if l.seed == 0] == [

@@ -12,11 +12,12 @@ import pytest
 import experiments
 from flax import nnx
 
-from gradual_jax import cli, engine, mitigations
+from gradual_jax import cli, mitigations
+from gradual_jax.core import engine
 from gradual_jax.config import DiagnosticsConfig
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models.resnet import ResNet18
-from gradual_jax.sweep import Lane, to_hparams
+from gradual_jax.runner.sweep import Lane, to_hparams
 from tests.conftest import tiny_program
 from tests.test_cli import needs_mnist
 

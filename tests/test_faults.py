@@ -13,7 +13,8 @@ import os
 import pandas as pd
 import pytest
 
-from gradual_jax import checkpoint, cli, outlock, results, train
+from gradual_jax.runner import checkpoint, outlock, results, train
+from gradual_jax import cli
 from gradual_jax.config import ConfigError
 from tests.test_checkpoint import (TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
                                    tiny)

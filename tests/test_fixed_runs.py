@@ -10,12 +10,18 @@ stream, and say why in the commit):
 
     python tests/test_fixed_runs.py --record
 
-The tolerance is tight (float32 rounding only): on the machine that recorded them the runs
-are bit-identical; another CPU may round differently in the last place.
+On the machine that recorded them (``fixed_runs.machine.json``: CPU model and JAX version) the
+runs are bit-identical and every case is compared at float32 rounding. The MLPs and the T5 give
+the same numbers on other x86 CPUs too; the ResNet's convolutions do not (XLA picks other
+kernels per CPU, and training on random labels amplifies the last bits), so on another machine
+its case, kept to three steps per task, is compared within what rounding can move: losses to
+0.1 % and accuracies to one example of its 40.
 """
 
 from __future__ import annotations
 
+import json
+import platform
 import sys
 from pathlib import Path
 
@@ -24,9 +30,10 @@ import pandas as pd
 import pytest
 
 from gradual_jax import cli
-from gradual_jax.data import sources
+from gradual_jax.envs.data import sources
 
 REFERENCE = Path(__file__).parent / "data" / "fixed_runs.csv"
+MACHINE = REFERENCE.with_suffix(".machine.json")
 TINY_IMAGES = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol.epochs_per_task=2",
                "protocol.batch_size=8", "sweep.deltas=0.5"]
 TINY_TEXT = ["task.num_tasks=2", "sweep.seeds=0", "text.num_train=16", "text.num_test=8", "text.bleu_examples=8",
@@ -45,11 +52,13 @@ CASES = {
                                            "sweep.methods=none,spectral,cbp,l2"]),
     "crelu-random-labels": ("fig1-mnist", [*TINY_IMAGES, "model.name=crelu_mlp", "model.hidden_sizes=8",
                                            "sweep.schedules=abrupt,output_interp"]),
-    "resnet-random-labels": ("fig1-cifar", [*TINY_IMAGES, "model.width_multiplier=0.0625",
-                                            "sweep.schedules=abrupt,output_interp", "sweep.methods=none,redo"]),
+    "resnet-random-labels": ("fig1-cifar", [*TINY_IMAGES, "model.width_multiplier=0.0625", "protocol.epochs_per_task=1",
+                                            "protocol.batch_size=40", "sweep.schedules=abrupt,output_interp",
+                                            "sweep.methods=none,redo", "mitigations.redo_every=1"]),
     "t5-random-seq2seq": ("fig2-seq2seq", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling"]),
     "t5-bigram-cipher": ("fig4-cipher", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling,output_interp"]),
 }
+MACHINE_DEPENDENT = {"resnet-random-labels"}
 KEYS = ["case", "lane", "task"]
 LABELS = ["schedule", "method", "delta"]  # checked too: a refactor must not reorder the lanes
 
@@ -73,6 +82,25 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
             and not pd.api.types.is_bool_dtype(frame[c])]
 
 
+def machine() -> dict[str, str]:
+    """What decides the last bits of a run: the CPU model and the JAX version."""
+    import jax
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"machine": platform.machine(), "cpu": cpu, "jax": jax.__version__}
+
+
+def tolerance(name: str, column: str) -> dict[str, float]:
+    if name not in MACHINE_DEPENDENT or json.loads(MACHINE.read_text()) == machine():
+        return {"rtol": 1e-5, "atol": 1e-6}
+    return {"rtol": 0, "atol": 1 / 40 + 1e-6} if "_acc" in column else {"rtol": 1e-3, "atol": 1e-6}
+
+
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[*KEYS, *LABELS, *metric_columns(frame)]]
 
@@ -93,14 +121,15 @@ def test_fixed_run_reproduces_recorded_numbers(name, tmp_path):
     got = got[want.columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(got[KEYS + LABELS].astype(str), want[KEYS + LABELS].astype(str))
     for column in metric_columns(want):
-        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-5, atol=1e-6,
-                                   equal_nan=True, err_msg=f"{name}: {column}")
+        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), equal_nan=True,
+                                   err_msg=f"{name}: {column}", **tolerance(name, column))
 
 
 def record(out_root: Path) -> None:
     frames = [tidy(run_case(name, out_root / name)) for name in CASES]
     REFERENCE.parent.mkdir(exist_ok=True)
     pd.concat(frames, ignore_index=True).to_csv(REFERENCE, index=False, float_format="%.9g")
+    MACHINE.write_text(json.dumps(machine(), indent=1) + "\n")
     print(f"recorded {REFERENCE}")
 
 

@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from gradual_jax import diagnostics
+from gradual_jax.core import diagnostics
 from gradual_jax import mitigations as mit
 from gradual_jax.mitigations._paths import leaf_dict, map_named, path_tree
 from gradual_jax.models import MLP

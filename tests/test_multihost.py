@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import experiments
-from gradual_jax import checkpoint, outlock, results, train
+from gradual_jax.runner import checkpoint, outlock, results, train
 from gradual_jax.config import apply_overrides
 from tests.test_cli import needs_mnist
 

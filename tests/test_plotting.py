@@ -17,7 +17,9 @@ from matplotlib.container import ErrorbarContainer
 from scipy import stats
 
 import experiments
-from gradual_jax import cli, config as config_lib, plotting, results
+from gradual_jax import cli, config as config_lib
+from gradual_jax.analysis import plotting
+from gradual_jax.runner import results
 from tests.test_cli import needs_mnist
 
 GRADUAL = (("abrupt", np.nan, "none"), ("output_interp", 0.5, "none"), ("output_interp", 0.25, "none"))
@@ -458,7 +460,8 @@ def test_theory_experiment_through_the_cli(tmp_path, capsys):
 @needs_mnist
 @pytest.mark.slow
 def test_analyze_agrees_with_the_in_run_diagnostics(tmp_path):
-    from gradual_jax import analyze, train
+    from gradual_jax.analysis import analyze
+    from gradual_jax.runner import train
     cfg = config_lib.apply_overrides(experiments.get_config("fig3-emnist", "cpu"), [
         "data.train_per_class=8", "data.test_per_class=4", "protocol.epochs_per_task=2", "model.hidden_sizes=16",
         "protocol.batch_size=16", "task.num_tasks=3", "sweep.seeds=0", "diagnostics.probe_size=32",

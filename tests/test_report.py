@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import experiments
-from gradual_jax import claims, cli, report
+from gradual_jax.analysis import claims, report
+from gradual_jax import cli
 from gradual_jax import config as config_lib
 
 
@@ -101,7 +102,7 @@ def test_every_experiment_claim_names_a_known_metric_and_schedule():
 
 MY_CLAIMS = '''
 import experiments
-from gradual_jax.claims import ANY, Arm, Claim, Versus
+from gradual_jax.analysis.claims import ANY, Arm, Claim, Versus
 
 CLAIMS = (Claim("My figure", "Gradual beats abrupt in my setting.", "online_train_acc",
                 (Versus(Arm("output_interp", ANY), Arm("abrupt")),)),)

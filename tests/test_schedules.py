@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradual_jax import engine, metrics, schedules, tasks
-from gradual_jax.schedules import ABRUPT, INPUT_INTERP, OUTPUT_INTERP, OUTPUT_MIX, TASK_SAMPLING
+from gradual_jax.core import engine
+from gradual_jax import metrics
+from gradual_jax.envs import schedules, image as tasks
+from gradual_jax.envs.schedules import ABRUPT, INPUT_INTERP, OUTPUT_INTERP, OUTPUT_MIX, TASK_SAMPLING
 from tests.conftest import tiny_data, tiny_program
 
 B = 8
@@ -152,7 +154,7 @@ def test_input_interpolation_endpoints():
 def test_arms_see_the_same_samples_per_task():
     """Abrupt and gradual lanes of one program run the same epochs per task, each epoch
     visiting all N examples once, so both process (1+k)·E·N examples per task."""
-    from gradual_jax.sweep import Lane, to_hparams
+    from gradual_jax.runner.sweep import Lane, to_hparams
     program, data = tiny_program(), tiny_data()
     lanes = [Lane(0, "abrupt", None, 1e-3), Lane(0, "output_interp", 0.5, 1e-3), Lane(0, "task_sampling", 0.5, 1e-3)]
     hp = to_hparams(lanes)

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from gradual_jax import sharding
+from gradual_jax.runner import sharding
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradual_jax import summary
+from gradual_jax.analysis import summary
 
 
 def test_t_factor_matches_the_table():

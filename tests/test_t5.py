@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 from gradual_jax.models import t5
-from gradual_jax.text import bleu, decoding, tasks
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import bleu, decoding
+from gradual_jax.envs.text import families
+from gradual_jax.envs.text import tokenizer as tok
 
 TINY = t5.T5Config(d_model=32, num_heads=2, d_kv=8, d_ff=64, num_encoder_layers=2, num_decoder_layers=2)
 
@@ -130,8 +131,8 @@ def test_tiny_model_memorises_random_seq2seq():
 
     (A d_ff of 128 plateaus near loss 0.1: the one-layer decoder's FFN is where the
     (pair, position) -> letter table is stored, so it needs some width.)"""
-    spec = tasks.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
-    task = jax.jit(tasks.random_seq2seq, static_argnums=2)(jax.random.key(0), 0, spec)
+    spec = families.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
+    task = jax.jit(families.random_seq2seq, static_argnums=2)(jax.random.key(0), 0, spec)
     x, y = task.train_inputs, task.train_targets
     cfg = t5.T5Config(d_model=64, num_heads=4, d_kv=16, d_ff=512)
     graphdef, params = split(cfg)

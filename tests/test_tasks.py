@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradual_jax import engine, tasks
+from gradual_jax.core import engine
+from gradual_jax.envs import image as tasks
 
 Y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)
 

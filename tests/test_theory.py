@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradual_jax import theory
+from gradual_jax.analysis import theory
 
 
 def test_quadratic_contraction_equals_the_spectral_rate():

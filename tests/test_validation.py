@@ -9,7 +9,10 @@ import typing
 import pytest
 
 import experiments
-from gradual_jax import cli, engine, schedules, train
+from gradual_jax import cli
+from gradual_jax.core import engine
+from gradual_jax.envs import schedules
+from gradual_jax.runner import train
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 
@@ -223,7 +226,7 @@ def test_cli_refuses_with_exit_2(overrides, field, capsys, no_compute, tmp_path)
 ])
 def test_cli_refuses_out_of_range_seeds_and_a_missing_tfds(override, field, tmp_path, capsys, monkeypatch):
     from gradual_jax import cli
-    from gradual_jax.data import sources
+    from gradual_jax.envs.data import sources
     monkeypatch.setattr(sources, "tfds_installed", lambda: False)
     assert cli.main(["run", "fig1-mnist", "--out", str(tmp_path / "x"), "--set", override]) == 2
     err = capsys.readouterr().err.strip()

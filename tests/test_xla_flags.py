@@ -1,4 +1,4 @@
-"""The XLA flags the CLI sets before importing JAX (gradual_jax/xla_flags.py)."""
+"""The XLA flags the CLI sets before importing JAX (gradual_jax/runner/xla_flags.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gradual_jax import xla_flags
-from gradual_jax.xla_flags import OPT_OUT_ENV, YNN_FUSION_FLAG, xla_flags_with_defaults
+from gradual_jax.runner import xla_flags
+from gradual_jax.runner.xla_flags import OPT_OUT_ENV, YNN_FUSION_FLAG, xla_flags_with_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = xla_flags.VERIFIED_JAXLIB[0]

@@ -1,4 +1,4 @@
-"""A/B of the XLA flags the ``gradual-jax`` command sets (gradual_jax/xla_flags.py) on the MNIST MLP
+"""A/B of the XLA flags the ``gradual-jax`` command sets (gradual_jax/runner/xla_flags.py) on the MNIST MLP
 sweep: lane-steps/s with JAX's default flags and with the CLI's, measured in one invocation.
 
     python -m benchmarks.archive.xla_flags_ab [--lanes 8,32] [--tasks 1] [--repeats 2] [--json OUT.json]
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common
-from gradual_jax import xla_flags
+from gradual_jax.runner import xla_flags
 
 VARIANTS = {"jax defaults": "", "gradual-jax CLI": " ".join(xla_flags.DEFAULT_FLAGS)}
 

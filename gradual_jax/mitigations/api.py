@@ -12,7 +12,7 @@
   :func:`at_task_boundary` (Shrink & Perturb).
 
 The paper's strengths per model live with the experiments (``experiments/``), as
-``MitigationsConfig`` values; ``gradual_jax.sweep`` turns them into these numbers.
+``MitigationsConfig`` values; ``gradual_jax.runner.sweep`` turns them into these numbers.
 """
 
 from __future__ import annotations

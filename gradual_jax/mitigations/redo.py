@@ -1,6 +1,6 @@
 """ReDo (Sokar et al., 2023): recycle dormant units every N steps.
 
-A unit's score is :func:`gradual_jax.diagnostics.redo_scores` of its post-activation features
+A unit's score is :func:`gradual_jax.core.diagnostics.redo_scores` of its post-activation features
 (mean |h| over the batch divided by the layer's mean); it is dormant when its score is
 ``<= threshold``. At most ``floor(max_fraction · units)`` units of a layer are reset, the
 lowest scores first; a reset is :func:`gradual_jax.mitigations.units.reset_units` (incoming
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradual_jax import diagnostics
+from gradual_jax.core import diagnostics
 from gradual_jax.mitigations.units import (
     InitFn,
     UnitLayer,

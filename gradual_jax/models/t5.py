@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 NEG_INF = -1e9  # added to masked scores; finite so that sums with the bias never overflow
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 NEG = -1e9  # score of impossible continuations (finite, so sums stay finite)
 

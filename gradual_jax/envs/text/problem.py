@@ -1,6 +1,6 @@
 """The text tasks as an engine problem: teacher-forced seq2seq training, BLEU-2 readout.
 
-Each task is generated whole on the device from the lane's key (:mod:`gradual_jax.text.tasks`),
+Each task is generated whole on the device from the lane's key (:mod:`gradual_jax.envs.text.families`),
 so there is no base data set (``TaskData()`` is empty) and task t+1 is generated beside task t
 for the transition. How the schedules read here:
 
@@ -29,10 +29,10 @@ import optax
 
 from gradual_jax import metrics
 from gradual_jax.models.t5 import shift_right
-from gradual_jax.tasks import Batch
-from gradual_jax.text import bleu, decoding
-from gradual_jax.text import tokenizer as tok
-from gradual_jax.text.tasks import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
+from gradual_jax.envs.image import Batch
+from gradual_jax.envs.text import bleu, decoding
+from gradual_jax.envs.text import tokenizer as tok
+from gradual_jax.envs.text.families import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
 
 
 @dataclasses.dataclass(frozen=True)

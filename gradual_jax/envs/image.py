@@ -9,7 +9,7 @@ schedules).
 
 A :class:`Problem` is what the engine sees: it samples a task, builds a (mixed) minibatch,
 runs the model and scores its output. :class:`Classification` wraps an image family;
-:class:`gradual_jax.text.problem.Seq2Seq` is the text tasks' problem. The engine never looks
+:class:`gradual_jax.envs.text.problem.Seq2Seq` is the text tasks' problem. The engine never looks
 inside a batch, so a new kind of task needs a new problem and nothing else.
 """
 

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from gradual_jax import summary  # noqa: E402
+from gradual_jax.analysis import summary  # noqa: E402
 
 RESULTS_FILE, CONFIG_FILE, DIAGNOSTICS_FILE = "results.csv", "config.json", "diagnostics.csv"
 LAYOUTS = ("auto", "curves", "granularity", "delta", "methods", "diagnostics")
@@ -266,7 +266,7 @@ def load_part(part_dir: Path, run_label: str) -> tuple[pd.DataFrame, dict]:
         frame = frame.assign(method="none")
     recomputed = part_dir / DIAGNOSTICS_FILE
     if recomputed.exists():  # `gradual-jax analyze` wrote post-hoc diagnostics beside the results
-        from gradual_jax import results  # imports JAX: only analyzed runs need it
+        from gradual_jax.runner import results  # imports JAX: only analyzed runs need it
 
         frame = results.merge_diagnostics(frame, pd.read_csv(recomputed))
     frame.insert(0, "run", run_label)

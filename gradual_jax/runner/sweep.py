@@ -7,9 +7,9 @@ import itertools
 
 import jax.numpy as jnp
 
-from gradual_jax import schedules
+from gradual_jax.envs import schedules
 from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
-from gradual_jax.engine import LaneHParams
+from gradual_jax.core.engine import LaneHParams
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams, normal_fan_in
 
 

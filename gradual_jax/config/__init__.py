@@ -19,10 +19,11 @@ import types
 import typing
 from typing import Any
 
-from gradual_jax import schedules, tensorboard_log
-from gradual_jax.data import DATASETS, NUM_CLASSES
-from gradual_jax.data import SOURCES as DATA_SOURCES
-from gradual_jax.data import sources as data_sources
+from gradual_jax.envs import schedules
+from gradual_jax.runner import tensorboard_log
+from gradual_jax.envs.data import DATASETS, NUM_CLASSES
+from gradual_jax.envs.data import SOURCES as DATA_SOURCES
+from gradual_jax.envs.data import sources as data_sources
 IMAGE_FAMILIES = ("random_labels", "permuted_pixels")
 TEXT_FAMILIES = ("random_seq2seq", "bigram_cipher")
 FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
@@ -84,7 +85,7 @@ def setting(default: Any, meaning: str, *, choices: tuple | None = None, models:
             families: tuple[str, ...] | None = None, family_choices: dict[str, tuple] | None = None,
             model_choices: dict[str, tuple] | None = None) -> Any:
     """A config field documented where it is declared, so the key table of docs/config.md, ``show --keys``
-    and the applicable-only ``show`` (``gradual_jax.config_keys``) cannot drift from the schema.
+    and the applicable-only ``show`` (``gradual_jax.config.keys``) cannot drift from the schema.
 
     ``meaning`` is one line; ``choices`` the allowed values (narrowed per task family or model by
     ``family_choices`` / ``model_choices``); ``models`` / ``families`` the model names and task
@@ -219,7 +220,7 @@ class MitigationsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DiagnosticsConfig:
-    """Plasticity diagnostics read with each task's metrics (``gradual_jax.diagnostics``).
+    """Plasticity diagnostics read with each task's metrics (``gradual_jax.core.diagnostics``).
 
     They are computed on a fixed probe of ``probe_size`` training examples (evenly spaced
     indices of the fixed subset, transformed as the current task transforms them; the whole

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gradual_jax.text import tokenizer as tok
+from gradual_jax.envs.text import tokenizer as tok
 
 CONVENTIONS = ("nltk", "sacrebleu")
 

@@ -6,7 +6,7 @@ models / task families it applies to, where it is declared. This module reads th
 * :func:`describe_keys`: the keys (for one model and task family, or all), as :class:`KeyDoc`,
   and :func:`keys_text`, the same as terminal lines;
 * :func:`keys_markdown`: the configuration table of ``docs/config.md`` (between the
-  ``config-keys`` markers; ``python -m gradual_jax.config_keys --write`` regenerates it,
+  ``config-keys`` markers; ``python -m gradual_jax.config.keys --write`` regenerates it,
   ``--check`` compares);
 * :func:`applicable`: a config as ``to_dict`` gives it, without what its model and family do
   not read (no ``text`` section and no T5 fields for an MLP on random_labels).
@@ -25,7 +25,7 @@ from typing import Any
 from gradual_jax import config as config_lib
 from gradual_jax.config import FAMILIES, MODELS, ConfigError, ExperimentConfig
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 START, END = "<!-- config-keys:start -->", "<!-- config-keys:end -->"
 
 
@@ -220,7 +220,7 @@ def with_region(text: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradual_jax.config_keys",
+    parser = argparse.ArgumentParser(prog="python -m gradual_jax.config.keys",
                                      description="the config key table, from the schema's field metadata")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true", help="rewrite the config-keys region of docs/config.md")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         if region(args.file.read_text()) != table:
             print(f"{args.file}: the config-keys region differs from the schema; run "
-                  "python -m gradual_jax.config_keys --write", file=sys.stderr)
+                  "python -m gradual_jax.config.keys --write", file=sys.stderr)
             return 1
     else:
         print(table, end="")

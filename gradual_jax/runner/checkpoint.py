@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from gradual_jax import sharding
+from gradual_jax.runner import sharding
 
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_DIR = "manifests"  # inside the checkpoint directory; not a step, so Orbax ignores it

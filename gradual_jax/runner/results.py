@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from gradual_jax import config as config_lib
-from gradual_jax import summary
-from gradual_jax.sweep import Lane
+from gradual_jax.analysis import summary
+from gradual_jax.runner.sweep import Lane
 
 RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
@@ -222,7 +222,7 @@ def read_run_table(run_dir: Path) -> pd.DataFrame:
 def source_revision() -> dict[str, Any]:
     """The git commit of the code that is running and whether its tree had uncommitted
     changes (``None`` when the package is not in a git checkout, e.g. installed from a wheel)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
         try:

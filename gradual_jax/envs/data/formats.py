@@ -3,7 +3,7 @@
 Each function turns one raw archive into ``(x_train, y_train, x_test, y_test)``
 with images as uint8 ``[N, H, W, C]`` in upright orientation and labels as
 int32 ``[N]``. Where files live, checksums and downloads are the business of
-:mod:`gradual_jax.data.sources`; keeping the parsers pure lets tests feed them
+:mod:`gradual_jax.envs.data.sources`; keeping the parsers pure lets tests feed them
 tiny hand-made files.
 """
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 import experiments
-from gradual_jax import claims as claims_lib
+from gradual_jax.analysis import claims as claims_lib
 from gradual_jax import config as config_lib
-from gradual_jax import summary
-from gradual_jax.plotting import load_part, run_parts
+from gradual_jax.analysis import summary
+from gradual_jax.analysis.plotting import load_part, run_parts
 
 SETTING_SECTIONS = ("data", "task", "protocol", "optim", "model")
 IGNORED_KEYS = {"data.data_dir", "data.source", "data.download", "model.name"}

@@ -14,7 +14,7 @@ import dataclasses
 
 import pandas as pd
 
-from gradual_jax import summary
+from gradual_jax.analysis import summary
 
 ANY = "*"  # an arm field that matches every value present in the results (one comparison each)
 

@@ -29,17 +29,20 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
-from gradual_jax import (checkpoint, engine, mitigations, outlock, plotting, results, schedules, sharding, summary,
-                         sweep, tasks, tensorboard_log)
-from gradual_jax import text as text_lib
+from gradual_jax.runner import checkpoint, outlock, results, sharding, sweep, tensorboard_log
+from gradual_jax.core import engine
+from gradual_jax import mitigations
+from gradual_jax.analysis import plotting, summary
+from gradual_jax.envs import schedules, image as tasks
+from gradual_jax.envs import text as text_lib
 from gradual_jax import config as config_lib
-from gradual_jax import data as data_lib
+from gradual_jax.envs import data as data_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.mitigations import CReLUMLP
 from gradual_jax.models import MLP
 from gradual_jax.models.resnet import ResNet18
 from gradual_jax.models.t5 import T5, T5Config
-from gradual_jax.text.problem import Seq2Seq
+from gradual_jax.envs.text.problem import Seq2Seq
 
 
 class NonFiniteError(RuntimeError):
@@ -267,7 +270,7 @@ def _stop_if_nonfinite(rows: list[dict[str, Any]], out: Path | None) -> None:
 
 def _open_tensorboard(out: Path, lanes: list[sweep.Lane], program: engine.Program,
                       start_task: int) -> tensorboard_log.LaneWriters:
-    """One TensorBoard run per lane, named by its index, arm and seed (``gradual_jax.tensorboard_log``)."""
+    """One TensorBoard run per lane, named by its index, arm and seed (``gradual_jax.runner.tensorboard_log``)."""
     arms = results.lane_arms(lanes)
     names = [tensorboard_log.run_name(i, arm, lane.seed) for i, (arm, lane) in enumerate(zip(arms, lanes))]
     texts = [f"lane {i}: {results.arm_name(lane.schedule, lane.delta, lane.method)}; seed {lane.seed}, "
@@ -325,7 +328,7 @@ def _silent(*_: Any) -> None:
 
 @contextlib.contextmanager
 def _claim_output(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock (``gradual_jax.outlock``) for the run.
+    """Hold ``out``'s lock (``gradual_jax.runner.outlock``) for the run.
 
     In a multi-host run each process locks its own file, and they agree: if any process cannot,
     all stop with exit 2 (none is left waiting in a collective for one that has gone). They also

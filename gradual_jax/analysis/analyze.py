@@ -2,7 +2,7 @@
 
 For runs made before a diagnostic existed, or to recompute with costlier settings (more
 probe inputs, more power iterations): the snapshots that ``run.snapshot_every`` kept are
-restored and passed through the same :func:`gradual_jax.engine.diagnose_readout` the run
+restored and passed through the same :func:`gradual_jax.core.engine.diagnose_readout` the run
 uses. The values go into their own file, ``DIR/diagnostics.csv`` (one row per lane × snapshot
 task: the lane columns, then one column per diagnostic, named as in ``results.csv``), with the
 settings used in ``DIR/diagnostics.json``; ``results.csv`` stays as the run wrote it, so the
@@ -22,7 +22,8 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gradual_jax import checkpoint, engine, results, sharding, sweep, train
+from gradual_jax.runner import checkpoint, results, sharding, sweep, train
+from gradual_jax.core import engine
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError
 
