@@ -16,8 +16,8 @@ from flax import nnx
 
 from gradual_jax.core import diagnostics
 from gradual_jax import mitigations as mit
-from gradual_jax.mitigations._paths import leaf_dict, map_named, path_tree
-from gradual_jax.models import MLP
+from gradual_jax.models.paths import leaf_dict, map_named, path_tree
+from gradual_jax.models import MLP, mlp
 
 
 # --------------------------------------------------------------------------- helpers
@@ -26,8 +26,8 @@ def _adam(lr=1e-3):
 
 
 @functools.cache
-def _mlp(in_features=6, hidden=(20, 20), classes=3, seed=0, model_cls=MLP, **kw):
-    graphdef, params = nnx.split(model_cls(in_features, hidden, classes, rngs=nnx.Rngs(seed), **kw), nnx.Param)
+def _mlp(in_features=6, hidden=(20, 20), classes=3, seed=0, **kw):
+    graphdef, params = nnx.split(MLP(in_features, hidden, classes, rngs=nnx.Rngs(seed), **kw), nnx.Param)
     return graphdef, params
 
 
@@ -450,20 +450,17 @@ def test_redo_accumulated_features_and_presets():
 # --------------------------------------------------------------------------- CReLU
 @pytest.mark.slow
 def test_crelu_mlp_shapes_and_parameter_count():
-    np.testing.assert_array_equal(mit.crelu(jnp.array([[-1.0, 2.0]])), [[0.0, 2.0, 1.0, 0.0]])
-    graphdef, params = _mlp(6, (5, 4), 3, model_cls=mit.CReLUMLP)
+    np.testing.assert_array_equal(mlp.crelu(jnp.array([[-1.0, 2.0]])), [[0.0, 2.0, 1.0, 0.0]])
+    graphdef, params = _mlp(6, (5, 4), 3, activation="crelu")
     model = nnx.merge(graphdef, params)
     assert nnx.eval_shape(lambda: model(jnp.ones((7, 6)))).shape == (7, 3)
     assert [f.shape for f in nnx.eval_shape(lambda: model.features(jnp.ones((7, 6))))] == [(7, 10), (7, 8)]
     # Linear 6→5, LN(5), Linear 10→4, LN(4), head 8→3
     count = (6 * 5 + 5) + 2 * 5 + (10 * 4 + 4) + 2 * 4 + (8 * 3 + 3)
     assert sum(v.size for v in jax.tree.leaves(params)) == count == 124
-    _, halved = _mlp(6, (6, 4), 3, model_cls=mit.CReLUMLP, halve_widths=True)  # pre-activation widths 3, 2
-    assert sum(v.size for v in jax.tree.leaves(halved)) == (6 * 3 + 3) + 6 + (6 * 2 + 2) + 4 + (4 * 3 + 3) == 60
-    assert leaf_dict(halved)["hidden/1/kernel"].shape == (6, 2)
 
     # ReDo on CReLU: unit j feeds rows j and w + j of the next kernel
-    layers = mit.mlp_unit_layers(params)
+    layers = mlp.unit_layers(params)
     assert [layer.copies for layer in layers] == [2, 2]
     params = _make_dormant(params, 0, [3])
 
@@ -484,11 +481,11 @@ def test_unit_layers_of_resnet_and_t5():
         return nnx.state(nnx.eval_shape(make), nnx.Param)
 
     params = abstract(lambda: resnet.ResNet18(10, width_multiplier=0.125, rngs=nnx.Rngs(0)))
-    layers = mit.resnet_unit_layers(params)
+    layers = resnet.unit_layers(params)
     assert len(layers) == 8 and layers[0].out_kernel == "layer1/0/conv2/kernel"
     shapes = leaf_dict(params)
     for layer in layers:  # units: last axis of conv1, input-channel axis (-2) of conv2
         assert shapes[layer.kernel].shape[-1] == shapes[layer.out_kernel].shape[-2] == shapes[layer.norm_scale].shape[0]
     params = abstract(lambda: t5.T5(t5.T5Config(d_model=16, num_heads=2, d_kv=8, d_ff=32), rngs=nnx.Rngs(0)))
-    assert [layer.kernel for layer in mit.t5_unit_layers(params)] == [
+    assert [layer.kernel for layer in t5.unit_layers(params)] == [
         "encoder_layers/0/ffn/wi/kernel", "decoder_layers/0/ffn/wi/kernel"]

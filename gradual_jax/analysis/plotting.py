@@ -28,7 +28,6 @@ import math
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from gradual_jax import models  # noqa: E402
 from gradual_jax.analysis import summary  # noqa: E402
 
 RESULTS_FILE, CONFIG_FILE, DIAGNOSTICS_FILE = "results.csv", "config.json", "diagnostics.csv"
@@ -162,15 +162,7 @@ def arm_color(schedule: str, delta: float, method: str, colors: dict[float, tupl
 def model_words(model: dict) -> str:
     """The model as the paper names it: ``MLP 4×256``, ``CReLU MLP 4×256``, ``ResNet-18 at
     1/8 width``, ``T5 (d_model 64)``."""
-    name = model.get("name", "mlp")
-    if name == "resnet18":
-        width = model.get("width_multiplier", 1.0)
-        return "ResNet-18" if width == 1 else f"ResNet-18 at {Fraction(width).limit_denominator(64)} width"
-    if name == "t5":
-        return f"T5 (d_model {model['d_model']})"
-    sizes = list(model.get("hidden_sizes", ()))
-    shape = f"{len(sizes)}×{sizes[0]}" if sizes and len(set(sizes)) == 1 else "-".join(map(str, sizes))
-    return f"{'CReLU MLP' if name == 'crelu_mlp' else 'MLP'} {shape}"
+    return models.get(model.get("name", "mlp")).words(model)
 
 
 def dataset_of(frame: pd.DataFrame, config: dict) -> str:

@@ -8,8 +8,9 @@ needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
 * loss terms: :func:`l2`, :func:`l2_init`, :func:`spectral` (persistent power iteration);
 * :func:`shrink_perturb`;
 * ReDo: :func:`redo_reset`, :func:`should_apply`;
-* continual backprop: :func:`cbp_init`, :func:`cbp_step`;
-* CReLU: :func:`crelu`, :class:`CReLUMLP`.
+* continual backprop: :func:`cbp_init`, :func:`cbp_step`.
+
+CReLU is an activation of :class:`gradual_jax.models.mlp.MLP` (an architecture, not a step).
 """
 
 from gradual_jax.mitigations.api import (
@@ -23,7 +24,6 @@ from gradual_jax.mitigations.api import (
     loss_terms,
 )
 from gradual_jax.mitigations.cbp import CBPLayerState, cbp_init, cbp_step
-from gradual_jax.mitigations.crelu import CReLUMLP, crelu
 from gradual_jax.mitigations.redo import (
     layer_scores,
     redo_reset,
@@ -43,52 +43,35 @@ from gradual_jax.mitigations.regularizers import (
     spectral_matrices,
 )
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
-from gradual_jax.mitigations.units import (
-    UnitLayer,
-    mlp_unit_layers,
-    normal_fan_in,
-    reset_units,
-    resnet_unit_layers,
-    t5_unit_layers,
-    torch_uniform,
-    unit_activity,
-)
+from gradual_jax.mitigations.units import reset_units, unit_activity
 
 __all__ = [
     "CBPLayerState",
-    "CReLUMLP",
     "MState",
     "MitigationConfig",
     "MitigationHParams",
     "SpectralVectors",
-    "UnitLayer",
     "after_step",
     "as_matrix",
     "at_task_boundary",
     "cbp_init",
     "cbp_step",
     "check_lanes",
-    "crelu",
     "init_state",
     "l2",
     "l2_init",
     "layer_scores",
     "loss_terms",
-    "mlp_unit_layers",
-    "normal_fan_in",
     "power_iteration",
     "redo_reset",
     "redo_reset_scored",
     "redo_select",
     "reset_units",
-    "resnet_unit_layers",
     "should_apply",
     "shrink_perturb",
     "sigma_estimate",
     "spectral",
     "spectral_init",
     "spectral_matrices",
-    "t5_unit_layers",
-    "torch_uniform",
     "unit_activity",
 ]

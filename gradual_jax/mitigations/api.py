@@ -29,13 +29,12 @@ from flax import struct
 from gradual_jax.mitigations import cbp as cbp_lib
 from gradual_jax.mitigations import redo as redo_lib
 from gradual_jax.mitigations import regularizers as reg
-from gradual_jax.mitigations._paths import leaf_dict
+from gradual_jax.models.paths import leaf_dict
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
+from gradual_jax.models.init import InitFn, torch_uniform
+from gradual_jax.models.units import UnitLayer
 from gradual_jax.mitigations.units import (
-    InitFn,
-    UnitLayer,
     resolve_layers,
-    torch_uniform,
     unit_activity,
 )
 
@@ -94,7 +93,7 @@ class MitigationConfig:
     redo_reset_bias: str = "init"  # "init": redraw the bias; "zero": set it to 0
     cbp: bool = False
     cbp_reset_bias: str = "zero"
-    unit_layers: tuple[UnitLayer, ...] | None = None  # None: the MLP's (mlp_unit_layers)
+    unit_layers: tuple[UnitLayer, ...] | None = None  # None: the MLP's (models.mlp.unit_layers)
     init_fn: InitFn = torch_uniform  # distribution of redrawn incoming weights (ReDo, CBP)
 
     def __post_init__(self):

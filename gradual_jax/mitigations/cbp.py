@@ -19,15 +19,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gradual_jax.mitigations._paths import leaf_dict
+from gradual_jax.models.paths import leaf_dict
+from gradual_jax.models.init import InitFn, torch_uniform
+from gradual_jax.models.units import UnitLayer
 from gradual_jax.mitigations.units import (
-    InitFn,
-    UnitLayer,
     lowest_k,
     outgoing_magnitude,
     reset_units,
     resolve_layers,
-    torch_uniform,
     unit_activity,
 )
 

@@ -18,13 +18,12 @@ import jax.numpy as jnp
 import optax
 
 from gradual_jax.core import diagnostics
+from gradual_jax.models.init import InitFn, torch_uniform
+from gradual_jax.models.units import UnitLayer
 from gradual_jax.mitigations.units import (
-    InitFn,
-    UnitLayer,
     lowest_k,
     reset_units,
     resolve_layers,
-    torch_uniform,
     unit_activity,
 )
 
@@ -80,7 +79,7 @@ def redo_reset(params, opt_state, features: Sequence[jax.Array], key: jax.Array,
                valid: jax.Array | None = None):
     """One ReDo pass. ``features[i]`` are the post-activation features of unit layer ``i``
     (``MLP.features(x)``: ``[N, units]``), ``layers`` default to the MLP's
-    (:func:`~gradual_jax.mitigations.units.mlp_unit_layers`).
+    (:func:`gradual_jax.models.mlp.unit_layers`).
 
     Returns ``(params, opt_state, masks)``, ``masks`` a tuple of ``[units]`` bool arrays: the
     units reset in each layer.

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from gradual_jax.mitigations._paths import named_leaves
+from gradual_jax.models.paths import named_leaves
 
 DEFAULT_EXCLUDE = ("norm",)  # LayerNorm parameters are never spectrally regularised
 

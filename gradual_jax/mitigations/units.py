@@ -1,15 +1,6 @@
 """Hidden units and their re-initialisation, shared by ReDo and continual backprop.
 
-A *unit layer* names, by leaf path, the parameters that belong to one layer's hidden units:
-
-* ``kernel``: the incoming kernel, units on its **last** axis (``[fan_in, units]``, or a conv
-  kernel ``[kh, kw, in, units]``; fan-in is the product of the other axes);
-* ``bias``: the incoming bias ``[units]`` (optional);
-* ``norm_scale`` / ``norm_bias``: the LayerNorm γ, β of the units (optional);
-* ``out_kernel``: the next layer's kernel, units on axis **-2** (``[units·copies, fan_out]``).
-  ``copies`` is 2 for CReLU, whose unit j feeds rows j and j + units.
-
-Resetting unit j redraws its incoming kernel column and bias from the layer's init
+Each model says where its units are (:class:`gradual_jax.models.units.UnitLayer`). Resetting unit j redraws its incoming kernel column and bias from the layer's init
 distribution (``init_fn``; PyTorch's U(±1/√fan_in) by default), sets its LayerNorm γ, β back to
 1, 0, zeroes its outgoing kernel rows, and zeroes the optimizer moments (Adam's ``mu`` and
 ``nu``) of all those entries. The moments are reached with ``optax.tree_utils.tree_map_params``,
@@ -20,106 +11,22 @@ else, are left bit for bit: all updates are ``where(mask, new, old)``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradual_jax.mitigations._paths import leaf_dict, map_named, path_tree
-
-InitFn = Callable[[jax.Array, tuple[int, ...], jnp.dtype, int], jax.Array]
-
-
-def torch_uniform(key: jax.Array, shape, dtype, fan_in: int) -> jax.Array:
-    """PyTorch's default Linear/Conv init for weights and biases: U(±1/√fan_in)
-    (the same as :func:`gradual_jax.models.mlp.torch_linear`)."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def normal_fan_in(key: jax.Array, shape, dtype, fan_in: int) -> jax.Array:
-    """N(0, 1/fan_in): the T5 FFN input projection's init (std d_model^-½)."""
-    return jax.random.normal(key, shape, dtype) / math.sqrt(fan_in)
-
-
-@dataclasses.dataclass(frozen=True)
-class UnitLayer:
-    kernel: str
-    out_kernel: str
-    bias: str | None = None
-    norm_scale: str | None = None
-    norm_bias: str | None = None
-    copies: int = 1
-
-
-def mlp_unit_layers(params) -> tuple[UnitLayer, ...]:
-    """The unit layers of :class:`gradual_jax.models.MLP` (and of the CReLU MLP: ``copies``
-    is read off the shapes): ``hidden/i`` → ``norms/i`` → next ``hidden/i+1`` or ``head``."""
-    leaves = leaf_dict(params)
-    layers = []
-    i = 0
-    while f"hidden/{i}/kernel" in leaves:
-        out = f"hidden/{i + 1}/kernel" if f"hidden/{i + 1}/kernel" in leaves else "head/kernel"
-        if out not in leaves:
-            raise ValueError("parameters look like an MLP but have no 'head/kernel'")
-        units = leaves[f"hidden/{i}/kernel"].shape[-1]
-        rows = leaves[out].shape[-2]
-        if rows % units:
-            raise ValueError(f"{out} has {rows} rows, not a multiple of the {units} units of hidden/{i}")
-
-        def opt(name):
-            return name if name in leaves else None
-
-        layers.append(UnitLayer(kernel=f"hidden/{i}/kernel", out_kernel=out, bias=opt(f"hidden/{i}/bias"),
-                                norm_scale=opt(f"norms/{i}/scale"), norm_bias=opt(f"norms/{i}/bias"),
-                                copies=rows // units))
-        i += 1
-    if not layers:
-        raise ValueError("no 'hidden/<i>/kernel' leaves: pass unit layers explicitly for this model")
-    return tuple(layers)
-
-
-def t5_unit_layers(params) -> tuple[UnitLayer, ...]:
-    """The FFN units of :class:`gradual_jax.models.t5.T5` (``ffn/wi`` → ``ffn/wo``, no bias,
-    no norm), encoder layers then decoder layers: the order of ``T5.ffn_activations``."""
-    leaves = leaf_dict(params)
-    layers = []
-    for stack in ("encoder_layers", "decoder_layers"):
-        i = 0
-        while f"{stack}/{i}/ffn/wi/kernel" in leaves:
-            layers.append(UnitLayer(kernel=f"{stack}/{i}/ffn/wi/kernel", out_kernel=f"{stack}/{i}/ffn/wo/kernel"))
-            i += 1
-    if not layers:
-        raise ValueError("no '<stack>_layers/<i>/ffn/wi/kernel' leaves: not a T5")
-    return tuple(layers)
-
-
-def resnet_unit_layers(params) -> tuple[UnitLayer, ...]:
-    """The inner units of every ``BasicBlock`` of :class:`gradual_jax.models.resnet.ResNet18`:
-    the filters of ``conv1`` (with ``bn1``'s γ, β), whose outgoing weights are ``conv2``'s input
-    channels; in the order of the ``layerI.J.relu1`` maps of ``ResNet18.activation_maps``.
-    (Block outputs feed a residual sum, so they have no single outgoing kernel to zero; the
-    BatchNorm running statistics are not parameters and are left to the caller.)"""
-    leaves = leaf_dict(params)
-    layers = []
-    for stage in range(1, 5):
-        j = 0
-        while f"layer{stage}/{j}/conv1/kernel" in leaves:
-            block = f"layer{stage}/{j}"
-            layers.append(UnitLayer(kernel=f"{block}/conv1/kernel", out_kernel=f"{block}/conv2/kernel",
-                                    norm_scale=f"{block}/bn1/scale", norm_bias=f"{block}/bn1/bias"))
-            j += 1
-    if not layers:
-        raise ValueError("no 'layer<i>/<j>/conv1/kernel' leaves: not a ResNet18")
-    return tuple(layers)
+from gradual_jax.models import mlp
+from gradual_jax.models.init import InitFn, torch_uniform
+from gradual_jax.models.paths import leaf_dict, map_named, path_tree
+from gradual_jax.models.units import UnitLayer
 
 
 def resolve_layers(params, layers: Sequence[UnitLayer] | None) -> tuple[UnitLayer, ...]:
-    return tuple(layers) if layers is not None else mlp_unit_layers(params)
+    return tuple(layers) if layers is not None else mlp.unit_layers(params)
 
 
 def num_units(params, layer: UnitLayer) -> int:

@@ -54,7 +54,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gradual_jax.models.mlp import torch_linear
+from gradual_jax.models.init import normal, torch_linear, uniform
+from gradual_jax.models.paths import leaf_dict
+from gradual_jax.models.units import UnitLayer
 
 WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
@@ -62,26 +64,12 @@ INITS = ("torch", "torchvision")
 
 
 # --------------------------------------------------------------------------- init
-def _uniform(bound: float):
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-def _normal(std: float):
-    def init(key, shape, dtype=jnp.float32):
-        return std * jax.random.normal(key, shape, dtype)
-
-    return init
-
-
 def conv_kernel_init(init: str, in_channels: int, out_channels: int, kernel: int):
     """The kernel initialiser of a bias-free conv (flax kernel layout [kh, kw, in, out])."""
     if init == "torch":  # nn.Conv2d.reset_parameters: kaiming_uniform(a=√5) = U(±1/√fan_in)
-        return _uniform(1.0 / math.sqrt(in_channels * kernel * kernel))
+        return uniform(1.0 / math.sqrt(in_channels * kernel * kernel))
     if init == "torchvision":  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
-        return _normal(math.sqrt(2.0 / (out_channels * kernel * kernel)))
+        return normal(math.sqrt(2.0 / (out_channels * kernel * kernel)))
     raise ValueError(f"init must be one of {INITS}, got {init!r}.")
 
 
@@ -276,7 +264,7 @@ class ResNet18(nnx.Module):
     def logits_and_unit_features(self, x: jax.Array, train: bool,
                                  mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
         """Logits and every block's inner map ``layerI.J.relu1`` [N, H, W, C] from one forward
-        pass: the units of ReDo and continual backprop (``mitigations.resnet_unit_layers``, a
+        pass: the units of ReDo and continual backprop (:func:`unit_layers`, a
         unit = a conv1 filter, its activity averaged over the batch and space)."""
         _, h = self._stem(x, train, mask)
         inner_maps = []
@@ -294,6 +282,26 @@ class ResNet18(nnx.Module):
 
 def _global_pool(h: jax.Array) -> jax.Array:
     return h.astype(jnp.float32).mean(axis=(1, 2))
+
+
+def unit_layers(params) -> tuple[UnitLayer, ...]:
+    """The inner units of every ``BasicBlock``: the filters of ``conv1`` (with ``bn1``'s γ, β),
+    whose outgoing weights are ``conv2``'s input channels; in the order of the
+    ``layerI.J.relu1`` maps of :meth:`ResNet18.logits_and_unit_features`. (Block outputs feed a
+    residual sum, so they have no single outgoing kernel to zero; the BatchNorm running
+    statistics are not parameters and are left to the caller.)"""
+    leaves = leaf_dict(params)
+    layers = []
+    for stage in range(1, 5):
+        j = 0
+        while f"layer{stage}/{j}/conv1/kernel" in leaves:
+            block = f"layer{stage}/{j}"
+            layers.append(UnitLayer(kernel=f"{block}/conv1/kernel", out_kernel=f"{block}/conv2/kernel",
+                                    norm_scale=f"{block}/bn1/scale", norm_bias=f"{block}/bn1/bias"))
+            j += 1
+    if not layers:
+        raise ValueError("no 'layer<i>/<j>/conv1/kernel' leaves: not a ResNet18")
+    return tuple(layers)
 
 
 # --------------------------------------------------------------------------- functional use

@@ -31,6 +31,8 @@ import optax
 from flax import nnx
 
 from gradual_jax.envs.text import tokenizer as tok
+from gradual_jax.models.paths import leaf_dict
+from gradual_jax.models.units import UnitLayer
 
 NEG_INF = -1e9  # added to masked scores; finite so that sums with the bias never overflow
 
@@ -245,7 +247,7 @@ class T5(nnx.Module):
     def logits_and_unit_features(self, inputs, decoder_inputs) -> tuple[jax.Array, list[jax.Array]]:
         """Logits and the post-ReLU FFN activations ``[B, L, d_ff]`` of every encoder then decoder
         layer, from one forward pass (the units of ReDo and continual backprop:
-        ``mitigations.t5_unit_layers``)."""
+        see :func:`unit_layers`)."""
         encoded, enc_acts = self._encode(inputs)
         logits, dec_acts = self._decode(encoded, self.padding_mask(inputs), decoder_inputs)
         return logits, enc_acts + dec_acts
@@ -253,6 +255,21 @@ class T5(nnx.Module):
     def ffn_activations(self, inputs, decoder_inputs) -> list[jax.Array]:
         """Post-ReLU FFN activations of every encoder then decoder layer (for dormancy / ReDo)."""
         return self.logits_and_unit_features(inputs, decoder_inputs)[1]
+
+
+def unit_layers(params) -> tuple[UnitLayer, ...]:
+    """The FFN units (``ffn/wi`` → ``ffn/wo``, no bias, no norm), encoder layers then decoder
+    layers: the order of :meth:`T5.ffn_activations`."""
+    leaves = leaf_dict(params)
+    layers = []
+    for stack in ("encoder_layers", "decoder_layers"):
+        i = 0
+        while f"{stack}/{i}/ffn/wi/kernel" in leaves:
+            layers.append(UnitLayer(kernel=f"{stack}/{i}/ffn/wi/kernel", out_kernel=f"{stack}/{i}/ffn/wo/kernel"))
+            i += 1
+    if not layers:
+        raise ValueError("no '<stack>_layers/<i>/ffn/wi/kernel' leaves: not a T5")
+    return tuple(layers)
 
 
 def shift_right(targets: jax.Array, start_id: int = tok.BOS) -> jax.Array:

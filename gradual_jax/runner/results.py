@@ -11,6 +11,7 @@ columns they do have.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from gradual_jax import config as config_lib
+from gradual_jax import models
 from gradual_jax.analysis import summary
 from gradual_jax.runner.sweep import Lane
 
@@ -55,13 +57,7 @@ def samples_seen(task: int, readout_epoch: int, epochs_per_segment: int, num_tra
 
 def model_name(model: config_lib.ModelConfig) -> str:
     """The model in a few words, e.g. ``mlp 256x4``, ``crelu_mlp 64x4``, ``resnet18 x0.125``."""
-    if model.name in ("mlp", "crelu_mlp"):
-        sizes = model.hidden_sizes
-        shape = f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 else "-".join(map(str, sizes))
-        return f"{model.name} {shape}"
-    if model.name == "resnet18":
-        return f"resnet18 x{model.width_multiplier:g}"
-    return f"t5 d{model.d_model}"
+    return models.get(model.name).short(dataclasses.asdict(model))
 
 
 def arm_name(schedule: str, delta: float | None, method: str, learning_rate: float | None = None) -> str:

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from gradual_jax.envs import schedules
 from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.core.engine import LaneHParams
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams, normal_fan_in
+from gradual_jax import models
+from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,20 +61,13 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
 
 
 def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationConfig:
-    """The static part: every method some lane uses is compiled into the one program.
-
-    For ResNet-18 (docs/protocol.md): L2 on kernels only (ndim > 1), spectral without the bias term
-    and without the normalisation layers. For the T5: ReDo scores are the raw mean activation
-    (the released code's absolute threshold), redrawn FFN weights follow T5's N(0, 1/fan_in),
-    and there are no biases for the spectral term. The unit layers of ReDo and continual
-    backprop are the model's (``train.build_program`` fills them in from its parameters)."""
+    """The static part: every method some lane uses is compiled into the one program, in the
+    model's variant (``ModelSpec.mitigation``). The unit layers of ReDo and continual backprop
+    are the model's (``train.build_program`` fills them in from its parameters)."""
     used = {lane.method for lane in lanes}
-    resnet, t5 = model == "resnet18", model == "t5"
     return MitigationConfig(
-        **({"redo_normalize": False, "init_fn": normal_fan_in} if t5 else {}),
-        l2="l2" in used, l2_kernels_only=resnet, l2_init="l2_init" in used, spectral="spectral" in used,
-        spectral_target=m.spectral_target, spectral_bias_l2=not (resnet or t5),
-        **({"spectral_exclude": ("norm", "bn")} if resnet else {}),
+        **models.get(model).mitigation,
+        l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used, spectral_target=m.spectral_target,
         shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
         redo_every=m.redo_every if "redo" in used else 0, redo_after=m.redo_after, cbp="cbp" in used)
 

@@ -31,17 +31,13 @@ from tqdm.auto import tqdm
 
 from gradual_jax.runner import checkpoint, outlock, results, sharding, sweep, tensorboard_log
 from gradual_jax.core import engine
-from gradual_jax import mitigations
+from gradual_jax import models
 from gradual_jax.analysis import plotting, summary
 from gradual_jax.envs import schedules, image as tasks
 from gradual_jax.envs import text as text_lib
 from gradual_jax import config as config_lib
 from gradual_jax.envs import data as data_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
-from gradual_jax.mitigations import CReLUMLP
-from gradual_jax.models import MLP
-from gradual_jax.models.resnet import ResNet18
-from gradual_jax.models.t5 import T5, T5Config
 from gradual_jax.envs.text.problem import Seq2Seq
 
 
@@ -124,34 +120,21 @@ def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> tasks.Problem
     return tasks.Classification(tasks.get_family(cfg.task.family), prepared.num_classes)
 
 
-UNIT_LAYERS = {"resnet18": mitigations.resnet_unit_layers, "t5": mitigations.t5_unit_layers}
-
-
 def build_program(cfg: ExperimentConfig, prepared: PreparedData,
                   lanes: list[sweep.Lane] | None = None) -> engine.Program:
-    in_features = int(np.prod(prepared.input_shape))
-    hidden, classes = cfg.model.hidden_sizes, prepared.num_classes
-
-    m = cfg.model
+    spec = models.get(cfg.model.name)
+    shape = models.DataShape(input_shape=prepared.input_shape, num_classes=prepared.num_classes)
 
     def model_factory(rngs: nnx.Rngs) -> nnx.Module:
-        if m.name == "t5":
-            return T5(T5Config(d_model=m.d_model, num_heads=m.num_heads, d_kv=m.d_kv, d_ff=m.d_ff,
-                               num_encoder_layers=m.num_layers, num_decoder_layers=m.num_layers), rngs=rngs)
-        if m.name == "resnet18":
-            return ResNet18(classes, in_channels=prepared.input_shape[-1], width_multiplier=m.width_multiplier,
-                            cifar_stem=m.cifar_stem, init=m.init,
-                            dtype=jnp.bfloat16 if m.compute_dtype == "bfloat16" else None, rngs=rngs)
-        model_class = {"mlp": MLP, "crelu_mlp": CReLUMLP}[m.name]
-        return model_class(in_features, hidden, classes, rngs=rngs)
+        return spec.build(cfg.model, shape, rngs)
 
     p = cfg.protocol
     problem = make_problem(cfg, prepared)
     structure = sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
-                                           cfg.mitigations, model=m.name)
-    if structure.needs_features and m.name in UNIT_LAYERS:
+                                           cfg.mitigations, model=cfg.model.name)
+    if structure.needs_features:
         abstract = nnx.state(nnx.eval_shape(lambda: model_factory(nnx.Rngs(0))), nnx.Param)
-        structure = dataclasses.replace(structure, unit_layers=UNIT_LAYERS[m.name](abstract))
+        structure = dataclasses.replace(structure, unit_layers=spec.unit_layers(abstract))
     return engine.Program(
         model_factory=model_factory,
         problem=problem,
