@@ -1,4 +1,4 @@
-"""Section 4's theory checked numerically (``gradual_jax.analysis.theory``): Lemma 4.3's linear
+"""Section 4's theory checked numerically (``gradual_jax.theory``): Lemma 4.3's linear
 convergence inside a locally strongly convex domain, tracking a minimiser that moves in 1/Δ
 steps, a ReLU toy where an abrupt jump kills the unit while gradual steps do not, and a tilted
 double well that is strongly convex only near its minimiser: jumps below the lemma's radius are
@@ -13,10 +13,6 @@ PRESETS = {"paper": lambda: None, "cpu": lambda: None}
 
 
 def run(out_dir: str | Path, preset: str) -> None:
-    from gradual_jax.analysis import theory
+    from gradual_jax.theory import experiment  # imports JAX; keep listing the experiments fast
 
-    table = theory.run_theory(Path(out_dir))
-    predicted = table[table["predicted"].notna()]
-    held = int(predicted["holds"].astype(bool).sum())
-    print(f"theory: {held}/{len(predicted)} predictions hold ({len(table) - len(predicted)} rows are "
-          f"observations without a prediction); {Path(out_dir) / 'theory.csv'}, {Path(out_dir) / 'theory.png'}")
+    experiment.run(out_dir, preset)
