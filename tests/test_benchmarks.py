@@ -22,7 +22,6 @@ import pytest
 from flax import nnx
 
 from benchmarks import common, compare, lane_scaling, model_sizes, model_steps, plots, throughput
-from gradual_jax import metrics
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
@@ -298,7 +297,7 @@ def test_soft_targets_match_gradual_jax(schedule, delta, ratio, epochs, steps_pe
     def jax_targets(step):
         mix = schedules.batch_mix(jnp.int32(schedules.schedule_id(schedule)), jnp.float32(delta), step,
                                   pure, transition, jnp.int32(batch), batch)
-        return metrics.mixed_targets(jnp.asarray(y_old), jnp.asarray(y_new), mix, classes)
+        return schedules.mixed_targets(jnp.asarray(y_old), jnp.asarray(y_new), mix, classes)
 
     want = np.asarray(jax.jit(jax.vmap(jax_targets))(jnp.asarray(steps, jnp.int32)))
     got = np.stack([torch_reference.segment_targets(schedule, delta, int(s), pure, transition,

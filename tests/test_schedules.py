@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from gradual_jax import metrics
-from gradual_jax.envs import schedules, image as tasks
+from gradual_jax.envs import families, schedules, image as tasks
 from gradual_jax.envs.schedules import ABRUPT, INPUT_INTERP, OUTPUT_INTERP, OUTPUT_MIX, TASK_SAMPLING
 from tests.conftest import tiny_data, tiny_program
 
@@ -23,7 +22,7 @@ def mix_at(schedule, delta, step, pure_steps=10, transition_steps=40, batch=B):
 
 
 def targets(mix, y_old, y_new, classes=4):
-    return np.asarray(metrics.mixed_targets(jnp.asarray(y_old), jnp.asarray(y_new), mix, classes))
+    return np.asarray(schedules.mixed_targets(jnp.asarray(y_old), jnp.asarray(y_new), mix, classes))
 
 
 Y_OLD = np.array([0, 1, 2, 3, 0, 1, 2, 3])
@@ -110,7 +109,7 @@ def test_stages_and_epochs_per_stage(name, delta, k, epochs, stages, per_stage):
     # the engine's step-level stage index agrees: stage q covers per_stage epochs exactly
     steps_per_epoch = 3
     transition = k * epochs * steps_per_epoch
-    stage_of = [int(schedules.stage_and_alpha(sid, delta, i, transition)[0]) for i in range(transition)]
+    stage_of = [int(schedules.stage_at(sid, delta, i, transition)) for i in range(transition)]
     assert stage_of == [i // (per_stage * steps_per_epoch) for i in range(transition)]
 
 
@@ -163,3 +162,78 @@ def test_arms_see_the_same_samples_per_task():
     _, valid = engine._epoch_batches(program, jax.random.key(0))
     assert int(valid.sum()) == program.num_train == 48
     assert program.steps_per_epoch == 5  # 48 examples, batch 10: four full batches and one of 8
+
+
+# --- the registries -----------------------------------------------------------------------------
+
+def halfway(name="halfway_test"):
+    """A throwaway schedule: one stage of half old, half new targets."""
+    return schedules.Schedule(name, moves="targets", stages=lambda n: 1,
+                              mix=lambda at: schedules.targets_toward_new(jnp.float32(0.5), at.max_batch))
+
+
+def test_built_ins_keep_their_ids():
+    assert schedules.BUILT_IN == schedules.NAMES[:5] == (
+        "abrupt", "output_interp", "output_mix", "input_interp", "task_sampling")
+    assert (ABRUPT, OUTPUT_INTERP, OUTPUT_MIX, INPUT_INTERP, TASK_SAMPLING) == (0, 1, 2, 3, 4)
+    assert schedules.GRADUAL == frozenset(schedules.BUILT_IN[1:])
+
+
+def test_a_registered_schedule_leaves_the_built_ins_bit_identical():
+    def every_mix():
+        lanes = [(sid, delta, step, b) for sid in range(5) for delta in (1.0, 0.5, 0.1) for step in range(0, 52, 3)
+                 for b in (8, 5)]
+        fn = jax.jit(jax.vmap(lambda s, d, i, b: schedules.batch_mix(s, d, i, 10, 40, b, B)))
+        s, d, i, b = (jnp.asarray(v) for v in zip(*lanes))
+        return [np.asarray(m) for m in fn(s.astype(jnp.int32), d.astype(jnp.float32), i.astype(jnp.int32),
+                                          b.astype(jnp.int32))]
+
+    before = every_mix()
+    schedules.register(halfway())
+    try:
+        sid = schedules.schedule_id("halfway_test")
+        assert sid == 5 and "halfway_test" in schedules.NAMES and "halfway_test" in schedules.GRADUAL
+        for got, want in zip(every_mix(), before):
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(mix_at(sid, 0.5, 25).target_new, np.full(B, 0.5))
+        np.testing.assert_array_equal(mix_at(sid, 0.5, 5).target_new, np.zeros(B))  # pure phase
+        assert int(schedules.readout_epoch(sid, 8, 16)) == 7  # read after the pure phase, like the built-ins
+        schedules.register(halfway())  # again (the file re-run): replaced, same id
+        assert schedules.schedule_id("halfway_test") == sid and len(schedules.NAMES) == 6
+    finally:
+        schedules.unregister("halfway_test")
+    assert schedules.NAMES == schedules.BUILT_IN
+
+
+def test_registration_is_checked():
+    with pytest.raises(ValueError, match="built-in"):
+        schedules.register(halfway("output_mix"))
+    with pytest.raises(ValueError, match="built-in"):
+        schedules.unregister("abrupt")
+    with pytest.raises(TypeError):
+        schedules.register("halfway")
+    with pytest.raises(ValueError, match="moves="):
+        schedules.Schedule("sideways", moves="labels", stages=lambda n: n, mix=lambda at: None)
+    with pytest.raises(ValueError, match="needs stages and mix"):
+        schedules.Schedule("incomplete", moves="targets")
+
+
+def test_families_declare_what_their_tasks_change():
+    for name in families.names("image"):
+        family = families.get(name)
+        assert tasks.get_family(name) is family.make
+        assert ("inputs" in family.moves) == family.make.changes_inputs, name
+        assert ("targets" in family.moves) == family.make.changes_labels, name
+    assert families.names() == ("random_labels", "permuted_pixels", "random_seq2seq", "bigram_cipher")
+
+
+def test_a_family_without_a_reason_says_what_it_can_move():
+    families.register(families.Family("shifted_test", kind="image", moves=("inputs",), metrics=("train_acc",),
+                                      make=tasks.get_family("permuted_pixels")))
+    try:
+        assert families.schedules_for("shifted_test") == ("abrupt", "input_interp")
+        assert families.refusal("shifted_test", "output_mix") == (
+            "output_mix moves the targets, which task.family=shifted_test does not change (it can move the inputs)")
+        assert families.refusal("shifted_test", "input_interp") is None
+    finally:
+        families.unregister("shifted_test")

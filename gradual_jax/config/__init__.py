@@ -19,40 +19,26 @@ import types
 import typing
 from typing import Any
 
-from gradual_jax.envs import schedules
+from gradual_jax.envs import families, schedules
 from gradual_jax.runner import tensorboard_log
 from gradual_jax.envs.data import DATASETS, NUM_CLASSES
 from gradual_jax.envs.data import SOURCES as DATA_SOURCES
 from gradual_jax.envs.data import sources as data_sources
-IMAGE_FAMILIES = ("random_labels", "permuted_pixels")
-TEXT_FAMILIES = ("random_seq2seq", "bigram_cipher")
+# The built-in task families and their tables, read from the registry (gradual_jax/envs/families.py)
+# for the documented choices; validation reads the registry itself, so registered additions count.
+IMAGE_FAMILIES = families.names("image")
+TEXT_FAMILIES = families.names("text")
 FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
 MODELS = ("mlp", "crelu_mlp", "resnet18", "t5")
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
            "test_bleu2_greedy")
-# task.family -> the sweep.schedules that mean something for it. Output interpolation/mixing
-# moves the targets toward task t+1's labels; input interpolation moves the inputs toward task
-# t+1's inputs; task sampling mixes whole examples of both tasks.
-FAMILY_SCHEDULES = {
-    "random_labels": ("abrupt", "output_interp", "output_mix", "task_sampling"),
-    "permuted_pixels": ("abrupt", "input_interp", "task_sampling"),
-    "random_seq2seq": ("abrupt", "task_sampling"),
-    "bigram_cipher": ("abrupt", "task_sampling", "output_interp", "output_mix"),
-}
-# Why a schedule is missing from a family's row: (family, schedule) -> reason.
-_OUTPUTS = ("output_interp", "output_mix")
-_NO_SCHEDULE_REASONS = {
-    ("random_labels", "input_interp"): "input_interp needs a task family whose inputs change "
-                                       "(task.family=permuted_pixels); random_labels only changes the labels",
-    **{("permuted_pixels", name): f"{name} only moves the labels, but permuted_pixels keeps the labels and "
-                                  "changes the inputs, so it would never move toward task t+1"
-       for name in _OUTPUTS},
-    **{("random_seq2seq", name): "output interpolation needs task t+1's target for task t's inputs, which "
-                                 "only the cipher has" for name in _OUTPUTS},
-    **{(family, "input_interp"): "input_interp needs image inputs (task.family=permuted_pixels)"
-       for family in TEXT_FAMILIES},
-}
+# task.family -> the sweep.schedules that mean something for it: abrupt, and those moving what the
+# family changes (output interpolation/mixing the targets, input interpolation the inputs, task
+# sampling whole examples); and why each other schedule is missing: (family, schedule) -> reason.
+FAMILY_SCHEDULES = {family: families.schedules_for(family) for family in FAMILIES}
+_NO_SCHEDULE_REASONS = {(family, name): why for family in FAMILIES for name in schedules.NAMES
+                        if (why := families.refusal(family, name))}
 TEXT_SCHEDULES = {family: FAMILY_SCHEDULES[family] for family in TEXT_FAMILIES}
 MLP_MODELS = ("mlp", "crelu_mlp")
 MAX_SEED = 2**31 - 1  # the engine's lane seeds are int32
@@ -69,12 +55,7 @@ IMAGE_MODELS = ("mlp", "crelu_mlp", "resnet18")
 FAMILY_MODELS = {**{family: IMAGE_MODELS for family in IMAGE_FAMILIES},
                  **{family: ("t5",) for family in TEXT_FAMILIES}}
 MODEL_FAMILIES = {model: tuple(f for f in FAMILIES if model in FAMILY_MODELS[f]) for model in MODELS}
-FAMILY_METRICS = {
-    "random_labels": ("online_train_acc", "train_acc"),
-    "permuted_pixels": ("online_train_acc", "train_acc", "test_acc"),
-    "random_seq2seq": ("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"),
-    "bigram_cipher": METRICS,
-}
+FAMILY_METRICS = {family: families.get(family).metrics for family in FAMILIES}
 
 
 class ConfigError(ValueError):
@@ -464,21 +445,21 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
     if d.subset_seed < 0:
         raise ConfigError(f"data.subset_seed={d.subset_seed}: expected an integer >= 0")
-    _choice("task.family", t.family, FAMILIES)
+    _choice("task.family", t.family, families.names())
     if t.family == "random_labels" and d.test_per_class > 0:
         raise ConfigError(f"data.test_per_class={d.test_per_class} with task.family=random_labels: each task "
                           "permutes the training label array, so a test split has no meaningful label; set "
                           "data.test_per_class=0 (task.family=permuted_pixels has a test split)")
     for name in s.schedules:
         _choice("sweep.schedules", name, schedules.NAMES)
-    allowed = FAMILY_SCHEDULES[t.family]
+    allowed = families.schedules_for(t.family)
     for name in s.schedules:
         if name not in allowed:
-            why = _NO_SCHEDULE_REASONS.get((t.family, name))
+            why = families.refusal(t.family, name)
             raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
                               f"choose among {', '.join(allowed)}" + (f"; {why}" if why else ""))
     _positive_int("task.num_tasks", t.num_tasks)
-    text = t.family in TEXT_FAMILIES
+    text = families.get(t.family).kind == "text"
     _positive_int("protocol.epochs_per_task", p.epochs_per_task)
     _positive_int("protocol.batch_size", p.batch_size)
     k = p.transition_ratio

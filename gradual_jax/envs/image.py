@@ -24,7 +24,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from gradual_jax import metrics
+from gradual_jax.envs import families as registry
+from gradual_jax.envs import schedules
 
 
 class TaskFamily(Protocol):
@@ -83,13 +84,24 @@ class PermutedPixels:
         return y
 
 
-FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (RandomLabels(), PermutedPixels())}
+registry.register(registry.Family(
+    "random_labels", kind="image", moves=("targets", "examples"), metrics=("online_train_acc", "train_acc"),
+    make=RandomLabels(), cannot_move={
+        "inputs": "{schedule} needs a task family whose inputs change (task.family=permuted_pixels); "
+                  "random_labels only changes the labels"}))
+registry.register(registry.Family(
+    "permuted_pixels", kind="image", moves=("inputs", "examples"),
+    metrics=("online_train_acc", "train_acc", "test_acc"), make=PermutedPixels(), cannot_move={
+        "targets": "{schedule} only moves the labels, but permuted_pixels keeps the labels and changes the "
+                   "inputs, so it would never move toward task t+1"}))
 
 
 def get_family(name: str) -> TaskFamily:
-    if name not in FAMILIES:
-        raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+    """The image family registered as ``name`` (its ``make``)."""
+    image = registry.names("image")
+    if name not in image:
+        raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(image)}")
+    return registry.get(name).make
 
 
 # --------------------------------------------------------------------------- problems
@@ -168,7 +180,7 @@ class Classification:
             x = x_old
         y_old = family.labels(old, index, y_base)
         y_new = family.labels(new, index, y_base) if family.changes_labels else y_old
-        target = metrics.mixed_targets(y_old, y_new, mix, self.num_classes)
+        target = schedules.mixed_targets(y_old, y_new, mix, self.num_classes)
         hard = jnp.where(mix.target_new > mix.target_old, y_new, y_old)
         return Batch(inputs=x, targets=target, labels=hard)
 

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradual_jax import metrics
 from gradual_jax.models.t5 import shift_right
+from gradual_jax.envs import schedules
 from gradual_jax.envs.image import Batch
 from gradual_jax.envs.text import bleu, decoding
 from gradual_jax.envs.text import tokenizer as tok
@@ -73,7 +73,7 @@ class Seq2Seq:
         per token; teacher forcing feeds the dominant target sequence."""
         labels = jnp.where((mix.target_new > mix.target_old)[:, None], y_new, y_old)
         flat = jax.tree.map(lambda a: jnp.repeat(a, y_old.shape[1]), mix)  # one row per token
-        targets = metrics.mixed_targets(y_old.reshape(-1), y_new.reshape(-1), flat, tok.VOCAB_SIZE)
+        targets = schedules.mixed_targets(y_old.reshape(-1), y_new.reshape(-1), flat, tok.VOCAB_SIZE)
         return Batch(inputs=(inputs, shift_right(labels)), targets=targets.reshape(*y_old.shape, -1), labels=labels)
 
     def batch(self, data, old: TextTask, new: TextTask, index, mix) -> Batch:

@@ -1,0 +1,107 @@
+"""The registered task families: what each is, what a transition can move in it, what it measures.
+
+A family declares its kind (``image``: the :class:`~gradual_jax.envs.image.Classification`
+problem over an image data set; ``text``: the T5's seq2seq problem), which of the schedules'
+:data:`~gradual_jax.envs.schedules.MOVES` it can move toward task t+1, the metric columns it
+has, and ``make``, what builds its tasks (an image family: the
+:class:`~gradual_jax.envs.image.TaskFamily`; a text family: its task generator). The schedules a
+family runs are those that move something it can move, plus abrupt; the config's family
+tables and its refusals are read from here, so a family is one registration next to its code
+(``gradual_jax/envs/image.py``, ``gradual_jax/envs/text/families.py``). Those modules are
+imported the first time the registry is read, so importing the data layer alone stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from gradual_jax.envs import schedules
+
+KINDS = ("image", "text")
+# Where the built-in families register themselves.
+BUILT_IN_MODULES = ("gradual_jax.envs.image", "gradual_jax.envs.text.families")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Family:
+    """A task family.
+
+    moves: what a transition can move in it, in the order its schedules are listed.
+    cannot_move: for a thing it cannot move, why a schedule moving it means nothing here
+      (``{schedule}`` is replaced by the schedule's name); without one the refusal says what it
+      can move instead.
+    """
+
+    name: str
+    kind: str
+    moves: tuple[str, ...]
+    metrics: tuple[str, ...]
+    make: Any
+    cannot_move: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"family {self.name}: kind={self.kind!r}; expected one of {', '.join(KINDS)}")
+        unknown = [m for m in (*self.moves, *self.cannot_move) if m not in schedules.MOVES]
+        if unknown:
+            raise ValueError(f"family {self.name}: cannot move {', '.join(unknown)}; "
+                             f"the schedules move {', '.join(schedules.MOVES)}")
+        object.__setattr__(self, "moves", tuple(self.moves))
+        object.__setattr__(self, "cannot_move", MappingProxyType(dict(self.cannot_move)))
+
+
+_REGISTERED: dict[str, Family] = {}
+
+
+def _registered() -> dict[str, Family]:
+    """Every family, the built-ins' modules imported first (a no-op once they are)."""
+    for module in BUILT_IN_MODULES:
+        importlib.import_module(module)
+    return _REGISTERED
+
+
+def register(family: Family) -> Family:
+    """Adds ``family`` (or replaces the one of that name) and returns it."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register() takes a Family, not {type(family).__name__}")
+    _REGISTERED[family.name] = family
+    return family
+
+
+def unregister(name: str) -> None:
+    del _REGISTERED[get(name).name]
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """The registered families (of one kind): image families first, each kind in registration order."""
+    return tuple(f.name for k in (KINDS if kind is None else (kind,)) for f in _registered().values()
+                 if f.kind == k)
+
+
+def get(name: str) -> Family:
+    if name not in _registered():
+        raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(names())}")
+    return _REGISTERED[name]
+
+
+def schedules_for(name: str) -> tuple[str, ...]:
+    """The registered schedules that mean something for family ``name``: those without a
+    transition (abrupt), then for each thing it can move, the schedules moving it."""
+    family, registered = get(name), schedules.registered()
+    return (*(s.name for s in registered if not s.gradual),
+            *(s.name for moved in family.moves for s in registered if s.moves == moved))
+
+
+def refusal(name: str, schedule: str) -> str | None:
+    """Why ``schedule`` means nothing for family ``name`` (None when it applies)."""
+    if schedule in schedules_for(name):
+        return None
+    family, moved = get(name), schedules.get(schedule).moves
+    if moved in family.cannot_move:
+        return family.cannot_move[moved].format(schedule=schedule)
+    return (f"{schedule} moves the {moved}, which task.family={name} does not change (it can move the "
+            f"{' or the '.join(family.moves)})")
