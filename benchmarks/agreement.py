@@ -29,7 +29,7 @@ from gradual_jax.runner import sharding
 from gradual_jax.config import ExperimentConfig
 from gradual_jax.models import MLP
 from gradual_jax.runner.sweep import Lane, to_hparams
-from gradual_jax.runner.train import make_optimizer_factory
+from gradual_jax.runner.build import make_optimizer_factory
 
 SCHEDULES = throughput.SCHEDULES
 
@@ -51,7 +51,7 @@ def run_check(seeds: int, tasks: int, per_class: int, epochs: int, ratio: float,
         **throughput.classification("random_labels", 10), num_train=len(idx),
         epochs_per_task=epochs, transition_epochs=round(ratio * epochs), batch_size=64,
         eval_batch_size=1024, make_optimizer=make_optimizer_factory(ExperimentConfig()))
-    data = engine.TaskData(x_train=jnp.asarray(x), y_train=jnp.asarray(y, jnp.int32))
+    data = engine.BaseData(x_train=jnp.asarray(x), y_train=jnp.asarray(y, jnp.int32))
     hp = to_hparams(lanes)
     state = engine.init_lanes(program, hp)
     run_task = engine.make_task_fn(program, sharding.LaneLayout.create(len(lanes)).lane_groups(0))

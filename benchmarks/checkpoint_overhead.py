@@ -20,7 +20,7 @@ import jax
 
 import experiments
 from benchmarks import common
-from gradual_jax.runner import checkpoint, sweep, train
+from gradual_jax.runner import build, checkpoint, sweep, train
 from gradual_jax.core import engine
 from gradual_jax.config import apply_overrides
 
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
         step_dir = Path(tmp) / "every1" / checkpoint.CHECKPOINT_DIR / str(args.tasks)
         per_lane_bytes = dir_bytes(step_dir) / args.lanes
 
-        prepared = train.prepare_data(cfg)
-        program = train.build_program(cfg, prepared)
+        prepared = build.prepare_data(cfg)
+        program = build.build_program(cfg, prepared)
         hp = sweep.to_hparams(sweep.expand(cfg.sweep))
         state = jax.block_until_ready(engine.init_lanes(program, hp))
         saver = checkpoint.Checkpointer(Path(tmp) / "direct")

@@ -80,8 +80,8 @@ class Case:
 
 
 def _adamw(learning_rate: float):
-    # the engine's optimizer construction (train.make_optimizer_factory): the rate is a state leaf
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate, weight_decay=0.0)
+    # the engine's optimizer construction (build.make_optimizer_factory): the lane's rate, traced
+    return optax.adamw(learning_rate=learning_rate, weight_decay=0.0)
 
 
 def resnet_case(batch: int, width: float, image: int, cifar_stem: bool, dtype: str) -> Case:

@@ -32,7 +32,7 @@ from gradual_jax.envs import image as tasks
 from gradual_jax.config import ExperimentConfig
 from gradual_jax.models import MLP
 from gradual_jax.runner.sweep import Lane, to_hparams
-from gradual_jax.runner.train import make_optimizer_factory
+from gradual_jax.runner.build import make_optimizer_factory
 
 NUM_TRAIN, BATCH, HIDDEN, CLASSES, FEATURES = 5120, 64, (256, 256, 256, 256), 10, 784
 SCHEDULES = ("abrupt", "output_interp")  # lane i runs SCHEDULES[i % 2], in every MLP benchmark
@@ -99,9 +99,9 @@ def make_program(num_train: int = NUM_TRAIN, hidden=HIDDEN) -> engine.Program:
         make_optimizer=make_optimizer_factory(ExperimentConfig()))
 
 
-def make_data(num_train: int = NUM_TRAIN) -> engine.TaskData:
+def make_data(num_train: int = NUM_TRAIN) -> engine.BaseData:
     rng = np.random.default_rng(0)
-    return engine.TaskData(x_train=jnp.asarray(rng.normal(size=(num_train, FEATURES)), jnp.float32),
+    return engine.BaseData(x_train=jnp.asarray(rng.normal(size=(num_train, FEATURES)), jnp.float32),
                            y_train=jnp.asarray(np.repeat(np.arange(CLASSES), num_train // CLASSES), jnp.int32))
 
 

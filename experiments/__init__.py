@@ -24,7 +24,14 @@ from pathlib import Path
 from types import ModuleType
 
 from gradual_jax.analysis.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
-from gradual_jax.config import METHODS, ConfigError, ExperimentConfig
+from gradual_jax.config import METHODS, ConfigError, ExperimentConfig, MitigationsConfig
+
+#: The mitigation strengths of the paper's MLP experiments (docs/protocol.md, Mitigations);
+#: the ResNet-18 and T5 experiments start from these and change what their protocol changes.
+MLP_MITIGATIONS = MitigationsConfig(l2=1e-3, l2_init=0.1, shrink=0.9, perturb=0.01, shrink_perturb_at="after",
+                                    redo_threshold=0.1, redo_max_fraction=0.05, redo_every=1000, redo_after=1000,
+                                    spectral=0.1, spectral_target="init", cbp_rate=1e-4, cbp_maturity=100.0,
+                                    cbp_decay=0.99)
 
 # experiment name (CLI) -> module in this package
 MODULES = {

@@ -10,13 +10,14 @@ strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 
 import dataclasses
 
-from experiments import baselines, gradual_claims
-from gradual_jax.config import (DataConfig, DiagnosticsConfig, ExperimentConfig, MitigationsConfig, ModelConfig,
+from experiments import MLP_MITIGATIONS, baselines, gradual_claims
+from gradual_jax.config import (DataConfig, DiagnosticsConfig, ExperimentConfig, ModelConfig,
                                 OptimConfig, ProtocolConfig, SweepConfig, TaskConfig)
 
 DESCRIPTION = "Random-label CIFAR-10, ResNet-18: abrupt vs output interpolation (trainability)"
-RESNET_MITIGATIONS = MitigationsConfig(l2=1e-5, l2_init=1e-3, shrink=0.8, perturb=0.01, shrink_perturb_at="before",
-                                       spectral=1e-3, spectral_target="one", redo_after=1999)
+RESNET_MITIGATIONS = dataclasses.replace(MLP_MITIGATIONS, l2=1e-5, l2_init=1e-3, shrink=0.8, perturb=0.01,
+                                         shrink_perturb_at="before", spectral=1e-3, spectral_target="one",
+                                         redo_after=1999)
 
 CLAIMS = gradual_claims("Fig. 1 (right)", "output_interp", "online_train_acc", versus_mitigations=(
     "Output interpolation is more effective than other plasticity mitigation methods."))

@@ -11,7 +11,7 @@ recorded.
 
 import dataclasses
 
-from experiments import baselines, gradual_claims
+from experiments import MLP_MITIGATIONS, baselines, gradual_claims
 from gradual_jax.config import (METHODS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
@@ -32,6 +32,7 @@ def paper() -> ExperimentConfig:
         protocol=ProtocolConfig(epochs_per_task=80, transition_ratio=2.0, batch_size=64),
         model=ModelConfig(hidden_sizes=(256, 256, 256, 256)),
         optim=OptimConfig(name="adam"),
+        mitigations=MLP_MITIGATIONS,
         sweep=SweepConfig(seeds=(0, 1, 2, 3, 4), schedules=("abrupt", "output_interp"), deltas=(0.5,),
                           learning_rates=(1e-3,)),
     )

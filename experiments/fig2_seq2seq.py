@@ -14,16 +14,16 @@ in either arm (the released code re-created AdamW every task in the abrupt arm o
 
 import dataclasses
 
-from experiments import baselines, gradual_claims
-from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, MitigationsConfig, ModelConfig, OptimConfig,
+from experiments import MLP_MITIGATIONS, baselines, gradual_claims
+from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig,
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)
 
 DESCRIPTION = "Random Seq2Seq, T5: abrupt vs task sampling (trainability, train BLEU-2)"
 #: The T5 mitigation settings of docs/protocol.md (ReDo: every 100 steps, FFN units with mean activation
 #: below 1e-4, no cap; L2-init has no T5 setting in the paper and is left out of the baselines)
-T5_MITIGATIONS = MitigationsConfig(l2=1e-7, shrink=0.5, perturb=0.01, shrink_perturb_at="after",
-                                   redo_threshold=1e-4, redo_max_fraction=1.0, redo_every=100, redo_after=0,
-                                   spectral=1e-3, spectral_target="init")
+T5_MITIGATIONS = dataclasses.replace(MLP_MITIGATIONS, l2=1e-7, shrink=0.5, perturb=0.01, shrink_perturb_at="after",
+                                     redo_threshold=1e-4, redo_max_fraction=1.0, redo_every=100, redo_after=0,
+                                     spectral=1e-3, spectral_target="init")
 T5_METHODS = ("none", "l2", "shrink_perturb", "redo", "spectral", "cbp")
 
 CLAIMS = gradual_claims("Fig. 2", "task_sampling", "train_bleu2",

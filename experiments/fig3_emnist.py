@@ -9,7 +9,7 @@ interpolates the inputs from the old permutation to the new one in 1/Δ = 20 sta
 
 import dataclasses
 
-from experiments import baselines, gradual_claims, granularity_claim
+from experiments import MLP_MITIGATIONS, baselines, gradual_claims, granularity_claim
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
@@ -30,6 +30,7 @@ def paper() -> ExperimentConfig:
         protocol=ProtocolConfig(epochs_per_task=100, transition_ratio=1.0, batch_size=400),
         model=ModelConfig(hidden_sizes=(256, 256, 256, 256)),
         optim=OptimConfig(name="adam"),
+        mitigations=MLP_MITIGATIONS,
         sweep=SweepConfig(seeds=(0, 1, 2, 3, 4), schedules=("abrupt", "input_interp"), deltas=(0.05,),
                           learning_rates=(1e-3,)),
     )

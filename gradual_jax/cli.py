@@ -107,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gradual_jax.runner import compile_cache, sharding, train  # imports JAX; keep `list`/`show` and errors fast
+    from gradual_jax.runner import compile_cache, resume, sharding, train  # imports JAX; keep `list`/`show` and errors fast
 
     parts = _resolve(args)
     compile_cache.enable()
@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part,
                       command=args.command_line,
                       experiment_file=args.experiment if experiments.is_path(args.experiment) else None)
-    except train.NonFiniteError as err:
+    except resume.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
     if any(parts) and sharding.is_main_process():  # a multi-part experiment: one figure of every part

@@ -21,13 +21,13 @@ from gradual_jax.models import MLP  # noqa: E402
 
 
 def make_optimizer(learning_rate):
-    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    return optax.adam(learning_rate=learning_rate)
 
 
-def tiny_data(num_train=48, num_features=12, num_classes=4, num_test=16, seed=0) -> engine.TaskData:
+def tiny_data(num_train=48, num_features=12, num_classes=4, num_test=16, seed=0) -> engine.BaseData:
     rng = np.random.default_rng(seed)
     y = np.tile(np.arange(num_classes), num_train // num_classes)
-    return engine.TaskData(
+    return engine.BaseData(
         x_train=jnp.asarray(rng.normal(size=(num_train, num_features)), jnp.float32),
         y_train=jnp.asarray(y, jnp.int32),
         x_test=jnp.asarray(rng.normal(size=(num_test, num_features)), jnp.float32),

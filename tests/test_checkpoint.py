@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import experiments
-from gradual_jax.runner import checkpoint, results, train
+from gradual_jax.runner import checkpoint, resume, results, train
 from gradual_jax.config import ConfigError, apply_overrides
 from tests.test_cli import needs_mnist
 
@@ -121,6 +121,24 @@ def test_config_mismatch_is_refused_with_the_keys(tmp_path):
     assert frame["task"].max() == 1 and (frame["batch_size"] == 8).all()
 
 
+def test_checkpoints_of_another_state_format_are_refused_in_one_line(tmp_path, reference):
+    """Checkpoints hold the lane state's pytree; one of another layout (an older version whose
+    optimizer state carried the learning rate) is refused by name, not read as damaged."""
+    with pytest.raises(Stop):
+        quiet_run(tiny(), tmp_path, on_task_end=stop_after(1))
+    meta = json.loads((tmp_path / results.CONFIG_FILE).read_text())
+    assert meta["state_format"] == 2
+    del meta["state_format"]  # as the older version wrote it
+    (tmp_path / results.CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as err:
+        quiet_run(tiny(), tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "lane states of format 1" in message and "reads format 2" in message
+    assert "--force-new" in message
+    quiet_run(tiny(), tmp_path, force_new=True)  # the way out it names
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+
+
 def test_results_without_checkpoints_are_recomputed_only_for_the_same_config(tmp_path):
     first = quiet_run(tiny(1, "run.checkpoint_every=0"), tmp_path)
     assert not checkpoint.has_checkpoints(tmp_path)
@@ -129,7 +147,7 @@ def test_results_without_checkpoints_are_recomputed_only_for_the_same_config(tmp
     again = quiet_run(tiny(1, "run.checkpoint_every=0"), tmp_path)  # the same run: deterministic, so redone
     pd.testing.assert_frame_equal(again.reset_index(drop=True), first.reset_index(drop=True), check_exact=True)
     (tmp_path / results.CONFIG_FILE).unlink()
-    with pytest.raises(train.OutputExistsError, match="--force-new"):  # results of unknown origin
+    with pytest.raises(resume.OutputExistsError, match="--force-new"):  # results of unknown origin
         quiet_run(tiny(1), tmp_path)
 
 
@@ -144,7 +162,7 @@ def test_two_devices_equal_one_with_padding(tmp_path, reference):
     each device's lanes trained in groups one after another."""
     script = (
         "import sys, experiments\n"
-        "from gradual_jax import train\n"
+        "from gradual_jax.runner import train\n"
         "from gradual_jax.config import apply_overrides\n"
         "import jax\n"
         "assert jax.device_count() == 2, jax.devices()\n"

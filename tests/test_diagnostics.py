@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import optax
 from flax import nnx
 
 from gradual_jax.core import diagnostics as dg
@@ -136,20 +137,32 @@ def _tiny_mlp():
     return graphdef, (p1, p2)
 
 
+def _model_fns(graphdef):
+    """The MLP on a probe ``(x, y)``: its hidden layers, and its mean cross-entropy."""
+    def features_fn(params, probe):
+        return nnx.merge(graphdef, params).features(probe[0])
+
+    def loss_fn(params, probe):
+        x, y = probe
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, params)(x), y))
+
+    return features_fn, loss_fn
+
+
 @pytest.mark.slow
 def test_diagnose_is_jit_and_vmap_compatible():
     graphdef, (p1, p2) = _tiny_mlp()
-    features_fn, loss_fn = dg.model_fns(graphdef)
+    features_fn, loss_fn = _model_fns(graphdef)
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.normal(size=(32, 6)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 3, size=32), jnp.int32)
     shift = lambda p, c: jax.tree.map(lambda a: a + c, p)  # noqa: E731
     params = [shift(p1, 0.05), shift(p2, -0.02)]
-    prev = [features_fn(p, x)[-1] for p in (p1, p2)]
+    prev = [features_fn(p, (x, y))[-1] for p in (p1, p2)]
     keys = jax.random.split(jax.random.key(0), 2)
 
     def one(params, init, prev, key):
-        return dg.diagnose(features_fn, loss_fn, params, init, prev, x, y, key, hessian_iters=10)
+        return dg.diagnose(features_fn, loss_fn, params, init, prev, (x, y), key, hessian_iters=10)
 
     stack = lambda *t: jax.tree.map(lambda *a: jnp.stack(a), *t)  # noqa: E731
     batched = jax.jit(jax.vmap(one))(stack(*params), stack(p1, p2), jnp.stack(prev), keys)
@@ -171,10 +184,10 @@ def test_diagnose_is_jit_and_vmap_compatible():
 
 def test_diagnose_at_init_and_without_costly_parts():
     graphdef, (p1, _) = _tiny_mlp()
-    features_fn, loss_fn = dg.model_fns(graphdef)
+    features_fn, loss_fn = _model_fns(graphdef)
     x = jnp.asarray(np.random.default_rng(5).normal(size=(16, 6)), jnp.float32)
     y = jnp.zeros(16, jnp.int32)
-    out = jax.jit(lambda p: dg.diagnose(features_fn, loss_fn, p, p, features_fn(p, x)[-1], x, y,
+    out = jax.jit(lambda p: dg.diagnose(features_fn, loss_fn, p, p, features_fn(p, (x, y))[-1], (x, y),
                                         jax.random.key(0), costly=False))(p1)
     assert float(out["distance_from_init"]) == 0.0
     assert float(out["representation_change"]) == 0.0

@@ -107,10 +107,11 @@ def test_baselines_presets():
 def test_crelu_mlp_trains_in_the_engine_with_diagnostics():
     import dataclasses
 
-    from gradual_jax.config import DiagnosticsConfig
+    from gradual_jax.core.diagnostics import DiagnosticsSpec
     from gradual_jax.models import MLP
     program = dataclasses.replace(
-        tiny_program(diagnostics=DiagnosticsConfig(probe_size=16, hessian_iters=3)),
+        tiny_program(diagnostics=DiagnosticsSpec(probe_size=16, dormant_taus=(0.0,), redo_threshold=0.1, hessian=True,
+                                                 hessian_iters=3)),
         model_factory=lambda rngs: MLP(12, (16, 16), 4, activation="crelu", rngs=rngs))
     state, metrics = run(program, [Lane(0, "abrupt", None, 3e-3)], tasks=1)
     assert state.params["hidden"][1]["kernel"].shape == (1, 32, 16)  # fan-in doubled by CReLU

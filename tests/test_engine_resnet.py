@@ -14,7 +14,7 @@ from flax import nnx
 
 from gradual_jax import cli, mitigations
 from gradual_jax.core import engine
-from gradual_jax.config import DiagnosticsConfig
+from gradual_jax.core.diagnostics import DiagnosticsSpec
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models import resnet
 from gradual_jax.models.resnet import ResNet18
@@ -25,7 +25,7 @@ from tests.test_cli import needs_mnist
 
 def resnet_setup():
     rng = np.random.default_rng(0)
-    data = engine.TaskData(x_train=jnp.asarray(rng.normal(size=(24, 8, 8, 1)), jnp.float32),
+    data = engine.BaseData(x_train=jnp.asarray(rng.normal(size=(24, 8, 8, 1)), jnp.float32),
                            y_train=jnp.asarray(np.tile(np.arange(4), 6), jnp.int32))
     program = dataclasses.replace(
         tiny_program(num_train=24, num_features=64, batch_size=10, epochs_per_task=1, transition_epochs=2),
@@ -119,7 +119,8 @@ def test_continual_backprop_replaces_resnet_filters():
 @pytest.mark.slow
 def test_resnet_diagnostics_use_the_readout_running_statistics():
     program, data = resnet_setup()
-    program = dataclasses.replace(program, diagnostics=DiagnosticsConfig(probe_size=12, hessian=False))
+    program = dataclasses.replace(program, diagnostics=DiagnosticsSpec(probe_size=12, dormant_taus=(0.0,), redo_threshold=0.1,
+                                                                       hessian=False, hessian_iters=1))
     state, history = run(program, data, [Lane(0, "abrupt", None, 1e-3)])
     params = jax.tree.map(lambda a: a[0], state.readout_params)
     stats = jax.tree.map(lambda a: a[0], state.readout_batch_stats)

@@ -14,7 +14,7 @@ Y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)
 
 def sample(family, seed, task):
     problem = tasks.Classification(tasks.get_family(family), 10)
-    data = engine.TaskData(x_train=jnp.zeros((Y.shape[0], 28, 28, 1)), y_train=Y)
+    data = engine.BaseData(x_train=jnp.zeros((Y.shape[0], 28, 28, 1)), y_train=Y)
     return np.asarray(problem.sample(engine.lane_keys(jnp.int32(seed))[1], task, data))
 
 

@@ -15,7 +15,7 @@ import experiments
 from gradual_jax.core import engine
 from gradual_jax import mitigations
 from gradual_jax.envs import schedules
-from gradual_jax.runner import train
+from gradual_jax.runner import build
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.models import t5
@@ -36,7 +36,7 @@ def text_program(spec, *, model=t5.T5Config(d_model=32, num_heads=2, d_kv=8, d_f
         model_factory=lambda rngs: t5.T5(model, rngs=rngs), problem=Seq2Seq(spec, **problem),
         num_train=Seq2Seq(spec).num_examples(None, "train"), epochs_per_task=epochs, transition_epochs=transition,
         batch_size=batch_size, eval_batch_size=16,
-        make_optimizer=lambda lr: optax.inject_hyperparams(optax.adam)(learning_rate=lr))
+        make_optimizer=lambda lr: optax.adam(learning_rate=lr))
 
 
 def mix_at(program, schedule, delta, step, batch):
@@ -57,7 +57,7 @@ def test_cipher_targets_rebuilt_from_inputs():
 @pytest.mark.slow
 def test_task_sampling_batch_draws_exact_counts_from_the_next_task():
     program = text_program(SEQ2SEQ, epochs=1, transition=5, batch_size=8)  # 2 steps/epoch, 10 transition steps
-    old, new = (engine.sample_task(program, jnp.int32(0), t, engine.TaskData()) for t in (4, 5))
+    old, new = (engine.sample_task(program, jnp.int32(0), t, engine.BaseData()) for t in (4, 5))
     index = jnp.arange(8) + 4
     pure = program.epochs_per_task * program.steps_per_epoch
     for stage, step in enumerate(range(pure, pure + 10, 2)):  # Δ = 0.2: 5 stages of 2 steps
@@ -75,7 +75,7 @@ def test_task_sampling_batch_draws_exact_counts_from_the_next_task():
 
 def test_cipher_output_interpolation_mixes_the_two_ciphers_of_the_same_inputs():
     program = text_program(CIPHER, epochs=1, transition=4, batch_size=8)
-    old, new = (engine.sample_task(program, jnp.int32(1), t, engine.TaskData()) for t in (0, 1))
+    old, new = (engine.sample_task(program, jnp.int32(1), t, engine.BaseData()) for t in (0, 1))
     index = jnp.arange(8)
     pure, steps = program.epochs_per_task * program.steps_per_epoch, program.steps_per_epoch
     batch = program.problem.batch(None, old, new, index, mix_at(program, "output_interp", 0.5, pure + steps, 8))
@@ -114,13 +114,13 @@ def test_engine_memorises_a_tiny_seq2seq_and_reports_its_bleu():
     cfg = t5.T5Config(d_model=64, num_heads=4, d_kv=16, d_ff=512)
     program = text_program(SEQ2SEQ, model=cfg, epochs=300, transition=0, batch_size=16, bleu_examples=8, beam_size=3)
     hp = to_hparams([Lane(0, "abrupt", None, 1e-3)])
-    state, metrics = engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), engine.TaskData(), jnp.int32(0))
+    state, metrics = engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), engine.BaseData(), jnp.int32(0))
     metrics = jax.device_get(metrics)
     scores = program.problem.host_metrics(metrics.readout)
     assert set(scores) == {"train_bleu2", "train_bleu2_greedy"}
     assert scores["train_bleu2"][0] >= 0.9 and metrics.train_acc[0] > 0.95
 
-    task = engine.sample_task(program, jnp.int32(0), 0, engine.TaskData())
+    task = engine.sample_task(program, jnp.int32(0), 0, engine.BaseData())
     params = jax.tree.map(lambda a: a[0], state.readout_params)
     enc, dec = decoding.t5_fns(nnx.split(program.model_factory(nnx.Rngs(0)), nnx.Param)[0])
     hyp = decoding.make_decoder(enc, dec, SEQ2SEQ.output_len, beam_size=1)(params, task.train_inputs[:8])
@@ -137,8 +137,8 @@ def test_reset_each_task_restarts_the_optimizer():
         p = dataclasses.replace(program, reset_optimizer=reset)
         fn, state = engine.make_task_fn(p), engine.init_lanes(p, hp)
         for t in range(2):
-            state, _ = fn(hp, state, engine.TaskData(), jnp.int32(t))
-        return int(state.opt_state.count[0])  # inject_hyperparams counts every update
+            state, _ = fn(hp, state, engine.BaseData(), jnp.int32(t))
+        return int(state.opt_state[0].count[0])  # Adam's count: every update
 
     assert adam_count(False) == 2 * program.steps_per_task
     assert adam_count(True) == program.steps_per_task
@@ -184,7 +184,7 @@ def test_text_presets(name):
 
 def test_t5_and_resnet_unit_layers_are_filled_in():
     cfg = apply_overrides(experiments.get_config("fig2-seq2seq", "cpu-baselines"), [])
-    program = train.build_program(cfg, train.prepare_data(cfg))
+    program = build.build_program(cfg, build.prepare_data(cfg))
     names = [layer.kernel for layer in program.mitigation.unit_layers]
     assert names == ["encoder_layers/0/ffn/wi/kernel", "decoder_layers/0/ffn/wi/kernel"]
     assert not program.mitigation.redo_normalize and program.mitigation.redo_every == 100
@@ -202,7 +202,7 @@ def test_redo_resets_t5_ffn_units_in_the_engine():
     hp = to_hparams([Lane(0, "abrupt", None, 1e-3)] * 2)
     hp = hp.replace(mitigation=MitigationHParams.stack(
         [MitigationHParams.create(), MitigationHParams.create(redo_threshold=1e9, redo_max_fraction=1.0)]))
-    state, m = jax.device_get(engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), engine.TaskData(),
+    state, m = jax.device_get(engine.make_task_fn(program)(hp, engine.init_lanes(program, hp), engine.BaseData(),
                                                            jnp.int32(0)))
     assert m.finite.all()
     np.testing.assert_array_equal(np.asarray(state.mitigation.redo_resets), [[0, 0], [64, 64]])

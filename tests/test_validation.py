@@ -12,7 +12,7 @@ import experiments
 from gradual_jax import cli
 from gradual_jax.core import engine
 from gradual_jax.envs import schedules
-from gradual_jax.runner import train
+from gradual_jax.runner import build
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 
@@ -196,7 +196,7 @@ def no_compute(monkeypatch, tmp_path):
     def boom(*args, **kwargs):
         raise AssertionError("loaded data or compiled despite bad input")
     monkeypatch.setattr(engine, "make_task_fn", boom)
-    monkeypatch.setattr(train, "prepare_data", boom)
+    monkeypatch.setattr(build, "prepare_data", boom)
     monkeypatch.setenv("GRADUAL_JAX_DATA_DIR", str(tmp_path / "empty"))
 
 

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gradual_jax.runner import checkpoint, results, sharding, sweep, train
+from gradual_jax.runner import build, checkpoint, results, sharding, sweep
 from gradual_jax.core import engine
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError
@@ -51,9 +51,9 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
         raise FileNotFoundError(f"{run_dir / checkpoint.SNAPSHOT_DIR} holds no snapshots; rerun with "
                                 "--set run.snapshot_every=1 (or N) to keep them")
     lanes = sweep.expand(cfg.sweep)
-    prepared = train.prepare_data(cfg)
-    program = train.build_program(cfg, prepared)
-    layout, data, hparams = train.place_lanes(cfg, lanes, prepared)
+    prepared = build.prepare_data(cfg)
+    program = build.build_program(cfg, prepared)
+    layout, data, hparams = build.place_lanes(cfg, lanes, prepared)
     # a snapshot is (readout parameters, readout batch statistics) of every lane
     like = [jax.jit(jax.vmap(lambda hp: engine.init_variables(program, hp.seed)),
                     out_shardings=layout.lane_sharding)(h) for h in hparams]

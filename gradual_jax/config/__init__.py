@@ -178,25 +178,39 @@ class SweepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MitigationsConfig:
-    """Each mitigation's strength when a lane uses it (``sweep.methods``); defaults are
-    the MLP settings of docs/protocol.md; the ResNet-18 and T5 experiments set their own."""
+    """Each mitigation's strength when a lane uses it (``sweep.methods``). There are no
+    defaults: the strengths differ per model, and the paper's values for each live in the
+    experiments (``experiments.MLP_MITIGATIONS``, ``experiments/fig1_cifar.py``,
+    ``experiments/fig2_seq2seq.py``); a method in ``sweep.methods`` needs its strengths set."""
 
-    l2: float = setting(1e-3, "l2: loss + strength·Σ‖θ‖²")
-    l2_init: float = setting(0.1, "l2_init: loss + strength·Σ‖θ−θ₀‖²")
-    shrink: float = setting(0.9, "shrink_perturb: θ ← shrink·θ + perturb·ε")
-    perturb: float = setting(0.01, "shrink_perturb: the noise scale σ of ε")
+    l2: float | None = setting(None, "l2: loss + strength·Σ‖θ‖²")
+    l2_init: float | None = setting(None, "l2_init: loss + strength·Σ‖θ−θ₀‖²")
+    shrink: float | None = setting(None, "shrink_perturb: θ ← shrink·θ + perturb·ε")
+    perturb: float | None = setting(None, "shrink_perturb: the noise scale σ of ε")
     shrink_perturb_at: str = setting("after", "shrink_perturb: after each task's readout, or before each task",
                                      choices=SHRINK_PERTURB_AT)
-    redo_threshold: float = setting(0.1, "redo: a unit is dormant if its normalised score ≤ this")
-    redo_max_fraction: float = setting(0.05, "redo: at most this fraction of a layer is re-drawn at once")
-    redo_every: int = setting(1000, "redo: steps between re-draws")
-    redo_after: int = setting(1000, "redo: steps before the first re-draw")
-    spectral: float = setting(0.1, "spectral: loss + strength·Σ(σ_max² − σ₀²)² (+ Σ‖b‖²)")
+    redo_threshold: float | None = setting(None, "redo: a unit is dormant if its normalised score ≤ this")
+    redo_max_fraction: float | None = setting(None, "redo: at most this fraction of a layer is re-drawn at once")
+    redo_every: int | None = setting(None, "redo: steps between re-draws")
+    redo_after: int | None = setting(None, "redo: steps before the first re-draw")
+    spectral: float | None = setting(None, "spectral: loss + strength·Σ(σ_max² − σ₀²)² (+ Σ‖b‖²)")
     spectral_target: str = setting("init", "spectral: σ₀ is σ_max at initialisation, or one",
                                    choices=SPECTRAL_TARGETS)
-    cbp_rate: float = setting(1e-4, "cbp: replacement rate of mature units per step")
-    cbp_maturity: float = setting(100.0, "cbp: steps before a unit can be replaced")
-    cbp_decay: float = setting(0.99, "cbp: decay of the running utility")
+    cbp_rate: float | None = setting(None, "cbp: replacement rate of mature units per step")
+    cbp_maturity: float | None = setting(None, "cbp: steps before a unit can be replaced")
+    cbp_decay: float | None = setting(None, "cbp: decay of the running utility")
+
+
+# sweep.methods -> the mitigations.* strengths it reads
+METHOD_STRENGTHS = {
+    "none": (),
+    "l2": ("l2",),
+    "l2_init": ("l2_init",),
+    "shrink_perturb": ("shrink", "perturb"),
+    "redo": ("redo_threshold", "redo_max_fraction", "redo_every", "redo_after"),
+    "spectral": ("spectral",),
+    "cbp": ("cbp_rate", "cbp_maturity", "cbp_decay"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,13 +517,22 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     mit = config.mitigations
     _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, SHRINK_PERTURB_AT)
     _choice("mitigations.spectral_target", mit.spectral_target, SPECTRAL_TARGETS)
-    _positive_int("mitigations.redo_every", mit.redo_every)
-    if mit.redo_after < 0:
+    for method in s.methods:
+        for name in METHOD_STRENGTHS[method]:
+            if getattr(mit, name) is None:
+                raise ConfigError(f"mitigations.{name} is not set, but sweep.methods includes {method}; set it "
+                                  f"(e.g. --set mitigations.{name}=VALUE; the paper's values per model are in the "
+                                  "experiments: experiments.MLP_MITIGATIONS, fig1_cifar.py, fig2_seq2seq.py)")
+    if mit.redo_every is not None:
+        _positive_int("mitigations.redo_every", mit.redo_every)
+    if mit.redo_after is not None and mit.redo_after < 0:
         raise ConfigError(f"mitigations.redo_after={mit.redo_after}: expected an integer >= 0")
     for name in ("l2", "l2_init", "shrink", "perturb", "redo_threshold", "spectral", "cbp_rate", "cbp_maturity"):
-        _number(f"mitigations.{name}", getattr(mit, name))
+        if getattr(mit, name) is not None:
+            _number(f"mitigations.{name}", getattr(mit, name))
     for name in ("redo_max_fraction", "cbp_decay"):
-        _number(f"mitigations.{name}", getattr(mit, name), high=1)
+        if getattr(mit, name) is not None:
+            _number(f"mitigations.{name}", getattr(mit, name), high=1)
     for delta in s.deltas:
         schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
     for lr in s.learning_rates:

@@ -10,24 +10,40 @@ Conventions:
 * ``features`` is a list with one ``[N, units]`` array per hidden layer: the post-ReLU
   activations on N fixed probe inputs (``MLP.features``). A unit is *active* on an input when
   its activation is ``> 0``.
-* ``features_fn(params, x) -> list[Array]`` and ``loss_fn(params, x, y) -> scalar`` are the
-  functional forms of a model; :func:`model_fns` builds them for a Flax NNX model.
+* ``features_fn(params, probe) -> list[Array]`` and ``loss_fn(params, probe) -> scalar`` are
+  the functional forms of a model on a probe (the engine builds them from its problem).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
-from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 Features = Sequence[jax.Array]
 
 DEFAULT_TAUS = (0.0,)  # never active on the probe
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnosticsSpec:
+    """What the engine measures at every task's readout (a program without one measures none).
+
+    ``probe_size`` training examples of the task (evenly spaced indices of the subset) are the
+    probe; ``dormant_taus`` the dormancy thresholds; ``redo_threshold`` the ReDo score of the
+    dormant-fraction column; ``hessian`` and ``hessian_iters`` the costly max Hessian eigenvalue
+    by power iteration. The runner fills it from the config's ``diagnostics`` section.
+    """
+
+    probe_size: int
+    dormant_taus: tuple[float, ...]
+    redo_threshold: float
+    hessian: bool
+    hessian_iters: int
 
 
 # --------------------------------------------------------------------------- dormant units
@@ -193,42 +209,31 @@ def grad_norm(grads) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- all at once
-def model_fns(graphdef: nnx.GraphDef):
-    """``features_fn(params, x)`` and ``loss_fn(params, x, y)`` for an NNX model with a
-    ``features`` method; the loss is the mean cross-entropy against integer labels."""
-    def features_fn(params, x):
-        return nnx.merge(graphdef, params).features(x)
-
-    def loss_fn(params, x, y):
-        logits = nnx.merge(graphdef, params)(x)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
-    return features_fn, loss_fn
-
-
 def tau_key(tau: float) -> str:
     """Result name of the dormant fraction at ``tau``: ``dormant_fraction_tau0.01``."""
     return f"dormant_fraction_tau{tau:g}"
 
 
 def diagnose(features_fn: Callable, loss_fn: Callable, params, init_params, prev_features: jax.Array,
-             probe_x: jax.Array, probe_y: jax.Array, key: jax.Array, *,
+             probe: Any, key: jax.Array, *,
              taus: Sequence[float] = DEFAULT_TAUS, redo_threshold: float = 0.1, srank_delta: float = 0.01,
              hessian_iters: int = 20, costly: bool = True) -> dict[str, jax.Array]:
     """Every diagnostic of one lane at one moment, as a flat dict of scalars.
 
-    ``prev_features`` is the last hidden layer [N, d] on the same probe inputs at the previous
-    readout (or at initialisation for the first task). The loss, its gradient and Hessian are
-    those of ``loss_fn`` on ``(probe_x, probe_y)``; ``key`` seeds the power iteration.
+    ``probe`` is whatever the two functions read (the engine passes a ``Batch``: inputs and
+    labels): ``features_fn(params, probe)`` gives the hidden layers, ``loss_fn(params, probe)``
+    the loss whose gradient and Hessian are measured. ``prev_features`` is the last hidden layer
+    [N, d] on the same probe at the previous readout (or at initialisation for the first task);
+    ``key`` seeds the power iteration.
     ``taus``, ``hessian_iters`` and ``costly`` are static. With ``costly=False`` the Hessian
     power iteration is skipped and ``max_hessian_eigenvalue`` is NaN, so the keys are the same
     either way.
     """
-    features = features_fn(params, probe_x)
+    features = features_fn(params, probe)
     last = features[-1]
 
     def probe_loss(p):
-        return loss_fn(p, probe_x, probe_y)
+        return loss_fn(p, probe)
 
     loss, grads = jax.value_and_grad(probe_loss)(params)
     out = {tau_key(tau): dormant_fraction(features, tau) for tau in taus}

@@ -33,9 +33,12 @@ from flax import nnx, struct
 from gradual_jax.core import diagnostics
 from gradual_jax import mitigations
 from gradual_jax.envs import schedules
-from gradual_jax.config import DiagnosticsConfig
 from gradual_jax.mitigations import MitigationConfig, MitigationHParams
 from gradual_jax.envs.image import Batch, Problem
+
+# The layout of LaneState in checkpoints; a run resumes only from checkpoints of its own format.
+STATE_FORMAT = 2
+STATE_FORMAT_CHANGE = "format 2: the optimizer state no longer holds a copy of the learning rate"
 
 INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM, DIAGNOSTICS_STREAM, MITIGATION_STREAM = 0, 1, 2, 3, 4
 
@@ -62,7 +65,7 @@ class LaneState:
 
 
 @struct.dataclass
-class TaskData:
+class BaseData:
     """The base data set, placed on the device once and shared by every lane (empty for
     problems that generate each task whole, like the text tasks)."""
 
@@ -105,8 +108,9 @@ class Program:
     transition_epochs: int  # k·E
     batch_size: int
     eval_batch_size: int
-    make_optimizer: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimizer
-    diagnostics: DiagnosticsConfig | None = None  # None or disabled: no diagnostics
+    # learning rate -> optimizer; built from the lane's rate in every step (the rate's only home)
+    make_optimizer: Callable[[Any], optax.GradientTransformation]
+    diagnostics: diagnostics.DiagnosticsSpec | None = None  # None: no diagnostics
     mitigation: MitigationConfig = MitigationConfig()  # which mitigations are compiled in
     reset_optimizer: bool = False  # re-initialise the optimizer state at the start of every task
 
@@ -134,7 +138,7 @@ def lane_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return tuple(jax.random.fold_in(root, s) for s in (INIT_STREAM, TASK_STREAM, SHUFFLE_STREAM))
 
 
-def sample_task(program: Program, seed: jax.Array, task, data: TaskData) -> Any:
+def sample_task(program: Program, seed: jax.Array, task, data: BaseData) -> Any:
     """Task ``task`` of a lane: a pure function of its seed (the task stream)."""
     return program.problem.sample(lane_keys(seed)[1], task, data)
 
@@ -174,7 +178,7 @@ def apply_model(program: Program, params: Any, batch_stats: Any, inputs: Any, *,
     return logits, nnx.state(model, nnx.BatchStat)
 
 
-def make_batch(program: Program, data: TaskData, old, new, index, mix: schedules.Mix) -> Batch:
+def make_batch(program: Program, data: BaseData, old, new, index, mix: schedules.Mix) -> Batch:
     """One minibatch under a mixing of two tasks (the problem decides what mixing means)."""
     return program.problem.batch(data, old, new, index, mix)
 
@@ -224,7 +228,7 @@ def _epoch_batches(program: Program, key: jax.Array):
     return order.reshape(steps, b), valid.reshape(steps, b)
 
 
-def evaluate(program: Program, params, batch_stats, task, data: TaskData, split: str) -> tuple[jax.Array, jax.Array]:
+def evaluate(program: Program, params, batch_stats, task, data: BaseData, split: str) -> tuple[jax.Array, jax.Array]:
     """Accuracy and mean loss of ``params`` (evaluation mode: running statistics) on a whole
     split of one task, in chunks (averaged over what the problem counts: examples or tokens)."""
     n = program.problem.num_examples(data, split)
@@ -252,7 +256,7 @@ def probe_indices(program: Program) -> jax.Array:
     return jnp.arange(size) * (program.num_train // size)
 
 
-def diagnose_readout(program: Program, seed, params, prev_params, task, data: TaskData,
+def diagnose_readout(program: Program, seed, params, prev_params, task, data: BaseData,
                      batch_stats=None, prev_batch_stats=None) -> dict[str, jax.Array]:
     """Diagnostics of one lane at the readout of ``task`` (shared by the run and ``analyze``).
 
@@ -268,7 +272,7 @@ def diagnose_readout(program: Program, seed, params, prev_params, task, data: Ta
     def features_fn(p, stats, inputs):
         return [h.reshape(-1, h.shape[-1]) for h in problem.features(merge_model(program, p, stats), inputs)]
 
-    def loss_fn(p, batch, _):
+    def loss_fn(p, batch):
         logits, _ = apply_model(program, p, batch_stats, batch.inputs)
         loss_sum, _, count = problem.loss(logits, batch, jnp.ones(batch.labels.shape[:1], bool))
         return loss_sum / jnp.maximum(count, 1.0)
@@ -278,15 +282,15 @@ def diagnose_readout(program: Program, seed, params, prev_params, task, data: Ta
     prev_features = features_fn(prev_params, prev_batch_stats, batch.inputs)[-1]
     return diagnostics.diagnose(
         lambda p, probe: features_fn(p, batch_stats, probe.inputs), loss_fn, params, init_params(program, seed),
-        prev_features, batch, None, key, taus=spec.dormant_taus, redo_threshold=spec.redo_threshold,
+        prev_features, batch, key, taus=spec.dormant_taus, redo_threshold=spec.redo_threshold,
         hessian_iters=spec.hessian_iters, costly=spec.hessian)
 
 
 def diagnostics_enabled(program: Program) -> bool:
-    return program.diagnostics is not None and program.diagnostics.enabled
+    return program.diagnostics is not None
 
 
-def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: TaskData, task):
+def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: BaseData, task):
     """One lane, one task segment: (1+k)·E epochs, then the readout of the task's metrics."""
     _, _, shuffle_root = lane_keys(hp.seed)
     old = sample_task(program, hp.seed, task, data)

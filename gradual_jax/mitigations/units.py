@@ -4,8 +4,8 @@ Each model says where its units are (:class:`gradual_jax.models.units.UnitLayer`
 distribution (``init_fn``; PyTorch's U(±1/√fan_in) by default), sets its LayerNorm γ, β back to
 1, 0, zeroes its outgoing kernel rows, and zeroes the optimizer moments (Adam's ``mu`` and
 ``nu``) of all those entries. The moments are reached with ``optax.tree_utils.tree_map_params``,
-which maps over every parameter-shaped tree of an optimizer state (``inject_hyperparams``,
-``adam``, ``adamw`` ...), never by walking optax internals. Units not reset, and everything
+which maps over every parameter-shaped tree of an optimizer state (``adam``, ``adamw``,
+``inject_hyperparams`` ...), never by walking optax internals. Units not reset, and everything
 else, are left bit for bit: all updates are ``where(mask, new, old)``.
 """
 

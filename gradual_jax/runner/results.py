@@ -32,6 +32,7 @@ import pandas as pd
 
 from gradual_jax import config as config_lib
 from gradual_jax import models
+from gradual_jax.core import engine
 from gradual_jax.analysis import summary
 from gradual_jax.runner.sweep import Lane
 
@@ -272,6 +273,7 @@ def write_config(path: Path, cfg: config_lib.ExperimentConfig, lanes: Sequence[L
     code may be checked out anew while a long run trains)."""
     payload = {
         "config": config_lib.to_dict(cfg),
+        "state_format": engine.STATE_FORMAT,  # of the checkpoints' lane states (resume reads only its own)
         "lanes": [dict(lane=i, **lane.__dict__) for i, lane in enumerate(lanes)],
         "provenance": made_by if made_by is not None else provenance(),
         "environment": environment(),

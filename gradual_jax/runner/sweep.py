@@ -63,13 +63,14 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
 def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationConfig:
     """The static part: every method some lane uses is compiled into the one program, in the
     model's variant (``ModelSpec.mitigation``). The unit layers of ReDo and continual backprop
-    are the model's (``train.build_program`` fills them in from its parameters)."""
+    are the model's (``build.build_program`` fills them in from its parameters)."""
     used = {lane.method for lane in lanes}
     return MitigationConfig(
         **models.get(model).mitigation,
         l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used, spectral_target=m.spectral_target,
         shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
-        redo_every=m.redo_every if "redo" in used else 0, redo_after=m.redo_after, cbp="cbp" in used)
+        redo_every=m.redo_every if "redo" in used else 0,
+        redo_after=m.redo_after if "redo" in used else 0, cbp="cbp" in used)
 
 
 def to_hparams(lanes: list[Lane], mitigations: MitigationsConfig = MitigationsConfig()) -> LaneHParams:

