@@ -63,15 +63,15 @@ def _subset(labels: np.ndarray, per_class: int, seed: int, key: str) -> np.ndarr
 
 
 def make_optimizer_factory(cfg: ExperimentConfig) -> Callable[[Any], optax.GradientTransformation]:
-    """Learning rate -> optimizer. The rate is injected into the optimizer state, so each
-    lane carries its own as a leaf and one program serves every rate of the sweep."""
+    """Learning rate -> optimizer. The engine builds the optimizer from the lane's own rate
+    (``LaneHParams.learning_rate``, a traced leaf) in every step, so one program serves every
+    rate of a sweep and the rate lives in one place, not also in the optimizer state."""
     o = cfg.optim
 
     def make(learning_rate):
         if o.name == "adam":
-            return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
-        return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate, b1=o.b1, b2=o.b2, eps=o.eps,
-                                                     weight_decay=o.weight_decay)
+            return optax.adam(learning_rate=learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+        return optax.adamw(learning_rate=learning_rate, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
 
     return make
 
