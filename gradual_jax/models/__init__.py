@@ -101,6 +101,16 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def names(inputs: str | None = None) -> tuple[str, ...]:
+    """The registered models, or those taking ``inputs`` ("images" or "text")."""
+    return tuple(name for name, spec in MODELS.items() if inputs is None or spec.inputs == inputs)
+
+
+def reading(key: str) -> tuple[str, ...]:
+    """The models that read the config key ``model.<key>``."""
+    return tuple(name for name, spec in MODELS.items() if key in spec.keys)
+
+
 def get(name: str) -> ModelSpec:
     try:
         return MODELS[name]
@@ -127,4 +137,4 @@ register(ModelSpec(
     # FFN weights follow T5's N(0, 1/fan_in); no biases for the spectral term
     mitigation={"redo_normalize": False, "init_fn": normal_fan_in, "spectral_bias_l2": False}))
 
-__all__ = ["MLP", "MODELS", "DataShape", "ModelSpec", "get", "register"]
+__all__ = ["MLP", "MODELS", "DataShape", "ModelSpec", "get", "names", "reading", "register"]

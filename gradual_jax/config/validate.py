@@ -1,0 +1,252 @@
+"""Validation: every value checked before any data is loaded or anything is compiled, each
+error a one-line :class:`ConfigError` naming the key and the allowed values."""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Any
+
+from gradual_jax import models
+from gradual_jax.config.overrides import _field_types, _is_config
+from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, INITS, MAX_SEED, METHOD_STRENGTHS,
+                                       METHODS, METRICS, ON_NONFINITE, OPTIMIZERS, SHRINK_PERTURB_AT,
+                                       SPECTRAL_TARGETS, TEXT_FAMILIES, ConfigError, ExperimentConfig)
+from gradual_jax.envs import families, schedules
+from gradual_jax.envs.data import NUM_CLASSES
+from gradual_jax.envs.data import sources as data_sources
+from gradual_jax.runner import tensorboard_log
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r}: expected an integer >= 1")
+
+
+def _check_types(node: Any, prefix: str = "") -> None:
+    for name, annotation in _field_types(type(node)).items():
+        key = f"{prefix}{name}"
+        value = getattr(node, name)
+        if _is_config(value):
+            _check_types(value, key + ".")
+            continue
+        origin = typing.get_origin(annotation)
+        if origin in (types.UnionType, typing.Union):
+            if value is None:
+                continue
+            (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+            origin = typing.get_origin(annotation)
+        if origin is tuple:
+            (inner,) = typing.get_args(annotation)[:1]
+            if not isinstance(value, tuple) or not value:
+                raise ConfigError(f"{key}={value!r}: expected a non-empty tuple of {inner.__name__}")
+            for item in value:
+                _check_scalar(key, item, inner)
+        else:
+            _check_scalar(key, value, annotation)
+
+
+def _check_scalar(key: str, value: Any, kind: type) -> None:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(kind, True)
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: expected a finite number (not NaN or infinity)")
+
+
+def _number(key: str, value: float, *, low: float = 0.0, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` finite and within [low, high] (an open end excludes the bound)."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        where = (f"in {left}{low:g}, {high:g}{right}" if high is not None
+                 else f"{'>' if low_open else '>='} {low:g}")
+        raise ConfigError(f"{key}={value!r}: expected a finite number {where}")
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Check every field; return the config unchanged or raise ConfigError."""
+    _check_types(config)
+    d, t, p, m, o, s, r = (config.data, config.task, config.protocol, config.model,
+                           config.optim, config.sweep, config.run)
+    _choice("data.dataset", d.dataset, DATASETS)
+    _choice("data.source", d.source, DATA_SOURCES)
+    if d.source == "tfds" and not data_sources.tfds_installed():
+        raise ConfigError("data.source=tfds needs tensorflow-datasets, which is not installed: "
+                          "pip install -e '.[tfds]', or use data.source=auto")
+    _positive_int("data.train_per_class", d.train_per_class)
+    if d.test_per_class < 0:
+        raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
+    if d.subset_seed < 0:
+        raise ConfigError(f"data.subset_seed={d.subset_seed}: expected an integer >= 0")
+    _choice("task.family", t.family, families.names())
+    if t.family == "random_labels" and d.test_per_class > 0:
+        raise ConfigError(f"data.test_per_class={d.test_per_class} with task.family=random_labels: each task "
+                          "permutes the training label array, so a test split has no meaningful label; set "
+                          "data.test_per_class=0 (task.family=permuted_pixels has a test split)")
+    for name in s.schedules:
+        _choice("sweep.schedules", name, schedules.NAMES)
+    allowed = families.schedules_for(t.family)
+    for name in s.schedules:
+        if name not in allowed:
+            why = families.refusal(t.family, name)
+            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
+                              f"choose among {', '.join(allowed)}" + (f"; {why}" if why else ""))
+    _positive_int("task.num_tasks", t.num_tasks)
+    text = families.get(t.family).kind == "text"
+    _positive_int("protocol.epochs_per_task", p.epochs_per_task)
+    _positive_int("protocol.batch_size", p.batch_size)
+    k = p.transition_ratio
+    if not math.isfinite(k) or k < 0:
+        raise ConfigError(f"protocol.transition_ratio (k)={k}: expected a number >= 0")
+    if abs(k * p.epochs_per_task - round(k * p.epochs_per_task)) > 1e-9:
+        raise ConfigError(f"protocol.transition_ratio (k)={k}: k·E = {k * p.epochs_per_task} must be a "
+                          f"whole number of epochs (E = protocol.epochs_per_task = {p.epochs_per_task})")
+    if text:
+        _validate_text(config)
+    else:
+        num_train = d.train_per_class * NUM_CLASSES[d.dataset]
+        if p.batch_size > num_train:
+            raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                              f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
+    _choice("model.name", m.name, tuple(models.MODELS))
+    if text != (m.name == "t5"):
+        raise ConfigError(f"model.name={m.name!r} does not fit task.family={t.family!r}: the text families "
+                          f"({', '.join(TEXT_FAMILIES)}) need model.name=t5, which needs one of them")
+    _choice("model.init", m.init, INITS)
+    _choice("model.compute_dtype", m.compute_dtype, COMPUTE_DTYPES)
+    if not m.width_multiplier > 0:
+        raise ConfigError(f"model.width_multiplier={m.width_multiplier}: expected a number > 0")
+    for name in ("d_model", "num_heads", "d_kv", "d_ff", "num_layers"):
+        _positive_int(f"model.{name}", getattr(m, name))
+    for width in m.hidden_sizes:
+        _positive_int("model.hidden_sizes", width)
+    _choice("optim.name", o.name, OPTIMIZERS)
+    _number("optim.b1", o.b1, high=1, high_open=True)
+    _number("optim.b2", o.b2, high=1, high_open=True)
+    _number("optim.eps", o.eps, low_open=True)
+    _number("optim.weight_decay", o.weight_decay)
+    if o.name == "adam" and o.weight_decay != 0:
+        raise ConfigError("optim.weight_decay is only used by optim.name=adamw; set it to 0 or use adamw")
+    for seed in s.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"sweep.seeds: {seed} is out of range; seeds are integers in [0, {MAX_SEED}] "
+                              "(the engine's seeds are int32)")
+    for method in s.methods:
+        _choice("sweep.methods", method, METHODS)
+    mit = config.mitigations
+    _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, SHRINK_PERTURB_AT)
+    _choice("mitigations.spectral_target", mit.spectral_target, SPECTRAL_TARGETS)
+    for method in s.methods:
+        for name in METHOD_STRENGTHS[method]:
+            if getattr(mit, name) is None:
+                raise ConfigError(f"mitigations.{name} is not set, but sweep.methods includes {method}; set it "
+                                  f"(e.g. --set mitigations.{name}=VALUE; the paper's values per model are in the "
+                                  "experiments: experiments.MLP_MITIGATIONS, fig1_cifar.py, fig2_seq2seq.py)")
+    if mit.redo_every is not None:
+        _positive_int("mitigations.redo_every", mit.redo_every)
+    if mit.redo_after is not None and mit.redo_after < 0:
+        raise ConfigError(f"mitigations.redo_after={mit.redo_after}: expected an integer >= 0")
+    for name in ("l2", "l2_init", "shrink", "perturb", "redo_threshold", "spectral", "cbp_rate", "cbp_maturity"):
+        if getattr(mit, name) is not None:
+            _number(f"mitigations.{name}", getattr(mit, name))
+    for name in ("redo_max_fraction", "cbp_decay"):
+        if getattr(mit, name) is not None:
+            _number(f"mitigations.{name}", getattr(mit, name), high=1)
+    for delta in s.deltas:
+        schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
+    for lr in s.learning_rates:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"sweep.learning_rates: {lr} is not a positive number")
+    _choice("metric", config.metric, METRICS)
+    if "bleu" in config.metric and not text:
+        raise ConfigError(f"metric={config.metric} is a text metric; task.family={t.family!r} is not a text family")
+    if config.metric.startswith("test_"):
+        if text and t.family != "bigram_cipher":
+            raise ConfigError(f"metric={config.metric} needs a test split; task.family={t.family} has none "
+                              "(bigram_cipher has one)")
+        if t.family == "random_labels":
+            raise ConfigError(f"metric={config.metric} needs a test split; task.family=random_labels has none "
+                              "(its labels are per-task permutations of the training labels; permuted_pixels "
+                              "has one)")
+        if not text and d.test_per_class == 0:
+            raise ConfigError(f"metric={config.metric} needs a test split: set data.test_per_class >= 1")
+    _positive_int("run.eval_batch_size", r.eval_batch_size)
+    _choice("run.on_nonfinite", r.on_nonfinite, ON_NONFINITE)
+    if r.checkpoint_every < 0:
+        raise ConfigError(f"run.checkpoint_every={r.checkpoint_every}: expected an integer >= 0 (0: never)")
+    _positive_int("run.checkpoints_to_keep", r.checkpoints_to_keep)
+    if r.snapshot_every < 0:
+        raise ConfigError(f"run.snapshot_every={r.snapshot_every}: expected an integer >= 0 (0: never)")
+    g = config.diagnostics
+    _positive_int("diagnostics.hessian_iters", g.hessian_iters)
+    _positive_int("diagnostics.probe_size", g.probe_size)
+    for tau in g.dormant_taus:
+        if not 0 <= tau < 1:
+            raise ConfigError(f"diagnostics.dormant_taus: {tau} must lie in [0, 1)")
+    _number("diagnostics.redo_threshold", g.redo_threshold)
+    if g.enabled and "hidden_sizes" in models.get(m.name).keys and not text:
+        _check_dormant_taus(config)
+    if r.lanes_per_chunk < 0:
+        raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
+    if r.vmap_lanes < 0:
+        raise ConfigError(f"run.vmap_lanes={r.vmap_lanes}: expected an integer >= 0 (0: automatic)")
+    if r.tensorboard and not tensorboard_log.installed():
+        raise ConfigError(f"run.tensorboard=true needs {tensorboard_log.WRITER_PACKAGE}, which is not installed: "
+                          f"{tensorboard_log.INSTALL}")
+    return config
+
+
+def _check_dormant_taus(config: ExperimentConfig) -> None:
+    """A unit is dormant at τ when active on ≤ τ of the n probe inputs; a τ > 0 with τ·n < 1
+    counts exactly the units that τ = 0 counts (never active), so it is refused."""
+    d, g = config.data, config.diagnostics
+    classes = NUM_CLASSES[d.dataset]
+    num_train = d.train_per_class * classes
+    n = min(g.probe_size, num_train)
+    for tau in g.dormant_taus:
+        if tau <= 0 or tau * n >= 1 - 1e-9:
+            continue
+        need = math.ceil((1 - 1e-9) / tau)  # the fewest probe inputs with τ·n ≥ 1
+        fixes = [f"diagnostics.probe_size ≥ {need}"] if g.probe_size < need else []
+        if num_train < need:  # n is capped by the training set
+            fixes.append(f"data.train_per_class ≥ {math.ceil(need / classes)} (n is capped by the training set, "
+                         f"{num_train} = data.train_per_class × {classes} classes)")
+        raise ConfigError(f"diagnostics.dormant_taus: τ={tau:g} needs n ≥ {need} probe inputs (τ·n ≥ 1): set "
+                          f"{' and '.join(fixes)}; with n = {n} a unit active on ≤ τ of them is never active, "
+                          "as at τ = 0")
+
+
+def _validate_text(config: ExperimentConfig) -> None:
+    x, p = config.text, config.protocol
+    for name in ("num_train", "num_test", "input_words", "target_words", "word_len", "bleu_examples", "beam_size"):
+        _positive_int(f"text.{name}", getattr(x, name))
+    if not isinstance(x.max_input_len, int) or x.max_input_len < 2:
+        raise ConfigError(f"text.max_input_len={x.max_input_len!r}: expected an integer >= 2 (a token and eos)")
+    if p.batch_size > x.num_train:
+        raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                          f"(text.num_train={x.num_train} pairs)")
+    natural = x.input_words * (x.word_len + 1)
+    if any(name.startswith("output") for name in config.sweep.schedules) and x.max_input_len < natural:
+        raise ConfigError(f"sweep.schedules: output interpolation on the cipher needs whole inputs; raise "
+                          f"text.max_input_len={x.max_input_len} to {natural}")
+    if x.test_from_train and x.num_test > x.num_train:
+        raise ConfigError(f"text.test_from_train needs text.num_test ({x.num_test}) <= text.num_train ({x.num_train})")
+
+
+# Keys that may differ when a run resumes: where the data lives, how long the run is,
+# and how it executes. Every other key must match the checkpoint's config.
