@@ -124,9 +124,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
                               f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
     _choice("model.name", m.name, tuple(models.MODELS))
-    if text != (m.name == "t5"):
+    if text != (models.get(m.name).inputs == "text"):
+        fitting = models.names(inputs="text" if text else "images")
         raise ConfigError(f"model.name={m.name!r} does not fit task.family={t.family!r}: the text families "
-                          f"({', '.join(TEXT_FAMILIES)}) need model.name=t5, which needs one of them")
+                          f"({', '.join(TEXT_FAMILIES)}) need a text model and the image families an image model; "
+                          f"for this family choose one of: {', '.join(fitting)}")
     _choice("model.init", m.init, INITS)
     _choice("model.compute_dtype", m.compute_dtype, COMPUTE_DTYPES)
     if not m.width_multiplier > 0:
