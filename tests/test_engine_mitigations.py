@@ -3,17 +3,20 @@ acts only at its task boundary, and the results name each lane's method."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from gradual_jax.config import MitigationsConfig
+from experiments import MLP_MITIGATIONS
 from gradual_jax.runner.sweep import Lane, mitigation_structure, to_hparams
 from tests.conftest import tiny_data, tiny_program
 
-SETTINGS = MitigationsConfig(redo_every=4, redo_after=4, cbp_maturity=5.0, cbp_rate=0.05)
+# the MLP's strengths, with ReDo and continual backprop acting within a few steps
+SETTINGS = dataclasses.replace(MLP_MITIGATIONS, redo_every=4, redo_after=4, cbp_maturity=5.0, cbp_rate=0.05)
 METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
 
 
@@ -49,7 +52,7 @@ def test_methods_in_one_sweep_equal_each_method_alone():
 def test_methods_change_training_and_none_is_plain_training():
     """Every method acts (ReDo made to fire: with threshold 10 every unit counts as dormant,
     up to half a layer), and "none" is plain training."""
-    settings = MitigationsConfig(redo_every=4, redo_after=4, redo_threshold=10.0, redo_max_fraction=0.5,
+    settings = dataclasses.replace(MLP_MITIGATIONS, redo_every=4, redo_after=4, redo_threshold=10.0, redo_max_fraction=0.5,
                                  cbp_maturity=5.0, cbp_rate=0.05)
     lanes = [Lane(seed=1, schedule="abrupt", delta=None, learning_rate=3e-3, method=m) for m in METHODS]
     state, together = run(program_for(lanes, settings), lanes, settings=settings)
@@ -67,7 +70,7 @@ def test_methods_change_training_and_none_is_plain_training():
 @pytest.mark.parametrize("where", ["after", "before"])
 @pytest.mark.slow
 def test_shrink_perturb_acts_only_at_its_boundary(where):
-    settings = MitigationsConfig(shrink=0.5, perturb=0.0, shrink_perturb_at=where)
+    settings = dataclasses.replace(MLP_MITIGATIONS, shrink=0.5, perturb=0.0, shrink_perturb_at=where)
     lanes = [Lane(0, "abrupt", None, 1e-3, "none"), Lane(0, "abrupt", None, 1e-3, "shrink_perturb")]
     program = program_for(lanes, settings)
     state, metrics = run(program, lanes, tasks=1, settings=settings)

@@ -429,24 +429,6 @@ def test_vmapped_lanes_equal_each_lane_alone():
     assert int(ms.cbp_replacements[2].sum()) > 0 and int(ms.cbp_replacements[:2].sum()) == 0  # lane 2's CBP
 
 
-@pytest.mark.slow
-def test_redo_accumulated_features_and_presets():
-    """The released code's variant: scores from the mean activity since the last check."""
-    graphdef, params, tx, x, y = _setup()
-    static = mit.MitigationConfig(redo_every=3, redo_features="accumulate")
-    mhp = mit.MitigationHParams.create(redo_threshold=0.1, redo_max_fraction=0.1)
-    mstate = jax.jit(mit.init_state, static_argnums=1)(params, static)
-    opt_state = tx.init(params)
-    step_fn = jax.jit(functools.partial(_train_step, graphdef, tx, static))
-    for step in range(3):
-        params, opt_state, mstate = step_fn(params, opt_state, mstate, None, x, y, step, jax.random.key(step), mhp)
-        assert float(mstate.redo_count) == (step + 1) % 3
-    assert int(mstate.redo_resets[0]) == 2  # the two dormant units of layer 0, at step 3
-
-    with pytest.raises(ValueError):
-        mit.MitigationConfig(redo_features="sometimes")
-
-
 # --------------------------------------------------------------------------- CReLU
 @pytest.mark.slow
 def test_crelu_mlp_shapes_and_parameter_count():

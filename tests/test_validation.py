@@ -231,3 +231,23 @@ def test_cli_refuses_out_of_range_seeds_and_a_missing_tfds(override, field, tmp_
     assert cli.main(["run", "fig1-mnist", "--out", str(tmp_path / "x"), "--set", override]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_a_method_needs_its_strengths_and_names_them():
+    """The strengths have no defaults (they differ per model; the paper's live in the experiments):
+    a method in sweep.methods with a strength unset is refused in one line naming the key."""
+    import dataclasses
+
+    from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
+
+    cfg = ExperimentConfig(sweep=SweepConfig(methods=("none", "shrink_perturb")))
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.validate(cfg)
+    message = str(err.value)
+    assert message.startswith("mitigations.shrink is not set, but sweep.methods includes shrink_perturb")
+    assert "\n" not in message and "MLP_MITIGATIONS" in message
+    half = dataclasses.replace(cfg, mitigations=MitigationsConfig(shrink=0.9))
+    with pytest.raises(config_lib.ConfigError, match="mitigations.perturb is not set"):
+        config_lib.validate(half)
+    config_lib.validate(dataclasses.replace(cfg, mitigations=MitigationsConfig(shrink=0.9, perturb=0.01)))
+    config_lib.validate(ExperimentConfig())  # no method, no strength needed

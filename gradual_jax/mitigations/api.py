@@ -29,14 +29,10 @@ from flax import struct
 from gradual_jax.mitigations import cbp as cbp_lib
 from gradual_jax.mitigations import redo as redo_lib
 from gradual_jax.mitigations import regularizers as reg
-from gradual_jax.models.paths import leaf_dict
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
+from gradual_jax.mitigations.units import resolve_layers
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
-from gradual_jax.mitigations.units import (
-    resolve_layers,
-    unit_activity,
-)
 
 _OFF = {"l2": 0.0, "l2_init": 0.0, "spectral": 0.0, "sp_shrink": 1.0, "sp_noise": 0.0, "redo_threshold": 0.0,
         "redo_max_fraction": 0.05, "cbp_rate": 0.0, "cbp_maturity": 100.0, "cbp_decay": 0.99}
@@ -83,28 +79,22 @@ class MitigationConfig:
     spectral_target: str = "init"  # "init": σ₀ = σ_max at init; "one": σ₀ = 1
     spectral_bias_l2: bool = True  # MLP variant: + Σ‖b‖² (inside the strength)
     spectral_exclude: tuple[str, ...] = reg.DEFAULT_EXCLUDE  # leaf-name substrings left out
-    spectral_iters: int = 1  # power-iteration steps per training step
     shrink_perturb: bool = False
     shrink_perturb_at: str = "after"  # "after" each task, or "before" each task (task 0 included)
     redo_every: int = 0  # ReDo period in optimizer steps (0: ReDo not compiled in)
     redo_after: int = 0  # ReDo runs only once more than this many steps were made
     redo_normalize: bool = True  # False: raw mean activation as the score (T5 variant)
-    redo_features: str = "batch"  # "batch": this step's batch; "accumulate": mean since the last check
-    redo_reset_bias: str = "init"  # "init": redraw the bias; "zero": set it to 0
     cbp: bool = False
-    cbp_reset_bias: str = "zero"
     unit_layers: tuple[UnitLayer, ...] | None = None  # None: the MLP's (models.mlp.unit_layers)
     init_fn: InitFn = torch_uniform  # distribution of redrawn incoming weights (ReDo, CBP)
 
     def __post_init__(self):
-        choices = {"spectral_target": ("init", "one"), "shrink_perturb_at": ("after", "before"),
-                   "redo_features": ("batch", "accumulate"), "redo_reset_bias": ("init", "zero"),
-                   "cbp_reset_bias": ("init", "zero")}
+        choices = {"spectral_target": ("init", "one"), "shrink_perturb_at": ("after", "before")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MitigationConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.redo_every < 0 or self.redo_after < 0 or self.spectral_iters < 1:
-            raise ValueError("redo_every and redo_after must be >= 0 and spectral_iters >= 1")
+        if self.redo_every < 0 or self.redo_after < 0:
+            raise ValueError("redo_every and redo_after must be >= 0")
 
     @property
     def redo(self) -> bool:
@@ -127,8 +117,6 @@ class MState:
 
     spectral: tuple[reg.SpectralVectors, ...] | None = None
     cbp: tuple[cbp_lib.CBPLayerState, ...] | None = None
-    redo_activity: tuple[jax.Array, ...] | None = None  # "accumulate": Σ of per-step mean |h|, [units]
-    redo_count: jax.Array | None = None  # "accumulate": steps summed since the last check
     redo_resets: jax.Array | None = None  # int32 [unit layers]: units reset by ReDo so far
     cbp_replacements: jax.Array | None = None  # int32 [unit layers]: units replaced by CBP so far
 
@@ -145,11 +133,6 @@ def init_state(params, static: MitigationConfig) -> MState:
             state = state.replace(cbp=cbp_lib.cbp_init(params, layers), cbp_replacements=counts)
         if static.redo:
             state = state.replace(redo_resets=counts)
-            if static.redo_features == "accumulate":
-                leaves = leaf_dict(params)
-                state = state.replace(
-                    redo_activity=tuple(jnp.zeros((leaves[l.kernel].shape[-1],), jnp.float32) for l in layers),
-                    redo_count=jnp.zeros((), jnp.float32))
     return state
 
 
@@ -169,8 +152,7 @@ def loss_terms(params, init_params, mstate: MState, mhp: MitigationHParams,
         total = total + reg.l2_init(params, init_params, mhp.l2_init)
     if static.spectral:
         term, vectors = reg.spectral(params, mstate.spectral, mhp.spectral, target=static.spectral_target,
-                                     bias_l2=static.spectral_bias_l2, exclude=static.spectral_exclude,
-                                     iters=static.spectral_iters)
+                                     bias_l2=static.spectral_bias_l2, exclude=static.spectral_exclude)
         total = total + term
         mstate = mstate.replace(spectral=vectors)
     return total, mstate
@@ -202,30 +184,17 @@ def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] 
         params, opt_state, cbp_state, masks = cbp_lib.cbp_step(
             params, opt_state, mstate.cbp, features, jax.random.fold_in(key, 0), rate=mhp.cbp_rate,
             maturity=mhp.cbp_maturity, decay=mhp.cbp_decay, optimizer=optimizer, layers=layers,
-            init_fn=static.init_fn, reset_bias=static.cbp_reset_bias, valid=valid)
+            init_fn=static.init_fn, valid=valid)
         mstate = mstate.replace(cbp=cbp_state, cbp_replacements=mstate.cbp_replacements + _counts(masks))
     if static.redo:
-        accumulate = static.redo_features == "accumulate"
-        if accumulate:
-            activity = tuple(a + unit_activity(h, l.copies, valid).sum(0)
-                             for a, h, l in zip(mstate.redo_activity, features, layers))
-            mstate = mstate.replace(redo_activity=activity, redo_count=mstate.redo_count + 1.0)
         redo_key = jax.random.fold_in(key, 1)
 
         def reset(operand):
             params, opt_state, mstate = operand
-            if accumulate:
-                count = jnp.maximum(mstate.redo_count, 1.0)
-                scores = [redo_lib.scores_from_activity(a / count, normalize=static.redo_normalize)
-                          for a in mstate.redo_activity]
-                mstate = mstate.replace(redo_activity=tuple(jnp.zeros_like(a) for a in mstate.redo_activity),
-                                        redo_count=jnp.zeros_like(mstate.redo_count))
-            else:
-                scores = redo_lib.layer_scores(features, layers, normalize=static.redo_normalize, valid=valid)
+            scores = redo_lib.layer_scores(features, layers, normalize=static.redo_normalize, valid=valid)
             params, opt_state, masks = redo_lib.redo_reset_scored(
                 params, opt_state, scores, redo_key, threshold=mhp.redo_threshold,
-                max_fraction=mhp.redo_max_fraction, optimizer=optimizer, layers=layers, init_fn=static.init_fn,
-                reset_bias=static.redo_reset_bias)
+                max_fraction=mhp.redo_max_fraction, optimizer=optimizer, layers=layers, init_fn=static.init_fn)
             return params, opt_state, mstate.replace(redo_resets=mstate.redo_resets + _counts(masks))
 
         apply = redo_lib.should_apply(jnp.asarray(step) + 1, static.redo_every, static.redo_after)

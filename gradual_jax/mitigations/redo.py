@@ -18,14 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from gradual_jax.core import diagnostics
+from gradual_jax.mitigations.units import lowest_k, reset_units, resolve_layers, unit_activity
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
-from gradual_jax.mitigations.units import (
-    lowest_k,
-    reset_units,
-    resolve_layers,
-    unit_activity,
-)
 
 
 def should_apply(steps_done, every: int, after: int = 0):
