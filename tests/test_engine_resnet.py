@@ -15,7 +15,7 @@ from flax import nnx
 from gradual_jax import cli, mitigations
 from gradual_jax.core import engine
 from gradual_jax.core.diagnostics import DiagnosticsSpec
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams
+from gradual_jax.mitigations import MitigationStructure, MitigationHParams
 from gradual_jax.models import resnet
 from gradual_jax.models.resnet import ResNet18
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -79,7 +79,7 @@ def test_readout_is_evaluated_with_the_readout_running_statistics():
 def resnet_unit_program(**mitigation):
     program, data = resnet_setup()
     abstract = nnx.state(nnx.eval_shape(lambda: program.model_factory(nnx.Rngs(0))), nnx.Param)
-    static = MitigationConfig(unit_layers=resnet.unit_layers(abstract), **mitigation)
+    static = MitigationStructure(unit_layers=resnet.unit_layers(abstract), **mitigation)
     return dataclasses.replace(program, mitigation=static), data
 
 

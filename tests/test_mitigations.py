@@ -318,12 +318,12 @@ def test_continual_backprop_rate_maturity_and_reset():
 
 
 # --------------------------------------------------------------------------- all together
-STATIC = mit.MitigationConfig(l2=True, l2_init=True, spectral=True, shrink_perturb=True, redo_every=1,
+STATIC = mit.MitigationStructure(l2=True, l2_init=True, spectral=True, shrink_perturb=True, redo_every=1,
                               cbp=True)
 LANES = [
     mit.MitigationHParams.create(),  # every method off
     mit.MitigationHParams.create(l2=1e-3, spectral=0.1, redo_threshold=0.5, redo_max_fraction=0.25),
-    mit.MitigationHParams.create(l2_init=0.1, sp_shrink=0.9, sp_noise=0.01, cbp_rate=0.2, cbp_maturity=0.0,
+    mit.MitigationHParams.create(l2_init=0.1, shrink=0.9, perturb=0.01, cbp_rate=0.2, cbp_maturity=0.0,
                                  cbp_decay=0.9),
 ]
 
@@ -411,7 +411,7 @@ def test_vmapped_lanes_equal_each_lane_alone():
     hps = mit.MitigationHParams.stack(LANES)
     mit.check_lanes(STATIC, hps)
     with pytest.raises(ValueError, match="cbp"):
-        mit.check_lanes(mit.MitigationConfig(l2=True, l2_init=True, spectral=True, shrink_perturb=True,
+        mit.check_lanes(mit.MitigationStructure(l2=True, l2_init=True, spectral=True, shrink_perturb=True,
                                              redo_every=1), hps)
     lanes = jax.tree.map(lambda v: jnp.stack([v] * n), (params, opt_state, mstate))
     keys = jax.random.split(jax.random.key(0), n)

@@ -17,7 +17,7 @@ from gradual_jax import mitigations
 from gradual_jax.envs import schedules
 from gradual_jax.runner import build
 from gradual_jax.config import ConfigError, apply_overrides, validate
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams
+from gradual_jax.mitigations import MitigationStructure, MitigationHParams
 from gradual_jax.models import t5
 from gradual_jax.models.init import normal_fan_in
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -196,7 +196,7 @@ def test_redo_resets_t5_ffn_units_in_the_engine():
     all reset, so after the task's last step their outgoing weights are zero (T5 preset shape)."""
     program = text_program(SEQ2SEQ, epochs=1, transition=0, batch_size=8)  # 2 steps
     abstract = nnx.state(nnx.eval_shape(lambda: program.model_factory(nnx.Rngs(0))), nnx.Param)
-    static = MitigationConfig(redo_every=2, redo_normalize=False, init_fn=normal_fan_in,
+    static = MitigationStructure(redo_every=2, redo_normalize=False, init_fn=normal_fan_in,
                               unit_layers=t5.unit_layers(abstract))
     program = dataclasses.replace(program, mitigation=static)
     hp = to_hparams([Lane(0, "abrupt", None, 1e-3)] * 2)

@@ -33,7 +33,7 @@ from flax import nnx, struct
 from gradual_jax.core import diagnostics
 from gradual_jax import mitigations
 from gradual_jax.envs import schedules
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams
+from gradual_jax.mitigations import MitigationStructure, MitigationHParams
 from gradual_jax.envs.image import Batch, Problem
 
 # The layout of LaneState in checkpoints; a run resumes only from checkpoints of its own format.
@@ -111,7 +111,7 @@ class Program:
     # learning rate -> optimizer; built from the lane's rate in every step (the rate's only home)
     make_optimizer: Callable[[Any], optax.GradientTransformation]
     diagnostics: diagnostics.DiagnosticsSpec | None = None  # None: no diagnostics
-    mitigation: MitigationConfig = MitigationConfig()  # which mitigations are compiled in
+    mitigation: MitigationStructure = MitigationStructure()  # which mitigations are compiled in
     reset_optimizer: bool = False  # re-initialise the optimizer state at the start of every task
 
     @property

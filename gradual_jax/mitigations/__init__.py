@@ -1,7 +1,7 @@
 """Plasticity mitigations as small, pure, composable pieces.
 
 Strengths are per-lane numbers (:class:`MitigationHParams`, traced under ``vmap``; the "off"
-value of each is an exact no-op), structure is static (:class:`MitigationConfig`). The engine
+value of each is an exact no-op), structure is static (:class:`MitigationStructure`). The engine
 needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
 :func:`at_task_boundary`. The pieces are usable on their own:
 
@@ -14,7 +14,7 @@ CReLU is an activation of :class:`gradual_jax.models.mlp.MLP` (an architecture, 
 """
 
 from gradual_jax.mitigations.api import (
-    MitigationConfig,
+    MitigationStructure,
     MitigationHParams,
     MState,
     after_step,
@@ -48,7 +48,7 @@ from gradual_jax.mitigations.units import reset_units, unit_activity
 __all__ = [
     "CBPLayerState",
     "MState",
-    "MitigationConfig",
+    "MitigationStructure",
     "MitigationHParams",
     "SpectralVectors",
     "after_step",

@@ -2,9 +2,9 @@
 
 * :class:`MitigationHParams`: per-lane strengths (a pytree of float32 scalars, given a lane
   axis and ``vmap``-ed like ``engine.LaneHParams``). Every method's "off" value is an exact
-  no-op: ``l2 = l2_init = spectral = 0``, ``sp_shrink = 1, sp_noise = 0``,
+  no-op: ``l2 = l2_init = spectral = 0``, ``shrink = 1, perturb = 0``,
   ``redo_threshold <= 0``, ``cbp_rate = 0``.
-* :class:`MitigationConfig`: static structure: which methods the compiled program contains
+* :class:`MitigationStructure`: static structure: which methods the compiled program contains
   (the union over its lanes), periods, targets, which layers. Hashable.
 * :func:`init_state` → :class:`MState` (spectral power-iteration vectors, CBP utilities/ages,
   ReDo counters); :func:`loss_terms` (add to the loss, inside ``value_and_grad``);
@@ -34,7 +34,7 @@ from gradual_jax.mitigations.units import resolve_layers
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
 
-_OFF = {"l2": 0.0, "l2_init": 0.0, "spectral": 0.0, "sp_shrink": 1.0, "sp_noise": 0.0, "redo_threshold": 0.0,
+_OFF = {"l2": 0.0, "l2_init": 0.0, "spectral": 0.0, "shrink": 1.0, "perturb": 0.0, "redo_threshold": 0.0,
         "redo_max_fraction": 0.05, "cbp_rate": 0.0, "cbp_maturity": 100.0, "cbp_decay": 0.99}
 
 
@@ -45,8 +45,8 @@ class MitigationHParams:
     l2: jax.Array  # L2 strength
     l2_init: jax.Array  # L2-init strength
     spectral: jax.Array  # spectral-regulariser strength
-    sp_shrink: jax.Array  # Shrink & Perturb: θ ← sp_shrink·θ + sp_noise·ε (1, 0 = off)
-    sp_noise: jax.Array
+    shrink: jax.Array  # Shrink & Perturb: θ ← shrink·θ + perturb·ε (1, 0 = off)
+    perturb: jax.Array
     redo_threshold: jax.Array  # ReDo: dormant if score <= threshold (<= 0 = off)
     redo_max_fraction: jax.Array  # ReDo: at most floor(fraction·units) resets per layer
     cbp_rate: jax.Array  # continual backprop replacement rate ρ (0 = off)
@@ -68,7 +68,7 @@ class MitigationHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class MitigationConfig:
+class MitigationStructure:
     """Static structure. A method is compiled in only when enabled here; lanes that do not use
     it then set its strength to the "off" value. Defaults: nothing enabled (a no-op)."""
 
@@ -92,7 +92,7 @@ class MitigationConfig:
         choices = {"spectral_target": ("init", "one"), "shrink_perturb_at": ("after", "before")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"MitigationConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ValueError(f"MitigationStructure.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.redo_every < 0 or self.redo_after < 0:
             raise ValueError("redo_every and redo_after must be >= 0")
 
@@ -121,7 +121,7 @@ class MState:
     cbp_replacements: jax.Array | None = None  # int32 [unit layers]: units replaced by CBP so far
 
 
-def init_state(params, static: MitigationConfig) -> MState:
+def init_state(params, static: MitigationStructure) -> MState:
     """The lane's mitigation state at initialisation (call on the initial parameters)."""
     state = MState()
     if static.spectral:
@@ -137,7 +137,7 @@ def init_state(params, static: MitigationConfig) -> MState:
 
 
 def loss_terms(params, init_params, mstate: MState, mhp: MitigationHParams,
-               static: MitigationConfig) -> tuple[jax.Array, MState]:
+               static: MitigationStructure) -> tuple[jax.Array, MState]:
     """Σ of the enabled loss terms, and the state with the spectral vectors advanced.
 
     Call inside the loss function under ``value_and_grad`` and return the new state as aux.
@@ -148,7 +148,7 @@ def loss_terms(params, init_params, mstate: MState, mhp: MitigationHParams,
         total = total + reg.l2(params, mhp.l2, kernels_only=static.l2_kernels_only)
     if static.l2_init:
         if init_params is None:
-            raise ValueError("MitigationConfig.l2_init is on: loss_terms needs the lane's initial parameters")
+            raise ValueError("MitigationStructure.l2_init is on: loss_terms needs the lane's initial parameters")
         total = total + reg.l2_init(params, init_params, mhp.l2_init)
     if static.spectral:
         term, vectors = reg.spectral(params, mstate.spectral, mhp.spectral, target=static.spectral_target,
@@ -163,7 +163,7 @@ def _counts(masks) -> jax.Array:
 
 
 def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] | None, step, key: jax.Array,
-               mhp: MitigationHParams, static: MitigationConfig, *,
+               mhp: MitigationHParams, static: MitigationStructure, *,
                optimizer: optax.GradientTransformation | None = None, valid: jax.Array | None = None):
     """Continual backprop (every step) then ReDo (when :func:`redo.should_apply`), after the
     optimizer update of step ``step`` (0-based, counted over the lane's whole run, not per task).
@@ -202,22 +202,22 @@ def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] 
     return params, opt_state, mstate
 
 
-def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: MitigationConfig):
+def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: MitigationStructure):
     """Shrink & Perturb, if compiled in. The engine calls it after each task's training
     (``static.shrink_perturb_at == "after"``) or before each task's (``"before"``)."""
     if not static.shrink_perturb:
         return params
-    return shrink_perturb(params, key, mhp.sp_shrink, mhp.sp_noise)
+    return shrink_perturb(params, key, mhp.shrink, mhp.perturb)
 
 
-def check_lanes(static: MitigationConfig, mhp: MitigationHParams) -> None:
+def check_lanes(static: MitigationStructure, mhp: MitigationHParams) -> None:
     """Host-side check that every lane's nonzero strength belongs to a compiled-in method."""
     v = {k: np.atleast_1d(np.asarray(getattr(mhp, k))) for k in _OFF}
     used = {
         "l2": bool(np.any(v["l2"] != 0)),
         "l2_init": bool(np.any(v["l2_init"] != 0)),
         "spectral": bool(np.any(v["spectral"] != 0)),
-        "shrink_perturb": bool(np.any(v["sp_shrink"] != 1) or np.any(v["sp_noise"] != 0)),
+        "shrink_perturb": bool(np.any(v["shrink"] != 1) or np.any(v["perturb"] != 0)),
         "redo": bool(np.any(v["redo_threshold"] > 0)),
         "cbp": bool(np.any(v["cbp_rate"] != 0)),
     }
@@ -225,4 +225,4 @@ def check_lanes(static: MitigationConfig, mhp: MitigationHParams) -> None:
                "shrink_perturb": static.shrink_perturb, "redo": static.redo, "cbp": static.cbp}
     missing = [name for name, u in used.items() if u and not enabled[name]]
     if missing:
-        raise ValueError(f"lanes use {missing} but the MitigationConfig does not compile them in")
+        raise ValueError(f"lanes use {missing} but the MitigationStructure does not compile them in")

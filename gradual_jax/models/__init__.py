@@ -40,7 +40,7 @@ class ModelSpec:
     its hidden units (ReDo, continual backprop); ``keys`` are the ``model.*`` keys it reads;
     ``inputs`` is ``"images"`` or ``"text"``; ``short(model)`` names it in results tables and
     ``words(model)`` in figures (both from the config's ``model`` section as a dict);
-    ``mitigation`` holds the fields of :class:`~gradual_jax.mitigations.MitigationConfig` in
+    ``mitigation`` holds the fields of :class:`~gradual_jax.mitigations.MitigationStructure` in
     which its mitigations differ from the MLP's (docs/protocol.md).
     """
 

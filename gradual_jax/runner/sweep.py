@@ -11,7 +11,7 @@ from gradual_jax.envs import schedules
 from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.core.engine import LaneHParams
 from gradual_jax import models
-from gradual_jax.mitigations import MitigationConfig, MitigationHParams
+from gradual_jax.mitigations import MitigationStructure, MitigationHParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
         "none": {},
         "l2": {"l2": m.l2},
         "l2_init": {"l2_init": m.l2_init},
-        "shrink_perturb": {"sp_shrink": m.shrink, "sp_noise": m.perturb},
+        "shrink_perturb": {"shrink": m.shrink, "perturb": m.perturb},
         "redo": {"redo_threshold": m.redo_threshold, "redo_max_fraction": m.redo_max_fraction},
         "spectral": {"spectral": m.spectral},
         "cbp": {"cbp_rate": m.cbp_rate, "cbp_maturity": m.cbp_maturity, "cbp_decay": m.cbp_decay},
@@ -60,12 +60,12 @@ def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
     return MitigationHParams.create(**values)
 
 
-def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationConfig:
+def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationStructure:
     """The static part: every method some lane uses is compiled into the one program, in the
     model's variant (``ModelSpec.mitigation``). The unit layers of ReDo and continual backprop
     are the model's (``build.build_program`` fills them in from its parameters)."""
     used = {lane.method for lane in lanes}
-    return MitigationConfig(
+    return MitigationStructure(
         **models.get(model).mitigation,
         l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used, spectral_target=m.spectral_target,
         shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
