@@ -13,7 +13,7 @@ All randomness is derived from the lane seed: ``key(seed)`` folded with a stream
 (init, tasks, shuffles) and then with the task and epoch index. The state therefore
 holds only parameters and optimizer state, and any task can be replayed exactly.
 
-What is being learned is the program's :class:`~gradual_jax.envs.image.Problem` (image
+What is being learned is the program's :class:`~gradual_jax.envs.problem.Problem` (image
 classification, or sequence-to-sequence text): it samples tasks, builds minibatches and
 scores the model's output; the engine only schedules, steps and reads out.
 """
@@ -34,7 +34,7 @@ from gradual_jax.core import diagnostics
 from gradual_jax import mitigations
 from gradual_jax.envs import schedules
 from gradual_jax.mitigations import MitigationStructure, MitigationHParams
-from gradual_jax.envs.image import Batch, Problem
+from gradual_jax.envs.problem import Batch, Problem
 
 # The layout of LaneState in checkpoints; a run resumes only from checkpoints of its own format.
 STATE_FORMAT = 2

@@ -20,12 +20,11 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import struct
 
 from gradual_jax.envs import families as registry
 from gradual_jax.envs import schedules
+from gradual_jax.envs.problem import Batch
 
 
 class TaskFamily(Protocol):
@@ -105,45 +104,6 @@ def get_family(name: str) -> TaskFamily:
 
 
 # --------------------------------------------------------------------------- problems
-@struct.dataclass
-class Batch:
-    """One minibatch as the engine passes it around (it never looks inside)."""
-
-    inputs: Any  # the model's inputs (an array, or a tuple for encoder-decoders)
-    targets: jax.Array  # soft targets [..., C]: a schedule may mix two tasks' outputs
-    labels: jax.Array  # int32 [...]: the dominant target, for accuracy
-
-
-class Problem(Protocol):
-    """What the engine needs of a task family (all methods are traceable, ``split`` is static).
-
-    ``loss`` returns sums, ``(loss_sum, correct, count)``, over the counted positions of a
-    batch (examples for classification, target tokens for text), so the engine can average
-    over an epoch or a whole split without knowing which.
-    """
-
-    name: str
-
-    def num_examples(self, data: Any, split: str) -> int: ...
-
-    def sample(self, key: jax.Array, task: jax.Array, data: Any) -> Any: ...
-
-    def batch(self, data: Any, old: Any, new: Any, index: jax.Array, mix: Any) -> Batch: ...
-
-    def examples(self, data: Any, task: Any, index: jax.Array, split: str) -> Batch: ...
-
-    def forward(self, model: Any, inputs: Any, *, train: bool, mask: jax.Array | None,
-                with_features: bool) -> tuple[jax.Array, list[jax.Array] | None]: ...
-
-    def features(self, model: Any, inputs: Any) -> list[jax.Array]: ...
-
-    def loss(self, logits: jax.Array, batch: Batch, valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]: ...
-
-    def readout(self, model: Any, task: Any, data: Any) -> dict[str, jax.Array]: ...
-
-    def host_metrics(self, readout: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-
 @dataclasses.dataclass(frozen=True)
 class Classification:
     """An image family as a problem: soft-target cross-entropy over ``num_classes``.

@@ -20,6 +20,7 @@ from gradual_jax.envs import data as data_lib
 from gradual_jax.envs import image as tasks
 from gradual_jax.envs import schedules
 from gradual_jax.envs import text as text_lib
+from gradual_jax.envs.problem import Problem
 from gradual_jax.envs.text.problem import Seq2Seq
 from gradual_jax.runner import results, sharding, sweep
 
@@ -87,7 +88,7 @@ def text_spec(cfg: ExperimentConfig) -> text_lib.RandomSeq2SeqSpec | text_lib.Bi
                                      test_from_train=x.test_from_train)
 
 
-def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> tasks.Problem:
+def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> Problem:
     if cfg.task.family in config_lib.TEXT_FAMILIES:
         x = cfg.text
         return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,

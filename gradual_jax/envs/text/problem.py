@@ -29,7 +29,7 @@ import optax
 
 from gradual_jax.models.t5 import shift_right
 from gradual_jax.envs import schedules
-from gradual_jax.envs.image import Batch
+from gradual_jax.envs.problem import Batch
 from gradual_jax.envs.text import bleu, decoding
 from gradual_jax.envs.text import tokenizer as tok
 from gradual_jax.envs.text.families import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
