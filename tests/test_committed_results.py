@@ -1,4 +1,10 @@
-"""The committed main-job results reproduce from the command their config.json records."""
+"""The committed main-job results reproduce from the command their config.json records.
+
+On the CPU that made them (``config.json``'s ``environment.cpu``) a rerun gives the same numbers;
+on another CPU XLA may pick other kernels, and training on random labels amplifies the last bits
+until single lanes differ by a tenth after two tasks, so there each arm's mean over its seeds
+and the two tasks is compared (what the summaries report), within a band far below the arms'
+differences."""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ import pandas as pd
 import pytest
 
 from gradual_jax import cli
+from gradual_jax.runner import results
 from tests.test_cli import needs_mnist
 
 RUN = Path(__file__).resolve().parent.parent / "results" / "fig1-mnist-cpu"
-TOLERANCE = 0.02  # in accuracy: far above run-to-run float noise, far below any protocol change
+SAME_CPU = 1e-6  # in accuracy: float rounding only
+ARM_MEANS = 0.05  # another CPU: an arm's mean over 3 seeds × 2 tasks (the arms differ by 0.1 and more)
 
 
 def recorded_command() -> list[str]:
@@ -44,5 +52,15 @@ def test_first_two_tasks_of_the_committed_main_job_reproduce(tmp_path):
     old = old[old["task"] < 2].set_index(["lane", "task"]).sort_index()
     assert list(new.index) == list(old.index)
     assert (new["seed"] == old["seed"]).all() and (new["schedule"] == old["schedule"]).all()
-    for column in ("online_train_acc", "online_train_acc_at_E", "train_acc"):
-        np.testing.assert_allclose(new[column], old[column], atol=TOLERANCE, rtol=0, err_msg=column)
+    columns = ["online_train_acc", "online_train_acc_at_E", "train_acc"]
+    recorded_cpu = json.loads((RUN / "config.json").read_text())["environment"].get("cpu")
+    if recorded_cpu == results.cpu_model():
+        for column in columns:
+            np.testing.assert_allclose(new[column], old[column], atol=SAME_CPU, rtol=0, err_msg=column)
+        return
+    arms = ["schedule", "delta"]
+    new_means = new.reset_index().groupby(arms, dropna=False)[columns].mean()
+    old_means = old.reset_index().groupby(arms, dropna=False)[columns].mean()
+    assert new_means.index.equals(old_means.index)
+    for column in columns:
+        np.testing.assert_allclose(new_means[column], old_means[column], atol=ARM_MEANS, rtol=0, err_msg=column)

@@ -12,10 +12,11 @@ import pytest
 import experiments
 from flax import nnx
 
-from gradual_jax import cli, mitigations
+from gradual_jax import cli
 from gradual_jax.core import engine
 from gradual_jax.core.diagnostics import DiagnosticsSpec
 from gradual_jax.mitigations import MitigationStructure, MitigationHParams
+from gradual_jax.models.paths import leaf_dict
 from gradual_jax.models import resnet
 from gradual_jax.models.resnet import ResNet18
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -96,7 +97,7 @@ def test_redo_resets_resnet_filters_and_leaves_other_lanes_alone():
     layers = program.mitigation.unit_layers
     resets = np.asarray(state.mitigation.redo_resets)
     assert (resets[0] == 0).all()
-    leaves = mitigations._paths.leaf_dict(state.params)
+    leaves = leaf_dict(state.params)
     for j, layer in enumerate(layers):
         units = leaves[layer.kernel].shape[-1]
         assert resets[1, j] == program.steps_per_task * (units // 2)

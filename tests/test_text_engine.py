@@ -13,11 +13,11 @@ from flax import nnx
 
 import experiments
 from gradual_jax.core import engine
-from gradual_jax import mitigations
 from gradual_jax.envs import schedules
 from gradual_jax.runner import build
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.mitigations import MitigationStructure, MitigationHParams
+from gradual_jax.models.paths import leaf_dict
 from gradual_jax.models import t5
 from gradual_jax.models.init import normal_fan_in
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -206,7 +206,7 @@ def test_redo_resets_t5_ffn_units_in_the_engine():
                                                            jnp.int32(0)))
     assert m.finite.all()
     np.testing.assert_array_equal(np.asarray(state.mitigation.redo_resets), [[0, 0], [64, 64]])
-    leaves = mitigations._paths.leaf_dict(state.params)
+    leaves = leaf_dict(state.params)
     for layer in static.unit_layers:
         assert np.all(np.asarray(leaves[layer.out_kernel][1]) == 0)
         assert np.any(np.asarray(leaves[layer.out_kernel][0]) != 0)

@@ -247,8 +247,20 @@ def provenance(command: str | None = None, experiment_file: str | Path | None = 
     return made_by
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere): on
+    another CPU, XLA may pick other kernels and a run differs in the last bits."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
-    """Package versions and the device the run used."""
+    """Package versions, the device the run used and the CPU it ran on."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -264,6 +276,7 @@ def environment() -> dict[str, Any]:
         "device_count": len(devices),
         "process_count": jax.process_count(),
         "host": platform.node(),
+        "cpu": cpu_model(),
     }
 
 
