@@ -1,10 +1,10 @@
 """The committed main-job results reproduce from the command their config.json records.
 
-On the CPU that made them (``config.json``'s ``environment.cpu``) a rerun gives the same numbers;
-on another CPU XLA may pick other kernels, and training on random labels amplifies the last bits
-until single lanes differ by a tenth after two tasks, so there each arm's mean over its seeds
-and the two tasks is compared (what the summaries report), within a band far below the arms'
-differences."""
+A rerun changes the last bits wherever the arithmetic is compiled differently (another CPU, on
+which XLA picks other kernels, or a later version of the code), and training on random labels
+amplifies them until single lanes differ by a tenth after two tasks. So each arm's mean over its
+seeds and the first two tasks is compared (what the summaries report), within a band far below
+the arms' differences."""
 
 from __future__ import annotations
 
@@ -17,12 +17,10 @@ import pandas as pd
 import pytest
 
 from gradual_jax import cli
-from gradual_jax.runner import results
 from tests.test_cli import needs_mnist
 
 RUN = Path(__file__).resolve().parent.parent / "results" / "fig1-mnist-cpu"
-SAME_CPU = 1e-6  # in accuracy: float rounding only
-ARM_MEANS = 0.05  # another CPU: an arm's mean over 3 seeds × 2 tasks (the arms differ by 0.1 and more)
+ARM_MEANS = 0.05  # an arm's mean accuracy over 3 seeds × 2 tasks (the arms differ by 0.1 and more)
 
 
 def recorded_command() -> list[str]:
@@ -53,11 +51,6 @@ def test_first_two_tasks_of_the_committed_main_job_reproduce(tmp_path):
     assert list(new.index) == list(old.index)
     assert (new["seed"] == old["seed"]).all() and (new["schedule"] == old["schedule"]).all()
     columns = ["online_train_acc", "online_train_acc_at_E", "train_acc"]
-    recorded_cpu = json.loads((RUN / "config.json").read_text())["environment"].get("cpu")
-    if recorded_cpu == results.cpu_model():
-        for column in columns:
-            np.testing.assert_allclose(new[column], old[column], atol=SAME_CPU, rtol=0, err_msg=column)
-        return
     arms = ["schedule", "delta"]
     new_means = new.reset_index().groupby(arms, dropna=False)[columns].mean()
     old_means = old.reset_index().groupby(arms, dropna=False)[columns].mean()
