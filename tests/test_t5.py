@@ -154,10 +154,54 @@ def test_tiny_model_memorises_random_seq2seq():
 
     params, losses = train(params)
     assert float(losses[-1]) < 0.05 < float(losses[0])
-    enc, dec = decoding.t5_fns(graphdef)
-    greedy = decoding.make_decoder(enc, dec, spec.output_len, beam_size=1)(params, x)
-    beam = decoding.make_decoder(enc, dec, spec.output_len, beam_size=5)(params, x)
-    assert bleu.bleu2_from_ids(greedy, y) >= 0.9
-    assert bleu.bleu2_from_ids(beam, y) >= 0.9
-    np.testing.assert_array_equal(decoding.beam_search(enc, dec, params, x[:4], spec.output_len, beam_size=1),
-                                  greedy[:4])
+    for cache in (True, False):
+        dec = decoding.t5_decoder(graphdef, cache=cache)
+        greedy = decoding.make_decoder(dec, spec.output_len, beam_size=1)(params, x)
+        beam = decoding.make_decoder(dec, spec.output_len, beam_size=5)(params, x)
+        assert bleu.bleu2_from_ids(greedy, y) >= 0.9
+        assert bleu.bleu2_from_ids(beam, y) >= 0.9
+        np.testing.assert_array_equal(decoding.beam_search(dec, params, x[:4], spec.output_len, beam_size=1),
+                                      greedy[:4])
+    assert_cached_decoding_equals_prefix(graphdef, params, x, spec.output_len)
+
+
+def assert_cached_decoding_equals_prefix(graphdef, params, inputs, max_len):
+    """The key/value-cached decoder gives the same ids and beam scores as re-running the
+    decoder over the whole prefix at every step (greedy and beam search)."""
+    cached, prefix = (decoding.t5_decoder(graphdef, cache=c) for c in (True, False))
+    for beam_size in (1, 4):
+        if beam_size == 1:
+            ids = [jax.jit(decoding.greedy_decode, static_argnums=(0, 3))(d, params, inputs, max_len)
+                   for d in (cached, prefix)]
+        else:
+            run = jax.jit(decoding.beam_search, static_argnums=(0, 3), static_argnames=("beam_size", "return_scores"))
+            (ids_c, scores_c), (ids_p, scores_p) = (run(d, params, inputs, max_len, beam_size=beam_size,
+                                                        return_scores=True) for d in (cached, prefix))
+            ids = [ids_c, ids_p]
+            np.testing.assert_allclose(scores_c, scores_p, rtol=1e-5, atol=1e-5)
+            assert np.all(np.asarray(scores_c) < 0)
+        np.testing.assert_array_equal(*ids)
+
+
+def test_decode_step_equals_full_decoder_at_every_position():
+    """Teacher-forced: feeding position t's input to ``decode_step`` with the cache of positions
+    < t gives the logits ``decode`` computes at t over the whole sequence."""
+    graphdef, params = split()
+    model = nnx.merge(graphdef, params)
+    inputs = jax.random.randint(jax.random.key(1), (3, 9), 3, tok.VOCAB_SIZE).at[0, 6:].set(tok.PAD)
+    decoder_inputs = jax.random.randint(jax.random.key(2), (3, 7), 1, tok.VOCAB_SIZE)
+    encoded, mask = model.encode(inputs), model.padding_mask(inputs)
+    full = model.decode(encoded, mask, decoder_inputs)
+    context, cache = model.start_decoding(encoded, mask, 7)
+    for t in range(7):
+        logits, cache = model.decode_step(context, cache, decoder_inputs[:, t], t)
+        np.testing.assert_allclose(logits, full[:, t], rtol=1e-4, atol=1e-4)
+
+
+def test_cached_decoding_equals_prefix_decoding_on_a_random_model():
+    """Random weights scaled up so that the logits are far from uniform (ties would make the
+    comparison meaningless): 8 inputs, padded, through a 2-layer encoder and decoder."""
+    graphdef, params = split()
+    params = jax.tree.map(lambda a: a * 3.0, params)
+    inputs = jax.random.randint(jax.random.key(3), (8, 12), 3, tok.VOCAB_SIZE).at[::2, 8:].set(tok.PAD)
+    assert_cached_decoding_equals_prefix(graphdef, params, inputs, 10)

@@ -209,14 +209,14 @@ V = 6
 A, B_, C = 3, 4, 5
 
 
-def fake_fns():
+def fake_decoder():
     def encode_fn(params, inputs):
         return jnp.zeros(inputs.shape + (1,)), inputs != tok.PAD
 
     def decode_fn(params, encoded, mask, decoder_inputs):
         return params[decoder_inputs]  # [N, L, V]
 
-    return encode_fn, decode_fn
+    return decoding.prefix_decoder(encode_fn, decode_fn)
 
 
 def markov_table():
@@ -233,30 +233,33 @@ def markov_table():
 
 
 def test_beam_search_finds_best_sequence_greedy_misses():
-    enc, dec = fake_fns()
+    dec = fake_decoder()
     params, inputs = markov_table(), jnp.ones((2, 3), jnp.int32)
-    greedy = decoding.greedy_decode(enc, dec, params, inputs, 4)
-    beam = decoding.beam_search(enc, dec, params, inputs, 4, beam_size=2)
+    greedy = decoding.greedy_decode(dec, params, inputs, 4)
+    beam = decoding.beam_search(dec, params, inputs, 4, beam_size=2)
     np.testing.assert_array_equal(greedy, [[A, tok.EOS, 0, 0]] * 2)
     np.testing.assert_array_equal(beam, [[B_, tok.EOS, 0, 0]] * 2)
+    _, score = decoding.beam_search(dec, params, inputs, 4, beam_size=2, return_scores=True)
+    table = np.asarray(params)  # the best sequence's log-probability: bos → B → eos, then pad at no cost
+    np.testing.assert_allclose(score, [table[tok.BOS, B_] + table[B_, tok.EOS]] * 2, rtol=1e-6)
 
 
 def test_beam_one_equals_greedy_on_random_model():
-    enc, dec = fake_fns()
+    dec = fake_decoder()
     params = jax.random.normal(jax.random.key(0), (V, V)) * 2
     inputs = jnp.ones((3, 2), jnp.int32)
-    greedy = decoding.greedy_decode(enc, dec, params, inputs, 7)
-    beam1 = decoding.beam_search(enc, dec, params, inputs, 7, beam_size=1)
+    greedy = decoding.greedy_decode(dec, params, inputs, 7)
+    beam1 = decoding.beam_search(dec, params, inputs, 7, beam_size=1)
     np.testing.assert_array_equal(greedy, beam1)
 
 
 def test_decoders_vmap_over_lanes():
-    enc, dec = fake_fns()
+    dec = fake_decoder()
     params = jnp.stack([markov_table(), jax.random.normal(jax.random.key(1), (V, V))])
     inputs = jnp.ones((2, 3, 2), jnp.int32)
     for beam_size in (1, 3):
-        run = decoding.make_decoder(enc, dec, 5, beam_size=beam_size, lanes=True)
-        single = decoding.make_decoder(enc, dec, 5, beam_size=beam_size)
+        run = decoding.make_decoder(dec, 5, beam_size=beam_size, lanes=True)
+        single = decoding.make_decoder(dec, 5, beam_size=beam_size)
         out = run(params, inputs)
         assert out.shape == (2, 3, 5)
         for lane in range(2):

@@ -122,8 +122,8 @@ def test_engine_memorises_a_tiny_seq2seq_and_reports_its_bleu():
 
     task = engine.sample_task(program, jnp.int32(0), 0, engine.BaseData())
     params = jax.tree.map(lambda a: a[0], state.readout_params)
-    enc, dec = decoding.t5_fns(nnx.split(program.model_factory(nnx.Rngs(0)), nnx.Param)[0])
-    hyp = decoding.make_decoder(enc, dec, SEQ2SEQ.output_len, beam_size=1)(params, task.train_inputs[:8])
+    dec = decoding.t5_decoder(nnx.split(program.model_factory(nnx.Rngs(0)), nnx.Param)[0], cache=False)
+    hyp = decoding.make_decoder(dec, SEQ2SEQ.output_len, beam_size=1)(params, task.train_inputs[:8])
     np.testing.assert_allclose(scores["train_bleu2_greedy"][0], bleu.bleu2_from_ids(hyp, task.train_targets[:8]))
     np.testing.assert_array_equal(metrics.readout["train_greedy"][0], hyp)
 

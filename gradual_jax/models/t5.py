@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,16 +112,24 @@ class Attention(nnx.Module):
         self.v = _dense(cfg.d_model, inner, cfg.d_model ** -0.5, rngs)
         self.o = _dense(inner, cfg.d_model, inner ** -0.5, rngs)
 
+    def _heads(self, h):
+        return h.reshape(*h.shape[:-1], self.num_heads, self.d_kv)
+
+    def keys_values(self, memory):
+        """``memory [B, Lk, d]`` → keys and values ``[B, Lk, H, d_kv]`` (what a decoding cache keeps)."""
+        return self._heads(self.k(memory)), self._heads(self.v(memory))
+
+    def attend(self, x, keys, values, bias):
+        """``x [B, Lq, d]`` attends to ``keys``/``values [B, Lk, H, d_kv]``; ``bias`` broadcasts to
+        ``[B, H, Lq, Lk]``."""
+        scores = jnp.einsum("bqhd,bkhd->bhqk", self._heads(self.q(x)), keys) + bias
+        weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, values)
+        return self.o(out.reshape(*out.shape[:-2], -1))
+
     def __call__(self, x, memory, bias):
         """``x [B, Lq, d]`` attends to ``memory [B, Lk, d]``; ``bias`` broadcasts to ``[B, H, Lq, Lk]``."""
-        def heads(h):
-            return h.reshape(*h.shape[:-1], self.num_heads, self.d_kv)
-
-        q, k, v = heads(self.q(x)), heads(self.k(memory)), heads(self.v(memory))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias
-        weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return self.o(out.reshape(*out.shape[:-2], -1))
+        return self.attend(x, *self.keys_values(memory), bias)
 
 
 class FeedForward(nnx.Module):
@@ -144,9 +153,9 @@ class RelativeBias(nnx.Module):
         self.bidirectional = bidirectional
         self.num_buckets, self.max_distance = cfg.num_buckets, cfg.max_distance
 
-    def __call__(self, q_len: int, k_len: int):
-        """``[H, q_len, k_len]``."""
-        rel = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
+    def __call__(self, q_len: int, k_len: int, q_offset=0):
+        """``[H, q_len, k_len]`` for queries at positions ``q_offset … q_offset + q_len - 1``."""
+        rel = jnp.arange(k_len)[None, :] - (jnp.arange(q_len) + q_offset)[:, None]
         buckets = relative_position_bucket(rel, bidirectional=self.bidirectional,
                                            num_buckets=self.num_buckets, max_distance=self.max_distance)
         return jnp.moveaxis(self.table(buckets), -1, 0)
@@ -181,6 +190,24 @@ class DecoderLayer(nnx.Module):
         y = y + self.cross_attn(self.cross_norm(y), encoded, cross_bias)
         out, acts = self.ffn(self.ffn_norm(y))
         return y + out, acts
+
+    def step(self, y, self_kv, t, cross_kv, self_bias, cross_bias):
+        """One decoder position ``y [B, 1, d]`` at index ``t``: its keys and values are written
+        into the cache ``self_kv`` (``[B, L, H, d_kv]`` each) before it attends to positions ≤ t."""
+        h = self.self_norm(y)
+        keys, values = (jax.lax.dynamic_update_slice_in_dim(cache, new, t, axis=1)
+                        for cache, new in zip(self_kv, self.self_attn.keys_values(h)))
+        y = y + self.self_attn.attend(h, keys, values, self_bias)
+        y = y + self.cross_attn.attend(self.cross_norm(y), *cross_kv, cross_bias)
+        out, _ = self.ffn(self.ffn_norm(y))
+        return y + out, (keys, values)
+
+
+class DecodingContext(NamedTuple):
+    """Per-input constants of step-by-step decoding (each leaf has the batch axis first)."""
+
+    cross_kv: list  # per decoder layer: keys and values of the encoder output [B, L_in, H, d_kv]
+    cross_bias: jax.Array  # [B, 1, 1, L_in]: the encoder's padding mask as an additive bias
 
 
 def _mask_bias(mask):
@@ -243,6 +270,30 @@ class T5(nnx.Module):
 
     def __call__(self, inputs, decoder_inputs):
         return self.decode(self.encode(inputs), self.padding_mask(inputs), decoder_inputs)
+
+    # ---------------------------------------------------------- decoding one position at a time
+    def start_decoding(self, encoded, encoder_mask, max_len: int) -> tuple[DecodingContext, list]:
+        """What :meth:`decode_step` needs: the cross-attention keys and values of every decoder
+        layer (computed once per input) and an empty self-attention cache of ``max_len`` positions."""
+        batch = encoded.shape[0]
+        context = DecodingContext(cross_kv=[layer.cross_attn.keys_values(encoded) for layer in self.decoder_layers],
+                                  cross_bias=_mask_bias(encoder_mask))
+        empty = jnp.zeros((batch, max_len, self.cfg.num_heads, self.cfg.d_kv), encoded.dtype)
+        return context, [(empty, empty) for _ in self.decoder_layers]
+
+    def decode_step(self, context: DecodingContext, cache: list, tokens, t):
+        """Logits ``[B, vocab]`` of position ``t`` given its input ``tokens [B]`` and the cache of
+        positions < t; equals ``decode(...)[:, t]`` over the full prefix, in one position's work."""
+        max_len = cache[0][0].shape[1]
+        y = self.shared(tokens[:, None])
+        causal = jnp.arange(max_len) <= t
+        self_bias = (self.decoder_bias(1, max_len, q_offset=t) + jnp.where(causal, 0.0, NEG_INF))[None]
+        new_cache = []
+        for layer, self_kv, cross_kv in zip(self.decoder_layers, cache, context.cross_kv):
+            y, self_kv = layer.step(y, self_kv, t, cross_kv, self_bias, context.cross_bias)
+            new_cache.append(self_kv)
+        y = self.decoder_norm(y) * self.cfg.d_model ** -0.5
+        return self.shared.attend(y)[:, 0], new_cache
 
     def logits_and_unit_features(self, inputs, decoder_inputs) -> tuple[jax.Array, list[jax.Array]]:
         """Logits and the post-ReLU FFN activations ``[B, L, d_ff]`` of every encoder then decoder

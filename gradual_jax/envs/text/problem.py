@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from gradual_jax.models.t5 import shift_right
 from gradual_jax.envs import schedules
@@ -43,6 +44,7 @@ class Seq2Seq:
     beam_size: int = 5  # 1: greedy only
     greedy_bleu: bool = True  # with beam_size > 1, also report greedy decoding's BLEU-2
     decode_batch_size: int = 1024  # pairs decoded at once (beams multiply it)
+    kv_cache: bool = True  # decode with the T5's key/value cache (False: re-run the decoder over the prefix)
 
     @property
     def name(self) -> str:
@@ -109,18 +111,13 @@ class Seq2Seq:
 
     # ------------------------------------------------------------------ readout: decoding
     def _decode(self, model, inputs, beam_size: int):
-        def encode_fn(_, x):
-            return model.encode(x), model.padding_mask(x)
-
-        def decode_fn(_, encoded, mask, decoder_inputs):
-            return model.decode(encoded, mask, decoder_inputs)
-
+        graphdef, state = nnx.split(model)
+        decoder = decoding.t5_decoder(graphdef, cache=self.kv_cache)
         max_len = self.spec.output_len
         if beam_size == 1:
-            fn = lambda x: decoding.greedy_decode(encode_fn, decode_fn, None, x, max_len)  # noqa: E731
+            fn = lambda x: decoding.greedy_decode(decoder, state, x, max_len)  # noqa: E731
         else:
-            fn = lambda x: decoding.beam_search(encode_fn, decode_fn, None, x, max_len,  # noqa: E731
-                                                beam_size=beam_size)
+            fn = lambda x: decoding.beam_search(decoder, state, x, max_len, beam_size=beam_size)  # noqa: E731
         n, chunk = inputs.shape[0], min(self.decode_batch_size, inputs.shape[0])
         chunks = -(-n // chunk)
         padded = jnp.pad(inputs, ((0, chunks * chunk - n), (0, 0)), constant_values=tok.EOS)
