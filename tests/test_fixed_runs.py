@@ -10,12 +10,14 @@ stream, and say why in the commit):
 
     python tests/test_fixed_runs.py --record
 
-On the machine that recorded them (``fixed_runs.machine.json``: CPU model and JAX version) the
-runs are bit-identical and every case is compared at float32 rounding. The MLPs and the T5 give
-the same numbers on other x86 CPUs too; the ResNet's convolutions do not (XLA picks other
-kernels per CPU, and training on random labels amplifies the last bits), so on another machine
-its case, kept to three steps per task, is compared within what rounding can move: losses to
-0.1 % and accuracies to one example of its 40.
+On the machine that recorded them (``fixed_runs.machine.json``: CPU model and identity, JAX
+version) the runs are bit-identical and every case is compared at float32 rounding. Most cases
+give the same numbers on other x86 CPUs too; two do not, and on another machine they are
+compared within what rounding can move (losses to 0.5 %, accuracies to one example of their 40):
+the ResNet's, whose convolutions XLA compiles to other kernels per CPU (random labels amplify
+the last bits; the case is kept to three steps per task), and the permuted-pixels case, whose
+spectral-regularisation lane starts from each weight matrix's largest singular value, computed
+by LAPACK's SVD, whose last bits differ per CPU.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ CASES = {
     "t5-random-seq2seq": ("fig2-seq2seq", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling"]),
     "t5-bigram-cipher": ("fig4-cipher", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling,output_interp"]),
 }
-MACHINE_DEPENDENT = {"resnet-random-labels"}
+MACHINE_DEPENDENT = {"resnet-random-labels", "mlp-permuted-pixels"}
 KEYS = ["case", "lane", "task"]
 LABELS = ["schedule", "method", "delta"]  # checked too: a refactor must not reorder the lanes
 
@@ -83,22 +85,26 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def machine() -> dict[str, str]:
-    """What decides the last bits of a run: the CPU model and the JAX version."""
+    """What decides the last bits of a run: the CPU (its model name and, since one name covers
+    several generations, its family, model and stepping) and the JAX version."""
     import jax
 
-    cpu = platform.processor()
+    info = {"machine": platform.machine(), "cpu": platform.processor(), "jax": jax.__version__}
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"machine": platform.machine(), "cpu": cpu, "jax": jax.__version__}
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
+    except OSError:
+        return info
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    info["cpu"] = fields.get("model name", info["cpu"])
+    info["cpu_id"] = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
+    return info
 
 
 def tolerance(name: str, column: str) -> dict[str, float]:
     if name not in MACHINE_DEPENDENT or json.loads(MACHINE.read_text()) == machine():
         return {"rtol": 1e-5, "atol": 1e-6}
-    return {"rtol": 0, "atol": 1 / 40 + 1e-6} if "_acc" in column else {"rtol": 1e-3, "atol": 1e-6}
+    return {"rtol": 0, "atol": 1 / 40 + 1e-6} if "_acc" in column else {"rtol": 5e-3, "atol": 1e-6}
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
