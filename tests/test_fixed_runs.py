@@ -12,12 +12,14 @@ stream, and say why in the commit):
 
 On the machine that recorded them (``fixed_runs.machine.json``: CPU model and identity, JAX
 version) the runs are bit-identical and every case is compared at float32 rounding. Most cases
-give the same numbers on other x86 CPUs too; two do not, and on another machine they are
-compared within what rounding can move (losses to 0.5 %, accuracies to one example of their 40):
-the ResNet's, whose convolutions XLA compiles to other kernels per CPU (random labels amplify
-the last bits; the case is kept to three steps per task), and the permuted-pixels case, whose
-spectral-regularisation lane starts from each weight matrix's largest singular value, computed
-by LAPACK's SVD, whose last bits differ per CPU.
+give the same numbers on other x86 CPUs too; two do not. On another machine the ResNet's case,
+whose convolutions XLA compiles to other kernels per CPU (random labels amplify the last bits;
+the case is kept to three steps per task), is compared within what rounding can move (losses and
+norms to 0.5 %, accuracies to one example of its 40 images). Of the permuted-pixels case only the spectral lane
+(an SVD of each weight matrix at init, a power iteration at every step) moved on a CPU of
+another generation; Adam turns last-bit differences in near-zero gradients into full-size
+updates, so on another CPU that lane is compared within rounding on its first task and not after it (on
+this data its numbers move by up to 0.2 % in the first task and by up to 5 % in the second).
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ CASES = {
     "t5-random-seq2seq": ("fig2-seq2seq", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling"]),
     "t5-bigram-cipher": ("fig4-cipher", [*TINY_TEXT, "sweep.schedules=abrupt,task_sampling,output_interp"]),
 }
-MACHINE_DEPENDENT = {"resnet-random-labels", "mlp-permuted-pixels"}
+# case -> its rows whose last bits depend on the CPU: (compared within rounding, not compared)
+MACHINE_DEPENDENT = {
+    "resnet-random-labels": lambda frame: (np.ones(len(frame), bool), np.zeros(len(frame), bool)),
+    "mlp-permuted-pixels": lambda frame: ((frame["method"] == "spectral").to_numpy() & (frame["task"] == 0).to_numpy(),
+                                          (frame["method"] == "spectral").to_numpy() & (frame["task"] > 0).to_numpy()),
+}
 KEYS = ["case", "lane", "task"]
 LABELS = ["schedule", "method", "delta"]  # checked too: a refactor must not reorder the lanes
 
@@ -101,10 +108,20 @@ def machine() -> dict[str, str]:
     return info
 
 
-def tolerance(name: str, column: str) -> dict[str, float]:
+TIGHT = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def loose(column: str) -> dict[str, float]:
+    """What rounding can move on another CPU: a loss or a norm by 0.5 %, an accuracy by one example."""
+    examples = 20 if column.startswith("test_") else 40  # test: 2 images per class; training: 4
+    return {"rtol": 0, "atol": 1 / examples + 1e-6} if "_acc" in column else {"rtol": 5e-3, "atol": 1e-6}
+
+
+def machine_dependent_rows(name: str, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The rows compared loosely and the rows not compared: none on the recording machine."""
     if name not in MACHINE_DEPENDENT or json.loads(MACHINE.read_text()) == machine():
-        return {"rtol": 1e-5, "atol": 1e-6}
-    return {"rtol": 0, "atol": 1 / 40 + 1e-6} if "_acc" in column else {"rtol": 5e-3, "atol": 1e-6}
+        return np.zeros(len(frame), bool), np.zeros(len(frame), bool)
+    return MACHINE_DEPENDENT[name](frame)
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,9 +143,11 @@ def test_fixed_run_reproduces_recorded_numbers(name, tmp_path):
     assert sorted(got.columns) == sorted(want.columns)
     got = got[want.columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(got[KEYS + LABELS].astype(str), want[KEYS + LABELS].astype(str))
+    dependent, skipped = machine_dependent_rows(name, want)
     for column in metric_columns(want):
-        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), equal_nan=True,
-                                   err_msg=f"{name}: {column}", **tolerance(name, column))
+        for rows, tol in ((~dependent & ~skipped, TIGHT), (dependent, loose(column))):
+            np.testing.assert_allclose(got[column].to_numpy(float)[rows], want[column].to_numpy(float)[rows],
+                                       equal_nan=True, err_msg=f"{name}: {column}", **tol)
 
 
 def record(out_root: Path) -> None:
