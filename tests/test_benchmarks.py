@@ -462,6 +462,24 @@ def test_compare_check_runs(tmp_path):
 
 
 @pytest.mark.slow
+def test_readout_share_runs(tmp_path):
+    """Tiny text runs timed with and without the key/value cache; no timing assertions, but the
+    segment's step count is the protocol's and both decoders were timed."""
+    out = tmp_path / "readout.json"
+    proc = run_module("readout_share", "--quick", "--repeats", 1, "--json", out)
+    assert "readout share" in proc.stdout
+    rows = read_record(out, "readout_share")["rows"]
+    assert [(r["experiment"], r["preset"]) for r in rows] == [("fig2-seq2seq", "cpu"), ("fig4-cipher", "cpu")]
+    # fig2: 16 pairs, batch 8, E = 1, k = 2 -> 2 steps per epoch for 3 epochs; fig4: k = 1
+    assert [r["steps_per_task"] for r in rows] == [6, 4]
+    for r in rows:
+        for decoder in ("cached", "prefix"):
+            entry = r[decoder]
+            assert entry["segment_seconds"] > 0 and 0 < entry["readout_share"]
+            assert entry["readout_share"] == pytest.approx(entry["readout_seconds"] / entry["segment_seconds"])
+
+
+@pytest.mark.slow
 def test_model_steps_runs(tmp_path):
     """Tiny ResNet-18 and T5 steps, 2 lanes; no timing assertions."""
     out = tmp_path / "steps.json"
