@@ -5,7 +5,9 @@ Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's claims it tests, se
 :class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
 a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
 ``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
-runs on a 2-core CPU in minutes. A module with a ``run(out_dir, preset)`` function (the
+runs on a 2-core CPU in minutes. A module may declare ``SEARCH``: settings to try, cheapest
+first, for one in which the abrupt arm loses plasticity (:mod:`gradual_jax.analysis.search`,
+``gradual-jax search``). A module with a ``run(out_dir, preset)`` function (the
 theory check) is run by that function instead of the training engine.
 
 A researcher's own experiment needs no edit of this package: any Python file with the same

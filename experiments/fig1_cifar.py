@@ -11,6 +11,7 @@ strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 import dataclasses
 
 from experiments import MLP_MITIGATIONS, baselines, gradual_claims
+from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DataConfig, DiagnosticsConfig, ExperimentConfig, ModelConfig,
                                 OptimConfig, ProtocolConfig, SweepConfig, TaskConfig)
 
@@ -53,6 +54,23 @@ def cpu() -> ExperimentConfig:
         sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1, 2, 3, 4), deltas=(0.1,), learning_rates=(1e-3,)),
     )
 
+
+#: Settings to try for one in which the abrupt arm loses trainability (``gradual-jax search``,
+#: abrupt arm only, 3 seeds), cheapest first: at the ``cpu`` size the ResNet fits every task.
+SEARCH = (
+    Candidate("e5-tasks16", ("protocol.epochs_per_task=5", "task.num_tasks=16", "sweep.seeds=0,1,2"),
+              "half the epochs over twice the tasks"),
+    Candidate("images640-e5", ("data.train_per_class=64", "protocol.epochs_per_task=5", "sweep.seeds=0,1,2"),
+              "twice the random labels to memorise, half the epochs"),
+    Candidate("images1280-e5", ("data.train_per_class=128", "protocol.epochs_per_task=5", "sweep.seeds=0,1,2"),
+              "four times the images"),
+    Candidate("images5120-e2", ("data.train_per_class=512", "protocol.epochs_per_task=2", "sweep.seeds=0,1,2"),
+              "the paper's 5,120 images, 2 epochs"),
+    Candidate("images1280-e10", ("data.train_per_class=128", "sweep.seeds=0,1,2"),
+              "four times the images at the cpu preset's 10 epochs"),
+    Candidate("images2560-e5", ("data.train_per_class=256", "protocol.epochs_per_task=5", "sweep.seeds=0,1,2"),
+              "eight times the images"),
+)
 
 PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

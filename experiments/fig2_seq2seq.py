@@ -15,6 +15,7 @@ in either arm (the released code re-created AdamW every task in the abrupt arm o
 import dataclasses
 
 from experiments import MLP_MITIGATIONS, baselines, gradual_claims
+from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig,
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)
 
@@ -68,6 +69,24 @@ def t5_baselines(cfg: ExperimentConfig) -> ExperimentConfig:
     cfg = baselines(cfg)
     return dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, methods=T5_METHODS))
 
+
+#: Settings to try for one in which the abrupt arm loses trainability (``gradual-jax search``,
+#: abrupt arm only, 3 seeds), cheapest first: at the ``cpu`` size the T5 memorises every task.
+SEARCH = (
+    Candidate("e10", ("protocol.epochs_per_task=10", "sweep.seeds=0,1,2"),
+              "a quarter of the epochs: 120 steps a task, so memorising 128 pairs is marginal"),
+    Candidate("e10-pairs512", ("protocol.epochs_per_task=10", "text.num_train=512", "sweep.seeds=0,1,2"),
+              "four times the pairs to memorise at the same epochs"),
+    Candidate("e10-pairs512-targets4", ("protocol.epochs_per_task=10", "text.num_train=512", "text.target_words=4",
+                                        "sweep.seeds=0,1,2"),
+              "targets twice as long (4 words): more to memorise per pair"),
+    Candidate("e5-pairs1024-targets4", ("protocol.epochs_per_task=5", "text.num_train=1024", "text.target_words=4",
+                                        "sweep.seeds=0,1,2"),
+              "eight times the pairs, long targets, 5 epochs: the same steps as e10-pairs512"),
+    Candidate("e10-pairs1024-targets4", ("protocol.epochs_per_task=10", "text.num_train=1024",
+                                         "text.target_words=4", "sweep.seeds=0,1,2"),
+              "the same at 10 epochs"),
+)
 
 PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: t5_baselines(paper()),
            "cpu-baselines": lambda: t5_baselines(cpu())}

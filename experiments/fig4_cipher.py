@@ -13,6 +13,7 @@ import dataclasses
 
 from experiments import gradual_claims
 from experiments.fig2_seq2seq import T5_MITIGATIONS, t5_baselines
+from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig, TextConfig)
 
@@ -54,6 +55,21 @@ def cpu() -> ExperimentConfig:
         sweep=dataclasses.replace(cfg.sweep, seeds=(0, 1), deltas=(0.1,)),
     )
 
+
+#: Settings to try for one in which the abrupt arm loses generalizability (``gradual-jax
+#: search``, abrupt arm only, 3 seeds), cheapest first: at the ``cpu`` size the abrupt arm
+#: fails only now and then.
+SEARCH = (
+    Candidate("e5-tasks16", ("protocol.epochs_per_task=5", "task.num_tasks=16", "sweep.seeds=0,1,2"),
+              "a fifth of the epochs over twice the tasks: less time to re-learn each new cipher"),
+    Candidate("pairs2048-e10-tasks16", ("text.num_train=2048", "protocol.epochs_per_task=10", "task.num_tasks=16",
+                                        "sweep.seeds=0,1,2"),
+              "half the pairs (closer to memorising without the rule), 10 epochs, 16 tasks"),
+    Candidate("e10-tasks16", ("protocol.epochs_per_task=10", "task.num_tasks=16", "sweep.seeds=0,1,2"),
+              "10 epochs over 16 tasks"),
+    Candidate("tasks16", ("task.num_tasks=16", "sweep.seeds=0,1,2"),
+              "the cpu preset's 25 epochs over twice the tasks"),
+)
 
 PRESETS = {"paper": paper, "cpu": cpu, "paper-baselines": lambda: t5_baselines(paper()),
            "cpu-baselines": lambda: t5_baselines(cpu())}

@@ -1,4 +1,4 @@
-"""``gradual-jax``: list experiments, show a resolved config, run an experiment.
+"""``gradual-jax``: list experiments, show a resolved config, run an experiment, search for a setting.
 
 Every input error (unknown experiment, preset or key, a bad value, missing data)
 prints one line naming the field and the allowed values and exits with status 2
@@ -172,6 +172,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run an experiment's SEARCH candidates (abrupt arm only) and write their table."""
+    from gradual_jax.analysis import search
+
+    _experiment_and_preset(args)
+    chosen = search.candidates(args.experiment)
+    if args.only:
+        names = {c.name for c in chosen}
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            raise config_lib.ConfigError(f"--only {', '.join(unknown)}: not a candidate of {args.experiment}; "
+                                         f"choose from: {', '.join(c.name for c in chosen)}")
+        chosen = tuple(c for c in chosen if c.name in args.only)
+    cfgs = search.configs(args.experiment, args.preset, chosen)  # every candidate valid before any compute
+    out = Path(args.out)
+    if not args.table_only:
+        from gradual_jax.runner import compile_cache, resume, train  # imports JAX
+
+        compile_cache.enable()
+        for candidate, cfg in zip(chosen, cfgs):
+            run_dir = out / candidate.name
+            if search.finished(cfg, run_dir):
+                print(f"== {candidate.name}: finished earlier ({run_dir}) ==")
+                continue
+            print(f"== {candidate.name}: {' '.join(candidate.overrides) or '(the preset as it is)'} ==")
+            try:
+                train.run(cfg, run_dir, progress=not args.no_progress,
+                          command=search.run_command(args.experiment, args.preset, candidate, out))
+            except resume.NonFiniteError as err:  # a diverged candidate is a finding: the table shows it
+                print(f"warning: {candidate.name}: {err}", file=sys.stderr)
+            search.write(args.experiment, args.preset, out)
+    print(search.write(args.experiment, args.preset, out))
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gradual_jax.analysis import analyze  # imports JAX
     from gradual_jax.runner import compile_cache  # imports JAX
@@ -256,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", metavar="DIR", help="finished run directories")
     report.add_argument("--out", required=True, help="Markdown file to write, e.g. results/REPRODUCTION.md")
     report.set_defaults(func=cmd_report)
+
+    search_p = sub.add_parser("search", help="try an experiment's SEARCH settings (abrupt arm only) for one in "
+                                             "which the abrupt arm loses plasticity; writes OUT/search.md")
+    search_p.add_argument("experiment", help="experiment name or file, optionally with its preset (default: cpu)")
+    search_p.add_argument("--preset", help=f"the preset the candidates start from (default: {DEFAULT_PRESET})")
+    search_p.add_argument("--out", required=True, help="folder of the candidates' runs and the search table")
+    search_p.add_argument("--only", nargs="+", metavar="NAME", help="run only these candidates")
+    search_p.add_argument("--table-only", action="store_true", help="rewrite the table from the runs there, "
+                                                                    "running nothing")
+    search_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search_p.set_defaults(func=cmd_search)
 
     analyze = sub.add_parser("analyze", help="recompute diagnostics from a run's parameter snapshots")
     analyze.add_argument("run_dir", help="a run directory made with --set run.snapshot_every=N")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from gradual_jax import cli
+from gradual_jax.analysis import search
 from gradual_jax.core import engine
 from gradual_jax.runner import results
 
@@ -185,6 +186,9 @@ def test_every_readme_cli_command_parses_and_resolves():
             args = parser.parse_args(words[1:])
             if args.command in ("run", "show"):
                 cli._resolve(args)
+            if args.command == "search":  # every candidate it would run validates
+                cli._experiment_and_preset(args)
+                search.configs(args.experiment, args.preset, search.candidates(args.experiment))
             seen += 1
     assert seen >= 4
 

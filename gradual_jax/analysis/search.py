@@ -1,0 +1,174 @@
+"""A documented search for a setting in which the abrupt arm loses plasticity.
+
+A claim that gradual change *preserves* plasticity can only be tested where the abrupt arm
+*loses* it. At CPU size some figures' abrupt arms fit every task, so the question is not yet
+real there. A search tries settings that move only the sizes the paper's protocol has (pairs
+per task, words per input and target, epochs per task, model width, images per task, number
+of tasks) and keeps the model family and the protocol. To make sure the setting is not chosen
+for the gradual arm's sake, it trains the **abrupt arm only**: every candidate is run with
+:data:`ABRUPT_ONLY` on top of its overrides, and the choice is made from its numbers alone.
+
+An experiment module declares its candidates, cheapest first, as ``SEARCH`` (a tuple of
+:class:`Candidate`). ``gradual-jax search EXPERIMENT --out DIR`` runs each one into
+``DIR/<name>`` (resumable, like ``run``) and writes ``DIR/search.md`` and ``search.csv``: for
+every candidate, tried or not, its overrides, the exact ``gradual-jax run`` command that makes
+it, the abrupt arm's metric on the first task and over the final window, the drop between
+them paired by seed (first − final, 95% Student-t interval), and whether the abrupt arm
+**loses** plasticity (the drop's interval lies above 0), **gains** (below 0) or shows no loss
+(the interval holds 0), and the wall time. The chosen setting is the first candidate,
+in the declared order, that loses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+import experiments
+from gradual_jax import config as config_lib
+from gradual_jax.analysis import summary
+from gradual_jax.runner import results as results_lib
+
+ABRUPT_ONLY = ("sweep.schedules=abrupt", "sweep.methods=none", "sweep.mitigate_gradual=false")
+TABLE_FILE, CSV_FILE = "search.md", "search.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One setting to try: a folder name and the ``--set`` overrides that make it from the preset."""
+
+    name: str
+    overrides: tuple[str, ...]
+    why: str = ""  # what the setting changes and why it might make the abrupt arm lose plasticity
+
+
+def candidates(experiment: str) -> tuple[Candidate, ...]:
+    """The experiment's ``SEARCH``; a clear error naming the experiments that declare one."""
+    found = getattr(experiments.module(experiment), "SEARCH", None)
+    if not found:
+        with_search = [name for name in experiments.MODULES if getattr(experiments.module(name), "SEARCH", None)]
+        raise config_lib.ConfigError(f"{experiment} declares no SEARCH; experiments with one: "
+                                     f"{', '.join(with_search) or 'none'}")
+    names = [c.name for c in found]
+    if len(set(names)) != len(names) or not all(n and "/" not in n for n in names):
+        raise config_lib.ConfigError(f"{experiment}: SEARCH names must be unique folder names, got {names}")
+    return tuple(found)
+
+
+def overrides(candidate: Candidate) -> list[str]:
+    return [*candidate.overrides, *ABRUPT_ONLY]
+
+
+def configs(experiment: str, preset: str, chosen: Sequence[Candidate]) -> list[config_lib.ExperimentConfig]:
+    """Every candidate's validated config, before any of them runs (a bad one stops the search
+    before any compute)."""
+    base = experiments.get_config(experiment, preset)
+    out = []
+    for candidate in chosen:
+        try:
+            out.append(config_lib.validate(config_lib.apply_overrides(base, overrides(candidate))))
+        except config_lib.ConfigError as err:
+            raise config_lib.ConfigError(f"search candidate {candidate.name!r}: {err}") from None
+    return out
+
+
+def finished(cfg: config_lib.ExperimentConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly ``cfg`` (then it is not run again)."""
+    meta_file = run_dir / results_lib.CONFIG_FILE
+    if not meta_file.exists():
+        return False
+    meta = json.loads(meta_file.read_text())
+    stored = json.dumps(meta.get("config"), sort_keys=True, default=str)
+    return meta.get("status") == "finished" and stored == json.dumps(config_lib.to_dict(cfg), sort_keys=True,
+                                                                     default=str)
+
+
+def run_command(experiment: str, preset: str, candidate: Candidate, out: Path) -> str:
+    """The ``gradual-jax run`` command line that makes (and resumes) one candidate's run."""
+    argv = ["gradual-jax", "run", experiment, "--preset", preset]
+    for item in overrides(candidate):
+        argv += ["--set", item]
+    return shlex.join([*argv, "--out", str(out / candidate.name)])
+
+
+def _row(experiment: str, preset: str, metric: str, candidate: Candidate, out: Path) -> dict:
+    run_dir = out / candidate.name
+    row = {"candidate": candidate.name, "overrides": " ".join(candidate.overrides), "why": candidate.why,
+           "command": run_command(experiment, preset, candidate, out), "status": "not run", "seeds": 0}
+    meta_file = run_dir / results_lib.CONFIG_FILE
+    if not meta_file.exists() or not (run_dir / results_lib.RESULTS_FILE).exists():
+        return row
+    meta = json.loads(meta_file.read_text())
+    frame = pd.read_csv(run_dir / results_lib.RESULTS_FILE)
+    frame = frame[frame["schedule"] == "abrupt"]
+    row["status"] = meta.get("status", "unknown")
+    row["tasks"] = int(frame["task"].max()) + 1 if len(frame) else 0
+    row["train_seconds"] = meta.get("train_seconds")
+    if row["status"] != "finished" or frame.empty:
+        return row
+    seeds = summary.per_seed(frame, metric)
+    first, final = summary.interval(seeds["first"]), summary.interval(seeds["final"])
+    drop = summary.interval(seeds["first"] - seeds["final"])
+    verdict = summary.verdict(drop)
+    row.update(seeds=drop.n, window=seeds["window"].iloc[0], first=first.mean, final=final.mean,
+               final_ci95=final.half_width, drop=drop.mean, drop_ci95=drop.half_width, drop_positive=drop.positive(),
+               abrupt_arm={"holds": "loses", "reversed": "gains", "inconclusive": "no loss shown"}[verdict])
+    return row
+
+
+def table(experiment: str, preset: str, out: str | Path) -> pd.DataFrame:
+    """One row per declared candidate, in the declared order, whether or not it has run."""
+    cfg = experiments.get_config(experiment, preset)
+    out = Path(out)
+    rows = [_row(experiment, preset, cfg.metric, c, out) for c in candidates(experiment)]
+    frame = pd.DataFrame(rows)
+    if "abrupt_arm" not in frame:
+        frame["abrupt_arm"] = None
+    losing = frame.index[frame["abrupt_arm"].eq("loses").to_numpy()]
+    frame["chosen"] = frame.index == (losing[0] if len(losing) else -1)
+    return frame
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
+    metric = experiments.get_config(experiment, preset).metric
+    lines = [f"# Search: {experiment}, from the `{preset}` preset, abrupt arm only", "",
+             f"Each candidate trains only the abrupt arm (`{' '.join('--set ' + o for o in ABRUPT_ONLY)}`), so the "
+             "setting is chosen before the gradual arm is looked at. Metric: "
+             f"`{metric}`; drop = first task − final window, paired by seed (mean ± 95% Student-t interval). "
+             "**loses**: the drop's interval lies above 0. The chosen setting is the first candidate, in the "
+             "order below (cheapest first), that loses.", "",
+             "| candidate | overrides | status | seeds | first task | final window | drop | seeds with a drop | "
+             "abrupt arm | wall | chosen |",
+             "|---|---|---|---:|---:|---|---|---:|---|---:|---|"]
+    for _, r in frame.iterrows():
+        done = r["status"] == "finished" and r["seeds"] > 0
+        final = f"{_fmt(r.get('final'))} ± {_fmt(r.get('final_ci95'))} ({r.get('window')})" if done else "–"
+        drop = f"{r['drop']:+.3f} ± {_fmt(r.get('drop_ci95'))}" if done else "–"
+        wall = f"{r['train_seconds'] / 60:.1f} min" if not pd.isna(r.get("train_seconds", float("nan"))) else "–"
+        lines.append(f"| `{r['candidate']}` | `{r['overrides']}` | {r['status']} | {r['seeds']} | "
+                     f"{_fmt(r.get('first')) if done else '–'} | {final} | {drop} | "
+                     f"{f'{int(r.drop_positive)}/{r.seeds}' if done else '–'} | {r.get('abrupt_arm', '–') if done else '–'} | "
+                     f"{wall} | {'**yes**' if r['chosen'] else ''} |")
+    lines += ["", "Why each candidate, and the command that makes it:", ""]
+    for _, r in frame.iterrows():
+        lines.append(f"* `{r['candidate']}`: {r['why'] or '(no reason given)'}  \n  `{r['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+def write(experiment: str, preset: str, out: str | Path) -> Path:
+    """``search.md`` and ``search.csv`` in ``out`` (atomically, so a reader never sees half a table)."""
+    out = Path(out)
+    frame = table(experiment, preset, out)
+    results_lib.atomic_write_text(out / CSV_FILE, frame.to_csv(index=False))
+    path = out / TABLE_FILE
+    results_lib.atomic_write_text(path, markdown(frame, experiment, preset))
+    return path

@@ -1,0 +1,152 @@
+"""``gradual-jax search``: the abrupt-arm-only search for a setting in which plasticity is lost."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradual_jax import cli
+from gradual_jax import config as config_lib
+from gradual_jax.analysis import search
+
+TINY = ["task.num_tasks=2", "sweep.seeds=0,1", "data.train_per_class=4", "protocol.epochs_per_task=1",
+        "protocol.batch_size=8", "model.hidden_sizes=8"]
+
+
+def write_experiment(tmp_path: Path, candidates: str, name: str = "my_search") -> str:
+    """A researcher's experiment file: fig1-mnist's cpu preset at tiny size, with a SEARCH
+    (a new ``name`` for each file: an experiment file is imported once per process)."""
+    file = tmp_path / f"{name}.py"
+    file.write_text("\n".join([
+        "import experiments",
+        "from gradual_jax import config",
+        "from gradual_jax.analysis.search import Candidate",
+        f"PRESETS = {{'cpu': lambda: config.apply_overrides(experiments.get_config('fig1-mnist', 'cpu'), {TINY!r})}}",
+        f"SEARCH = ({textwrap.dedent(candidates).strip()})",
+    ]) + "\n")
+    return str(file)
+
+
+def fake_run(run_dir: Path, first: list[float], final: list[float], *, status: str = "finished") -> None:
+    """A finished abrupt-only run of 4 tasks: task 0 at ``first[seed]``, tasks 1–3 (the final
+    window of 4 tasks) at ``final[seed]`` ± 0.01 (mean exactly ``final[seed]``)."""
+    rows = []
+    for seed, (a, b) in enumerate(zip(first, final)):
+        for task, value in enumerate([a, b - 0.01, b, b + 0.01]):
+            rows.append(dict(lane=seed, seed=seed, schedule="abrupt", delta=math.nan, learning_rate=1e-3,
+                             method="none", task=task, online_train_acc=value))
+    run_dir.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"status": status, "train_seconds": 90.0, "config": {}}))
+
+
+CANDIDATES = """
+    Candidate("flat", ("protocol.epochs_per_task=2",), "no change in accuracy"),
+    Candidate("falls", ("protocol.epochs_per_task=3",), "accuracy falls"),
+    Candidate("falls-too", ("protocol.epochs_per_task=4",), "falls as well, but later in the order"),
+    Candidate("rises", ("protocol.epochs_per_task=5",), "accuracy rises"),
+    Candidate("untried", ("protocol.epochs_per_task=6",), "never run"),
+"""
+
+
+def test_table_reads_each_candidate_and_chooses_the_first_that_loses(tmp_path):
+    experiment = write_experiment(tmp_path, CANDIDATES)
+    out = tmp_path / "search"
+    fake_run(out / "flat", first=[0.9, 0.8, 0.85], final=[0.91, 0.79, 0.85])
+    fake_run(out / "falls", first=[0.9, 0.8, 0.85], final=[0.5, 0.45, 0.55])
+    fake_run(out / "falls-too", first=[0.9, 0.8, 0.85], final=[0.6, 0.5, 0.55])
+    fake_run(out / "rises", first=[0.5, 0.4, 0.45], final=[0.9, 0.85, 0.8])
+    frame = search.table(experiment, "cpu", out).set_index("candidate")
+    assert list(frame.index) == ["flat", "falls", "falls-too", "rises", "untried"]  # the declared order
+
+    drops = np.array([0.9 - 0.5, 0.8 - 0.45, 0.85 - 0.55])  # by hand: first task − final-window mean, per seed
+    half = 4.302652729911275 * drops.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 d.o.f.)
+    row = frame.loc["falls"]
+    assert row["drop"] == pytest.approx(drops.mean()) and row["drop_ci95"] == pytest.approx(half)
+    assert row["first"] == pytest.approx(0.85) and row["final"] == pytest.approx(0.5)
+    assert (row["seeds"], row["drop_positive"], row["window"]) == (3, 3, "tasks 1–3")
+    assert [frame.loc[c, "abrupt_arm"] for c in ("flat", "falls", "falls-too", "rises")] == [
+        "no loss shown", "loses", "loses", "gains"]
+    assert frame["chosen"].tolist() == [False, True, False, False, False]
+    assert frame.loc["untried", "status"] == "not run"
+
+    text = search.write(experiment, "cpu", out).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == 5 and "**yes**" in rows[1] and "**yes**" not in "".join(rows[:1] + rows[2:])
+    for name, epochs in (("flat", 2), ("untried", 6)):  # every candidate's command, tried or not
+        assert (f"gradual-jax run {experiment} --preset cpu --set protocol.epochs_per_task={epochs} "
+                f"--set sweep.schedules=abrupt --set sweep.methods=none --set sweep.mitigate_gradual=false "
+                f"--out {out / name}") in text
+    assert pd.read_csv(out / "search.csv")["candidate"].tolist() == list(frame.index)
+
+
+def test_unfinished_runs_are_listed_but_not_judged(tmp_path):
+    experiment = write_experiment(tmp_path, CANDIDATES)
+    out = tmp_path / "search"
+    fake_run(out / "falls", first=[0.9, 0.8, 0.85], final=[0.5, 0.45, 0.55], status="running")
+    frame = search.table(experiment, "cpu", out).set_index("candidate")
+    assert frame.loc["falls", "status"] == "running" and pd.isna(frame.loc["falls", "abrupt_arm"])
+    assert not frame["chosen"].any()
+
+
+def test_every_candidate_trains_the_abrupt_arm_only(tmp_path):
+    experiment = write_experiment(tmp_path, CANDIDATES)
+    cfgs = search.configs(experiment, "cpu", search.candidates(experiment))
+    assert [c.protocol.epochs_per_task for c in cfgs] == [2, 3, 4, 5, 6]
+    for cfg in cfgs:
+        assert cfg.sweep.schedules == ("abrupt",) and cfg.sweep.methods == ("none",)
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
+    assert cli.main(["search", "fig1-mnist", "--out", str(tmp_path / "a")]) == cli.EXIT_USAGE
+    assert "fig1-mnist declares no SEARCH; experiments with one: fig1-cifar, fig2-seq2seq, fig4-cipher" in \
+        capsys.readouterr().err
+    experiment = write_experiment(tmp_path, CANDIDATES)
+    assert cli.main(["search", experiment, "--out", str(tmp_path / "b"), "--only", "nope"]) == cli.EXIT_USAGE
+    assert "--only nope: not a candidate" in capsys.readouterr().err
+    bad = write_experiment(tmp_path, 'Candidate("ok", ()), Candidate("bad", ("protocol.epochs_per_task=0",)),',
+                           "bad_search")
+    assert cli.main(["search", bad, "--out", str(tmp_path / "c")]) == cli.EXIT_USAGE
+    assert "search candidate 'bad': protocol.epochs_per_task" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing ran, not even the valid candidate
+    dupes = write_experiment(tmp_path, 'Candidate("x", ()), Candidate("x", ()),', "dupes_search")
+    with pytest.raises(config_lib.ConfigError, match="unique folder names"):
+        search.candidates(dupes)
+
+
+@pytest.mark.slow
+def test_search_runs_candidates_resumably_and_records_their_commands(tmp_path, capsys):
+    experiment = write_experiment(tmp_path, 'Candidate("e1", ()), Candidate("e2", ("protocol.epochs_per_task=2",)),',
+                                  "run_search")
+    out = tmp_path / "search"
+    assert cli.main(["search", experiment, "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "search.csv").set_index("candidate")
+    assert frame["status"].tolist() == ["finished", "finished"] and frame["seeds"].tolist() == [2, 2]
+    for name in ("e1", "e2"):
+        meta = json.loads((out / name / "config.json").read_text())
+        assert meta["provenance"]["command"] == frame.loc[name, "command"]
+        assert set(pd.read_csv(out / name / "results.csv")["schedule"]) == {"abrupt"}
+    capsys.readouterr()
+    assert cli.main(["search", experiment, "--out", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("finished earlier") == 2
+
+
+@pytest.mark.parametrize("experiment", ["fig1-cifar", "fig2-seq2seq", "fig4-cipher"])
+def test_the_figures_searches_validate_and_keep_model_and_protocol(experiment):
+    """Every declared candidate resolves from the cpu preset, trains the abrupt arm only and
+    changes sizes only: the model family, the optimizer, k and the batch size stay the preset's."""
+    import experiments
+
+    base = experiments.get_config(experiment, "cpu")
+    cfgs = search.configs(experiment, "cpu", search.candidates(experiment))
+    assert len(cfgs) >= 4
+    for cfg in cfgs:
+        assert cfg.sweep.schedules == ("abrupt",) and len(cfg.sweep.seeds) >= 3
+        assert (cfg.model.name, cfg.optim, cfg.protocol.transition_ratio, cfg.protocol.batch_size) == (
+            base.model.name, base.optim, base.protocol.transition_ratio, base.protocol.batch_size)
