@@ -211,6 +211,20 @@ def test_smallest_tracking_radius_and_bisection():
         checks.bisect_threshold(lambda t: True, 0.0, 1.0)
 
 
+def _double_well_rows(max_distance):
+    conv = dict(radius=1.5, max_distance=max_distance, bound=0.8, worst_ratio=0.5, asymptotic_rate=0.5,
+                final_ratio=0.5)
+    escape = dict(lemma_radius=1.6, escape_radius=2.3, barrier=2.3)
+    return {r["quantity"]: r["holds"] for r in experiment.double_well_rows(conv, escape, [], "case")}
+
+
+def test_double_well_rows_allow_rounding_at_the_basin_radius_and_nothing_more():
+    # the start lies at distance r0 exactly; float64 may measure it one ulp above
+    assert _double_well_rows(1.5 + 2.2e-16)["max_distance_vs_radius"]
+    assert not _double_well_rows(1.5 + 1e-9)["max_distance_vs_radius"]
+    assert all(_double_well_rows(1.5).values())
+
+
 @pytest.mark.slow
 def test_run_theory_writes_table_and_figure(tmp_path):
     table = experiment.run_theory(tmp_path)
