@@ -356,6 +356,21 @@ def test_compare_table_reads_the_committed_result():
     assert "1.60× (torch parallel)" in text
 
 
+def test_compare_table_names_the_fastest_torch_arrangement_of_the_committed_result():
+    """The committed arrangements result: each row's ratio is the JAX rate over the fastest of the
+    four PyTorch arrangements, recomputed here from the raw rates."""
+    result = json.loads((ROOT / "results" / "benchmarks" / "compare-arrangements-cpu.json").read_text())
+    text = compare.throughput_table(result)
+    arms = ("torch_sequential", "torch_parallel", "torch_vmap", "torch_vmap_compiled")
+    for row in result["rows"]:
+        rates = {a: row[a]["lane_steps_per_s"] for a in arms if row.get(a, {}).get("lane_steps_per_s")}
+        assert len(rates) == 4
+        best = max(rates, key=rates.get)
+        ratio = row["jax"]["lane_steps_per_s"] / rates[best]
+        name = best.replace("_compiled", " + compile").replace("_", " ")
+        assert f"{ratio:.2f}× ({name})" in text
+
+
 def _compare_result() -> dict:
     def arm(rate, **extra):
         return {"lane_steps_per_s": rate, "model_flops_per_s": rate * 1e8, "fraction_of_matmul": 0.3,
