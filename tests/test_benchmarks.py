@@ -371,6 +371,24 @@ def test_compare_table_names_the_fastest_torch_arrangement_of_the_committed_resu
         assert f"{ratio:.2f}× ({name})" in text
 
 
+def test_lane_scaling_table_in_the_benchmarks_readme_matches_the_committed_result():
+    """Every row of the documented lane-scaling table is recomputed from the committed JSON: the
+    rates, the program sizes, and each chunked rate as a share of one program's at the same lanes."""
+    result = json.loads((ROOT / "results" / "benchmarks" / "lane_scaling-cpu.json").read_text())
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    chunked = {c["lanes"]: c for c in result["chunked"]}
+    assert result["one_program"] and chunked
+    for cell in result["one_program"]:
+        row = f"| {cell['lanes']} | {cell['lane_steps_per_s']:.0f} | {cell['program_mb']:,.1f} MiB |"
+        if cell["lanes"] in chunked:
+            share = chunked[cell["lanes"]]["lane_steps_per_s"] / cell["lane_steps_per_s"]
+            row_end = f"| {chunked[cell['lanes']]['lane_steps_per_s']:.0f} ({share:.2f}×) |"
+            line = next(l for l in readme.splitlines() if l.startswith(row))
+            assert row_end in line
+        else:
+            assert row in readme
+
+
 def _compare_result() -> dict:
     def arm(rate, **extra):
         return {"lane_steps_per_s": rate, "model_flops_per_s": rate * 1e8, "fraction_of_matmul": 0.3,
