@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=cmd_plot)
 
     report = sub.add_parser("report", help="the claims table (paired differences, verdicts) of finished runs")
-    report.add_argument("run_dirs", nargs="+", metavar="DIR", help="finished run directories")
+    report.add_argument("run_dirs", nargs="+", metavar="DIR", help="finished run directories, and search folders (gradual-jax search --out)")
     report.add_argument("--out", required=True, help="Markdown file to write, e.g. results/REPRODUCTION.md")
     report.set_defaults(func=cmd_report)
 

@@ -123,3 +123,61 @@ def test_claims_of_a_researchers_own_experiment_file_are_decided(tmp_path):
     [outcome] = outcomes
     assert outcome.claim.caption == "Gradual beats abrupt in my setting." and outcome.verdict == "holds"
     assert outcome.difference.mean == pytest.approx(np.mean([0.4, 0.3, 0.5]))
+
+
+def fake_search_run(run_dir, metric: str, first: list[float], final: list[float]) -> None:
+    """A finished abrupt-only candidate run of 4 tasks: task 0 at ``first[seed]``, the final
+    window (tasks 1–3) at ``final[seed]`` exactly on average."""
+    rows = [dict(lane=seed, seed=seed, schedule="abrupt", delta=np.nan, learning_rate=1e-3, method="none",
+                 task=task, **{metric: value})
+            for seed, (a, b) in enumerate(zip(first, final)) for task, value in enumerate([a, b - 0.01, b, b + 0.01])]
+    run_dir.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"status": "finished", "train_seconds": 60.0, "config": {}}))
+
+
+FLAT, FALLS = ([0.9, 0.8, 0.85], [0.91, 0.79, 0.85]), ([0.9, 0.8, 0.85], [0.5, 0.45, 0.55])
+
+
+def test_searches_say_whether_each_figure_can_be_tested(tmp_path):
+    """Three hand-made searches: every candidate ran and none loses (not testable), the second
+    candidate loses (testable there, the chosen setting), one of several ran (incomplete)."""
+    from gradual_jax.analysis import search
+
+    folders = {}
+    for name, runs in (("fig2-seq2seq", {c.name: FLAT for c in search.candidates("fig2-seq2seq")}),
+                       ("fig4-cipher", dict(zip([c.name for c in search.candidates("fig4-cipher")][:2], (FLAT, FALLS)))),
+                       ("fig1-cifar", {search.candidates("fig1-cifar")[0].name: FLAT})):
+        out = tmp_path / f"{name}-search"
+        metric = experiments.get_config(name, "cpu").metric
+        for candidate, (first, final) in runs.items():
+            fake_search_run(out / candidate, metric, first, final)
+        search.write(name, "cpu", out)
+        folders[name] = out
+    mnist = write_run(tmp_path / "mnist", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    text = report.report([mnist, *folders.values()], tmp_path / "R.md").read_text()
+
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| fig")}
+    assert "**not testable at CPU scale**" in rows["fig2-seq2seq"] and "| 5/5 | none |" in rows["fig2-seq2seq"]
+    chosen = search.candidates("fig4-cipher")[1]
+    drops = np.array([0.9 - 0.5, 0.8 - 0.45, 0.85 - 0.55])  # first task − final window, per seed, by hand
+    half = 4.302652729911275 * drops.std(ddof=1) / np.sqrt(3)
+    assert f"`{chosen.name}`" in rows["fig4-cipher"] and "**testable**" in rows["fig4-cipher"]
+    assert (f"0.850 → 0.500, {drops.mean():+.3f} [{drops.mean() - half:+.3f}, {drops.mean() + half:+.3f}], 3/3"
+            in rows["fig4-cipher"])
+    assert "**incomplete**" in rows["fig1-cifar"] and "| 1/6 | none |" in rows["fig1-cifar"]
+    # the searched figures' claims get ids after the decided ones, and each row names its own
+    assert "- **C1** (Fig. 1 (left)" in text
+    legend = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **C")}
+    seq2seq_ids = [i for i, line in legend.items() if "(Fig. 2," in line]
+    assert len(seq2seq_ids) == len(experiments.module("fig2-seq2seq").CLAIMS) >= 1
+    assert f"| fig2-seq2seq | {', '.join(seq2seq_ids)} |" in text
+    assert f"[search.md]({folders['fig4-cipher'].name}/search.md)" in rows["fig4-cipher"]
+
+
+def test_a_search_table_without_its_experiment_is_refused(tmp_path, capsys):
+    out = tmp_path / "old-search"
+    out.mkdir()
+    pd.DataFrame([{"candidate": "e10", "status": "finished"}]).to_csv(out / "search.csv", index=False)
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "R.md")]) == 2
+    assert "search.csv names no experiment" in capsys.readouterr().err

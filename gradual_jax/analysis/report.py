@@ -7,6 +7,11 @@ claim of the experiments in a setting (``CLAIMS`` in the experiment modules) is 
 it; each comparison gives the paired difference of final-window means over seeds, its 95%
 Student-t interval, how many seeds favour the arm, and a verdict. A run from which no claim can
 be decided is refused, naming the arms the claims need.
+
+A DIR may also be a search folder (``gradual-jax search``, with its ``search.csv``): it adds a
+section saying, per figure, whether a setting was found in which the abrupt arm loses
+plasticity (so the figure's claims can be tested there), or that every candidate ran and none
+does (the claims are **not testable at CPU scale**).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pandas as pd
 import experiments
 from gradual_jax.analysis import claims as claims_lib
 from gradual_jax import config as config_lib
+from gradual_jax.analysis import search as search_lib
 from gradual_jax.analysis import summary
 from gradual_jax.analysis.plotting import load_part, run_parts
 
@@ -175,7 +181,49 @@ def _figure(part: RunPart, out: Path) -> str:
     return os.path.relpath(figure, out.parent) if figure.exists() else ""
 
 
-def render(evaluated, out: Path, command: str) -> str:
+def is_search(path: str | Path) -> bool:
+    return (Path(path) / search_lib.CSV_FILE).exists()
+
+
+def load_search(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path / search_lib.CSV_FILE)
+    if "experiment" not in frame or frame.empty:
+        raise ValueError(f"{path}: {search_lib.CSV_FILE} names no experiment; rewrite it with "
+                         f"`gradual-jax search EXPERIMENT --out {path} --table-only`")
+    return frame
+
+
+def _search_rows(searches: list[tuple[Path, pd.DataFrame]], ids: dict, out: Path) -> list[str]:
+    lines = ["## Searches: where the question is real at CPU scale", "",
+             "A claim that gradual change preserves plasticity can only be tested where the abrupt arm loses it.",
+             "Each search (`gradual-jax search`) trains the abrupt arm alone in settings that change only sizes",
+             "of the paper's protocol, cheapest first, so the setting is chosen before any gradual arm is seen:",
+             "the first whose abrupt arm loses (its drop from the first task to the final window, paired by",
+             "seed, has a 95% interval above 0) is the chosen setting. When every candidate ran and none loses,",
+             "the figure's claims are **not testable at CPU scale**.", "",
+             "| experiment | claims | candidates run | chosen setting | abrupt arm: first task → final window, "
+             "drop [95% CI], seeds | outcome | search |", "|---|---|---:|---|---|---|---|"]
+    for path, frame in searches:
+        name = frame["experiment"].iloc[0]
+        claim_ids = ", ".join(ids[c] for c in getattr(experiments.module(name), "CLAIMS", ()) if c in ids) or "–"
+        ran = int(frame["status"].eq("finished").sum())
+        verdict = search_lib.outcome(frame)
+        chosen = frame[frame["chosen"].astype(bool)]
+        if len(chosen):
+            r = chosen.iloc[0]
+            setting = f"`{r['candidate']}` (`{r['overrides']}`)"
+            low, high = r["drop"] - r["drop_ci95"], r["drop"] + r["drop_ci95"]
+            numbers = (f"{r['first']:.3f} → {r['final']:.3f}, {r['drop']:+.3f} [{low:+.3f}, {high:+.3f}], "
+                       f"{int(r['drop_positive'])}/{int(r['seeds'])}")
+        else:
+            setting, numbers = "none", "–"
+        table = os.path.relpath(path / search_lib.TABLE_FILE, out.parent)
+        lines.append(f"| {name} | {claim_ids} | {ran}/{len(frame)} | {setting} | {numbers} | **{verdict}** | "
+                     f"[{search_lib.TABLE_FILE}]({table}) |")
+    return lines + [""]
+
+
+def render(evaluated, out: Path, command: str, searches: Sequence[tuple[Path, pd.DataFrame]] = ()) -> str:
     lines = ["# Does it reproduce?", "",
              f"Made by `{command}` from finished runs (their results only; nothing is re-run). Each row",
              "compares two arms on the final-window mean of the claim's metric (the last max(3, 10%) of",
@@ -185,6 +233,9 @@ def render(evaluated, out: Path, command: str) -> str:
              "*At epoch E* is the same comparison read after E epochs of every task in both arms (abrupt",
              "lanes are otherwise read after (1+k)·E), where the metric is the online train accuracy.", ""]
     claims_in_order = list(dict.fromkeys(o.claim for _, outcomes in evaluated for o in outcomes))
+    for _, frame in searches:  # a searched figure's claims are listed even when no run decides them
+        claims_in_order += [c for c in getattr(experiments.module(frame["experiment"].iloc[0]), "CLAIMS", ())
+                            if c not in claims_in_order]
     ids = {claim: f"C{i + 1}" for i, claim in enumerate(claims_in_order)}
     lines += [f"- **{ids[c]}** ({c.figure}, {c.metric}): {c.caption}" for c in claims_in_order]
     lines += ["", "| claim | setting | comparison | difference [95% CI] | seeds > 0 | verdict | at epoch E | "
@@ -198,7 +249,10 @@ def render(evaluated, out: Path, command: str) -> str:
             lines.append(f"| {ids[o.claim]} | {name} | {o.comparison} | {_ci(o.difference)} | "
                          f"{o.difference.positive()}/{o.difference.n} | **{o.verdict}** | {_ci(o.control)} | "
                          + (f"[figure]({figure})" if figure else "–") + f" | {_wall(run.meta)} |")
-    lines += ["", "## Settings", ""]
+    lines.append("")
+    if searches:
+        lines += _search_rows(list(searches), ids, out)
+    lines += ["## Settings", ""]
     for group, outcomes in evaluated:
         lines += [f"### {_setting_name(group)}", ""]
         first = group[0]
@@ -221,9 +275,10 @@ def render(evaluated, out: Path, command: str) -> str:
 def report(run_dirs: Sequence[str | Path], out: str | Path, command: str | None = None) -> Path:
     """Write the claims table of ``run_dirs`` to ``out`` (Markdown); return its path."""
     out = Path(out)
-    parts = load(run_dirs)
+    searches = [(Path(d), load_search(Path(d))) for d in run_dirs if is_search(d)]
+    parts = load([d for d in run_dirs if not is_search(d)])
     evaluated = evaluate(parts)
     command = command or "gradual-jax report " + " ".join(map(str, run_dirs)) + f" --out {out}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(evaluated, out, command))
+    out.write_text(render(evaluated, out, command, searches))
     return out

@@ -131,7 +131,19 @@ def table(experiment: str, preset: str, out: str | Path) -> pd.DataFrame:
         frame["abrupt_arm"] = None
     losing = frame.index[frame["abrupt_arm"].eq("loses").to_numpy()]
     frame["chosen"] = frame.index == (losing[0] if len(losing) else -1)
+    frame.insert(0, "preset", preset)
+    frame.insert(0, "experiment", experiment)  # so `gradual-jax report` knows whose claims a search is about
     return frame
+
+
+def outcome(frame: pd.DataFrame) -> str:
+    """What a search table says about its figure's claims: ``testable`` (a candidate's abrupt arm
+    loses plasticity: the first such is the chosen setting), ``not testable at CPU scale`` (every
+    candidate ran and none loses), or ``incomplete`` (none loses among those that ran so far)."""
+    if frame["chosen"].astype(bool).any():
+        return "testable"
+    judged = frame["abrupt_arm"].notna() & frame["status"].eq("finished")
+    return "not testable at CPU scale" if judged.all() else "incomplete"
 
 
 def _fmt(value, digits: int = 3) -> str:
