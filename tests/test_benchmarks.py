@@ -7,6 +7,7 @@ without it. End-to-end runs of the scripts are in the ``slow`` tier."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import common, compare, lane_scaling, model_sizes, model_steps, plots, throughput
+from benchmarks import common, compare, conv_profile, lane_scaling, model_sizes, model_steps, plots, throughput
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
@@ -389,6 +390,24 @@ def test_lane_scaling_table_in_the_benchmarks_readme_matches_the_committed_resul
             assert row in readme
 
 
+HLO = """
+  %convolution.4 = f32[250,2,2,256]{3,2,1,0} convolution(%a, %b), window={size=2x2 rhs_reversal=1x1}, dim_labels=01fb_o01i->f01b, metadata={op_name="x"}
+  %conv_general_dilated.2 = f32[250,8,8,64]{3,2,1,0} convolution(%c, %d), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f
+  ROOT %conv.9 = f32[64,3,3,64]{3,2,1,0} convolution(%e, %f), window={size=8x8 pad=1_1x1_1}, dim_labels=b01f_01io->b01f, feature_group_count=4
+  %fusion.1 = f32[8]{0} fusion(%convolution.4), kind=kLoop, calls=%fused
+"""
+
+
+def test_conv_profile_finds_the_swapped_convolutions_and_splits_op_time():
+    convs = conv_profile.convolutions(HLO)
+    assert convs == {"convolution.4": True, "conv_general_dilated.2": False, "conv.9": False}
+    times = collections.Counter({"convolution.4": 3_000_000_000, "conv_general_dilated.2": 500_000_000,
+                                 "fusion.1": 500_000_000})
+    split = conv_profile.attribute(convs, times)
+    assert split == pytest.approx({"op_seconds": 4.0, "swapped_conv_seconds": 3.0, "other_conv_seconds": 0.5,
+                                   "rest_seconds": 0.5, "swapped_share": 0.75})
+
+
 def _compare_result() -> dict:
     def arm(rate, **extra):
         return {"lane_steps_per_s": rate, "model_flops_per_s": rate * 1e8, "fraction_of_matmul": 0.3,
@@ -510,6 +529,21 @@ def test_readout_share_runs(tmp_path):
             entry = r[decoder]
             assert entry["segment_seconds"] > 0 and 0 < entry["readout_share"]
             assert entry["readout_share"] == pytest.approx(entry["readout_seconds"] / entry["segment_seconds"])
+
+
+@pytest.mark.slow
+def test_conv_profile_runs(tmp_path):
+    """A tiny ResNet-18 at 1 and 2 lanes: one lane's step has swapped backward convolutions (its
+    layer-3 and layer-4 maps are smaller than the 3×3 kernels), two vmapped lanes have none."""
+    out = tmp_path / "conv.json"
+    run_module("conv_profile", "--quick", "--lanes", "1,2", "--repeats", 1, "--json", out)
+    one, two = read_record(out, "conv_profile")["rows"]
+    assert (one["lanes"], two["lanes"]) == (1, 2) and one["convolutions"] == two["convolutions"] > 0
+    assert one["swapped_convolutions"] > 0 and two["swapped_convolutions"] == 0
+    assert two["swapped_conv_seconds"] == 0 and one["op_seconds"] > 0
+    for row in (one, two):
+        assert row["swapped_conv_seconds"] + row["other_conv_seconds"] + row["rest_seconds"] == pytest.approx(
+            row["op_seconds"])
 
 
 @pytest.mark.slow
