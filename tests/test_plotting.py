@@ -382,6 +382,15 @@ def test_caption_names_the_data_model_and_protocol(name, preset, dataset, expect
     assert "_" not in caption.replace("d_model", "")
 
 
+def test_runs_of_one_setting_share_one_caption_line_and_others_keep_theirs(tmp_path):
+    a = synthetic_run(tmp_path / "a", epochs=10)
+    b = synthetic_run(tmp_path / "b", epochs=10, arms=(("abrupt", np.nan, "redo"),))
+    c = synthetic_run(tmp_path / "c", epochs=20, arms=(("abrupt", np.nan, "none"),))
+    lines = plotting.captions_of(panels_of(a, b, c))
+    assert len(lines) == 2
+    assert "E = 10 epochs per task" in lines[0] and "E = 20 epochs per task" in lines[1]
+
+
 def test_metric_and_arm_names():
     assert plotting.metric_name("test_bleu2") == "test BLEU-2"
     assert plotting.metric_name("dormant_fraction_tau0.01") == "dormant units (active on ≤ 1% of the probe)"

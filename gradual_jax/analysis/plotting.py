@@ -659,7 +659,9 @@ METHODS_NOTE = ("Points: mean over seeds of the final-window mean (the last max(
 
 
 def captions_of(panels: Sequence[Panel]) -> list[str]:
-    return [caption_of(p.config, p.frame) for panel in panels for p in panel.parts]
+    """One caption line per distinct setting: runs made with the same setting (a sweep split
+    into several runs) share one line."""
+    return list(dict.fromkeys(caption_of(p.config, p.frame) for panel in panels for p in panel.parts))
 
 
 def heading_of(panels: Sequence[Panel], topic: str | None = None) -> str:
