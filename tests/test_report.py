@@ -163,7 +163,7 @@ def test_searches_say_whether_each_figure_can_be_tested(tmp_path):
     drops = np.array([0.9 - 0.5, 0.8 - 0.45, 0.85 - 0.55])  # first task − final window, per seed, by hand
     half = 4.302652729911275 * drops.std(ddof=1) / np.sqrt(3)
     assert f"`{chosen.name}`" in rows["fig4-cipher"] and "**testable**" in rows["fig4-cipher"]
-    assert (f"0.850 → 0.500, {drops.mean():+.3f} [{drops.mean() - half:+.3f}, {drops.mean() + half:+.3f}], 3/3"
+    assert (f"0.850 (task 0) → 0.500, {drops.mean():+.3f} [{drops.mean() - half:+.3f}, {drops.mean() + half:+.3f}], 3/3"
             in rows["fig4-cipher"])
     assert "**incomplete**" in rows["fig1-cifar"] and f"| 1/{len(search.candidates('fig1-cifar'))} | none |" in rows["fig1-cifar"]
     # the searched figures' claims get ids after the decided ones, and each row names its own

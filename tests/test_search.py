@@ -86,6 +86,49 @@ def test_table_reads_each_candidate_and_chooses_the_first_that_loses(tmp_path):
     assert pd.read_csv(out / "search.csv")["candidate"].tolist() == list(frame.index)
 
 
+def abrupt_frame(curves: dict[int, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([dict(seed=seed, task=task, schedule="abrupt", online_train_acc=value)
+                         for seed, curve in curves.items() for task, value in enumerate(curve)])
+
+
+def test_best_window_is_the_earlier_window_of_highest_seed_mean():
+    # 10 tasks: final window tasks 7-9 (width 3), earlier windows start at 0 … 4
+    curves = {0: [0.0, 0.2, 0.4, 0.6, 0.5, 0.3, 0.2, 0.1, 0.0, 0.0],
+              1: [0.0, 0.1, 0.5, 0.4, 0.7, 0.2, 0.1, 0.0, 0.0, 0.1]}
+    window, by_seed = search.best_window(abrupt_frame(curves), "online_train_acc")
+    # window means by hand: 0-2 0.2, 1-3 0.367, 2-4 0.517, 3-5 0.45, 4-6 0.333
+    assert window == range(2, 5)
+    np.testing.assert_allclose(by_seed.to_numpy(), [0.5, 1.6 / 3])
+
+
+@pytest.mark.parametrize("tasks,expected", [(4, range(0, 1)), (5, range(0, 2)), (6, range(0, 3))])
+def test_best_window_narrows_when_few_tasks_precede_the_final_one(tasks, expected):
+    # a falling curve: the best window is the earliest that fits before the final 3 tasks
+    window, _ = search.best_window(abrupt_frame({0: list(np.linspace(1, 0, tasks)), 1: [0.5] * tasks}),
+                                   "online_train_acc")
+    assert window == expected
+
+
+def test_a_loss_after_a_first_task_that_learned_nothing_is_found(tmp_path):
+    """The T5 shape: 0 on the first task, a rise, a fall back to 0. From the first task the drop
+    is 0 (no loss); from the best earlier window it is the rise, and the arm loses."""
+    curves = {0: [0.0, 0.15, 0.11, 0.19, 0.14, 0.19, 0.12, 0.08, 0.02, 0.03, 0.0, 0.03, 0.0, 0.0, 0.0, 0.0],
+              1: [0.0, 0.10, 0.20, 0.23, 0.16, 0.15, 0.06, 0.06, 0.03, 0.02, 0.02, 0.0, 0.03, 0.0, 0.0, 0.0],
+              2: [0.0, 0.05, 0.16, 0.24, 0.21, 0.19, 0.07, 0.14, 0.09, 0.06, 0.04, 0.03, 0.0, 0.0, 0.0, 0.0]}
+    frame = abrupt_frame(curves).assign(lane=lambda f: f["seed"], delta=math.nan, learning_rate=1e-3, method="none")
+    out = tmp_path / "search"
+    (out / "rise-and-fall").mkdir(parents=True)
+    frame.to_csv(out / "rise-and-fall" / "results.csv", index=False)
+    (out / "rise-and-fall" / "config.json").write_text(json.dumps({"status": "finished", "config": {}}))
+    file = write_experiment(tmp_path, 'Candidate("rise-and-fall", ("protocol.epochs_per_task=2",), ""),', "t5_shape")
+    row = search.table(file, "cpu", out).iloc[0]
+    # by hand: window means 1-3 0.159, 2-4 0.182, 3-5 0.189 (the highest), 4-6 0.143; final window 13-15 all 0
+    assert row["best_window"] == "tasks 3–5" and row["first"] == 0.0 and row["final"] == 0.0
+    per_seed = np.array([0.19 + 0.14 + 0.19, 0.23 + 0.16 + 0.15, 0.24 + 0.21 + 0.19]) / 3
+    assert row["drop"] == pytest.approx(per_seed.mean())
+    assert row["abrupt_arm"] == "loses" and bool(row["chosen"])
+
+
 def test_unfinished_runs_are_listed_but_not_judged(tmp_path):
     experiment = write_experiment(tmp_path, CANDIDATES)
     out = tmp_path / "search"

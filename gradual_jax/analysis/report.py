@@ -198,10 +198,10 @@ def _search_rows(searches: list[tuple[Path, pd.DataFrame]], ids: dict, out: Path
              "A claim that gradual change preserves plasticity can only be tested where the abrupt arm loses it.",
              "Each search (`gradual-jax search`) trains the abrupt arm alone in settings that change only sizes",
              "of the paper's protocol, cheapest first, so the setting is chosen before any gradual arm is seen:",
-             "the first whose abrupt arm loses (its drop from the first task to the final window, paired by",
-             "seed, has a 95% interval above 0) is the chosen setting. When every candidate ran and none loses,",
-             "the figure's claims are **not testable at CPU scale**.", "",
-             "| experiment | claims | candidates run | chosen setting | abrupt arm: first task → final window, "
+             "the first whose abrupt arm loses (its drop from its best earlier window to the final window,",
+             "paired by seed, has a 95% interval above 0) is the chosen setting. When every candidate ran and",
+             "none loses, the figure's claims are **not testable at CPU scale**.", "",
+             "| experiment | claims | candidates run | chosen setting | abrupt arm: best earlier window → final window, "
              "drop [95% CI], seeds | outcome | search |", "|---|---|---:|---|---|---|---|"]
     for path, frame in searches:
         name = frame["experiment"].iloc[0]
@@ -213,7 +213,7 @@ def _search_rows(searches: list[tuple[Path, pd.DataFrame]], ids: dict, out: Path
             r = chosen.iloc[0]
             setting = f"`{r['candidate']}` (`{r['overrides']}`)"
             low, high = r["drop"] - r["drop_ci95"], r["drop"] + r["drop_ci95"]
-            numbers = (f"{r['first']:.3f} → {r['final']:.3f}, {r['drop']:+.3f} [{low:+.3f}, {high:+.3f}], "
+            numbers = (f"{r['best']:.3f} ({r['best_window']}) → {r['final']:.3f}, {r['drop']:+.3f} [{low:+.3f}, {high:+.3f}], "
                        f"{int(r['drop_positive'])}/{int(r['seeds'])}")
         else:
             setting, numbers = "none", "–"

@@ -12,11 +12,19 @@ An experiment module declares its candidates, cheapest first, as ``SEARCH`` (a t
 :class:`Candidate`). ``gradual-jax search EXPERIMENT --out DIR`` runs each one into
 ``DIR/<name>`` (resumable, like ``run``) and writes ``DIR/search.md`` and ``search.csv``: for
 every candidate, tried or not, its overrides, the exact ``gradual-jax run`` command that makes
-it, the abrupt arm's metric on the first task and over the final window, the drop between
-them paired by seed (first − final, 95% Student-t interval), and whether the abrupt arm
-**loses** plasticity (the drop's interval lies above 0), **gains** (below 0) or shows no loss
-(the interval holds 0), and the wall time. The chosen setting is the first candidate,
-in the declared order, that loses.
+it, the abrupt arm's metric on the first task, at its best earlier window and over the final
+window, the drop from the best earlier window to the final one paired by seed (95% Student-t
+interval), and whether the abrupt arm **loses** plasticity (the drop's interval lies above 0),
+**gains** (below 0) or shows no loss (the interval holds 0), and the wall time. The chosen
+setting is the first candidate, in the declared order, that loses.
+
+The drop is measured from the best earlier window, not from the first task, because a fresh
+network may learn nothing on its first task and still lose what it gained later: the T5's
+abrupt arm at 10 epochs a task scores 0 on task 0, rises over the next tasks, then falls back
+to 0, and a drop from the first task reads that as no loss. The best earlier window
+(:func:`best_window`) has the final window's width, ends before it, and is the one with the
+highest mean over seeds; picking the highest favours a positive drop a little on a flat, noisy
+curve, a bias the verdict runs do not inherit (they compare arms over the same final window).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import experiments
@@ -96,6 +105,22 @@ def run_command(experiment: str, preset: str, candidate: Candidate, out: Path) -
     return shlex.join([*argv, "--out", str(out / candidate.name)])
 
 
+def best_window(frame: pd.DataFrame, metric: str) -> tuple[range, pd.Series]:
+    """The window the drop is measured from, and each seed's mean over it.
+
+    Windows have the final window's width (narrower when fewer tasks precede it, down to the
+    first task alone) and end before the final window starts; the one with the highest mean
+    over seeds wins, the earliest on a tie."""
+    by_task = frame.pivot_table(index="task", columns="seed", values=metric, aggfunc="mean")
+    final = summary.final_window(int(by_task.index.max()) + 1)
+    width = max(1, min(len(final), final.start))
+    starts = range(0, max(1, final.start - width + 1))
+    windows = [range(start, start + width) for start in starts]
+    means = [by_task.loc[list(w)].to_numpy().mean() for w in windows]
+    window = windows[int(np.argmax(means))]
+    return window, by_task.loc[list(window)].mean(axis=0)
+
+
 def _row(experiment: str, preset: str, metric: str, candidate: Candidate, out: Path) -> dict:
     run_dir = out / candidate.name
     row = {"candidate": candidate.name, "overrides": " ".join(candidate.overrides), "why": candidate.why,
@@ -111,12 +136,15 @@ def _row(experiment: str, preset: str, metric: str, candidate: Candidate, out: P
     row["train_seconds"] = meta.get("train_seconds")
     if row["status"] != "finished" or frame.empty:
         return row
-    seeds = summary.per_seed(frame, metric)
+    seeds = summary.per_seed(frame, metric).set_index("seed")
+    window, best_by_seed = best_window(frame, metric)
     first, final = summary.interval(seeds["first"]), summary.interval(seeds["final"])
-    drop = summary.interval(seeds["first"] - seeds["final"])
+    best = summary.interval(best_by_seed)
+    drop = summary.interval((best_by_seed - seeds["final"]).to_numpy())
     verdict = summary.verdict(drop)
-    row.update(seeds=drop.n, window=seeds["window"].iloc[0], first=first.mean, final=final.mean,
-               final_ci95=final.half_width, drop=drop.mean, drop_ci95=drop.half_width, drop_positive=drop.positive(),
+    row.update(seeds=drop.n, window=seeds["window"].iloc[0], first=first.mean, best_window=summary.window_text(window),
+               best=best.mean, final=final.mean, final_ci95=final.half_width,
+               drop=drop.mean, drop_ci95=drop.half_width, drop_positive=drop.positive(),
                abrupt_arm={"holds": "loses", "reversed": "gains", "inconclusive": "no loss shown"}[verdict])
     return row
 
@@ -155,19 +183,22 @@ def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
     lines = [f"# Search: {experiment}, from the `{preset}` preset, abrupt arm only", "",
              f"Each candidate trains only the abrupt arm (`{' '.join('--set ' + o for o in ABRUPT_ONLY)}`), so the "
              "setting is chosen before the gradual arm is looked at. Metric: "
-             f"`{metric}`; drop = first task − final window, paired by seed (mean ± 95% Student-t interval). "
-             "**loses**: the drop's interval lies above 0. The chosen setting is the first candidate, in the "
-             "order below (cheapest first), that loses.", "",
-             "| candidate | overrides | status | seeds | first task | final window | drop | seeds with a drop | "
-             "abrupt arm | wall | chosen |",
-             "|---|---|---|---:|---:|---|---|---:|---|---:|---|"]
+             f"`{metric}`; drop = best earlier window − final window, paired by seed (mean ± 95% Student-t "
+             "interval), where the best earlier window has the final window's width, ends before it and has "
+             "the highest mean over seeds (a fresh network may learn nothing on its first task and still lose "
+             "what it gains later). **loses**: the drop's interval lies above 0. The chosen setting is the "
+             "first candidate, in the order below (cheapest first), that loses.", "",
+             "| candidate | overrides | status | seeds | first task | best earlier window | final window | drop | "
+             "seeds with a drop | abrupt arm | wall | chosen |",
+             "|---|---|---|---:|---:|---|---|---|---:|---|---:|---|"]
     for _, r in frame.iterrows():
         done = r["status"] == "finished" and r["seeds"] > 0
         final = f"{_fmt(r.get('final'))} ± {_fmt(r.get('final_ci95'))} ({r.get('window')})" if done else "–"
         drop = f"{r['drop']:+.3f} ± {_fmt(r.get('drop_ci95'))}" if done else "–"
+        best = f"{_fmt(r.get('best'))} ({r.get('best_window')})" if done else "–"
         wall = f"{r['train_seconds'] / 60:.1f} min" if not pd.isna(r.get("train_seconds", float("nan"))) else "–"
         lines.append(f"| `{r['candidate']}` | `{r['overrides']}` | {r['status']} | {r['seeds']} | "
-                     f"{_fmt(r.get('first')) if done else '–'} | {final} | {drop} | "
+                     f"{_fmt(r.get('first')) if done else '–'} | {best} | {final} | {drop} | "
                      f"{f'{int(r.drop_positive)}/{r.seeds}' if done else '–'} | {r.get('abrupt_arm', '–') if done else '–'} | "
                      f"{wall} | {'**yes**' if r['chosen'] else ''} |")
     lines += ["", "Why each candidate, and the command that makes it:", ""]
