@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gradual_jax.analysis.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
-from gradual_jax.config import METHODS, ConfigError, ExperimentConfig, MitigationsConfig
+from gradual_jax.config import METHODS, ConfigError, ExperimentConfig, MitigationsConfig, apply_overrides
 
 #: The mitigation strengths of the paper's MLP experiments (docs/protocol.md, Mitigations);
 #: the ResNet-18 and T5 experiments start from these and change what their protocol changes.
@@ -124,6 +124,16 @@ def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
     ``cfg.mitigations``), beside its gradual schedule: the ``*-baselines`` presets."""
     return dataclasses.replace(cfg, preset=f"{cfg.preset}-baselines",
                                sweep=dataclasses.replace(cfg.sweep, methods=METHODS))
+
+
+def searched(cfg: ExperimentConfig, search: tuple, name: str, preset: str, **sweep) -> ExperimentConfig:
+    """``cfg`` at the sizes of the search candidate ``name`` (its ``--set`` overrides, seeds
+    excepted: the verdict run sets its own), with every arm of ``cfg`` and the ``sweep`` fields
+    given: the verdict preset of a setting chosen by ``gradual-jax search``."""
+    (candidate,) = [c for c in search if c.name == name]
+    sizes = [o for o in candidate.overrides if not o.startswith("sweep.")]
+    found = apply_overrides(cfg, sizes)
+    return dataclasses.replace(found, preset=preset, sweep=dataclasses.replace(found.sweep, **sweep))
 
 
 PRESERVED = ("If the world changes gradually, trainability and generalization are largely preserved, often "
