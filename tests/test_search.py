@@ -193,3 +193,31 @@ def test_the_figures_searches_validate_and_keep_model_and_protocol(experiment):
         assert cfg.sweep.schedules == ("abrupt",) and len(cfg.sweep.seeds) >= 3
         assert (cfg.model.name, cfg.optim, cfg.protocol.transition_ratio, cfg.protocol.batch_size) == (
             base.model.name, base.optim, base.protocol.transition_ratio, base.protocol.batch_size)
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+@pytest.mark.parametrize("experiment,schedule", [("fig1-cifar", "output_interp"), ("fig2-seq2seq", "task_sampling")])
+def test_the_study_preset_is_the_committed_searchs_chosen_setting(experiment, schedule):
+    """The verdict preset trains the sizes of the candidate the committed search chose (the
+    table read afresh from the committed runs, not only the stored csv), with both arms."""
+    import experiments
+
+    folder = RESULTS / f"{experiment}-search"
+    stored = pd.read_csv(folder / search.CSV_FILE)
+    fresh = search.table(experiment, "cpu", folder)
+    assert list(fresh.loc[fresh["chosen"], "candidate"]) == list(stored.loc[stored["chosen"], "candidate"])
+    (chosen,) = fresh.loc[fresh["chosen"], "candidate"]
+    (candidate,) = [c for c in search.candidates(experiment) if c.name == chosen]
+    study = config_lib.validate(experiments.get_config(experiment, "study"))
+    cpu, flat = config_lib.flatten(config_lib.to_dict(experiments.get_config(experiment, "cpu"))), \
+        config_lib.flatten(config_lib.to_dict(study))
+    sizes = dict(o.split("=", 1) for o in candidate.overrides if not o.startswith("sweep."))
+    assert sizes
+    for key, text in sizes.items():
+        assert flat[key] == config_lib.parse_value(text, type(cpu[key]), key) != cpu[key]
+    unchanged = {k for k in cpu if not k.startswith("sweep.") and k not in sizes and k != "preset"}
+    assert {k: flat[k] for k in unchanged} == {k: cpu[k] for k in unchanged}
+    assert set(study.sweep.schedules) == {"abrupt", schedule} and len(study.sweep.seeds) >= 5
+    assert len(study.sweep.deltas) == 2
