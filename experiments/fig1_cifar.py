@@ -73,7 +73,6 @@ SEARCH = (
 )
 
 
-
 def study() -> ExperimentConfig:
     """The verdict run in the search's chosen setting, ``images1280-e10`` (the ``cpu`` preset
     with 128 MNIST images per class: the abrupt arm's accuracy peaks at about 0.96 over tasks

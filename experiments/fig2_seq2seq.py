@@ -89,7 +89,6 @@ SEARCH = (
 )
 
 
-
 def study() -> ExperimentConfig:
     """The verdict run in the search's chosen setting, ``e10-pairs512`` (the ``cpu`` preset with
     512 pairs per task and E = 10: the abrupt arm's train BLEU-2 rises to about 0.19 over tasks
