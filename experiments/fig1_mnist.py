@@ -78,5 +78,20 @@ def study_crelu() -> ExperimentConfig:
                                sweep=dataclasses.replace(cfg.sweep, schedules=("abrupt",), methods=("none",)))
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "study": study, "study-crelu": study_crelu, "paper-baselines": lambda: baselines(paper()),
+#: Seeds no search and no other committed run uses: the verdicts at the paper's Δ are decided on these.
+VERDICT_SEEDS = tuple(range(10, 20))
+
+
+def verdict() -> ExperimentConfig:
+    """The primary comparison of Figs. 1 (left) and 5 (trainability), declared before it runs:
+    the ``study`` setting (the paper's data, model and optimizer, E = 10, 20 tasks), abrupt
+    against output interpolation at the paper's Δ = 0.5 and the finer Δ = 0.1, no mitigation,
+    on 10 fresh seeds (30 lanes, about 1.4 M lane-steps)."""
+    cfg = study()
+    return dataclasses.replace(cfg, preset="verdict",
+                               sweep=dataclasses.replace(cfg.sweep, seeds=VERDICT_SEEDS, methods=("none",)))
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study, "study-crelu": study_crelu, "verdict": verdict,
+           "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

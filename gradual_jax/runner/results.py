@@ -40,6 +40,7 @@ RESULTS_FILE = "results.csv"
 CONFIG_FILE = "config.json"
 DIAGNOSTICS_FILE = "diagnostics.csv"  # `gradual-jax analyze`: diagnostics recomputed from snapshots
 DIAGNOSTICS_SETTINGS_FILE = "diagnostics.json"  # the diagnostics settings that file was computed with
+EPOCHS_FILE = "epochs.csv"  # every lane's online loss and accuracy per task and epoch: any readout, after the fact
 GENERATED_SOURCE = "generated"  # the ``source`` of tasks made on the device (the text families)
 
 LANE_COLUMNS = ("lane", "seed", "schedule", "method", "delta", "learning_rate", "arm")
@@ -48,6 +49,7 @@ METRIC_COLUMNS = ("online_train_acc", "online_train_loss", "online_train_acc_at_
                   "test_acc", "test_loss", "finite")
 COLUMNS = ("experiment", "preset", "dataset", "source", "family", "model", *LANE_COLUMNS, "epochs_per_task",
            "transition_ratio", "batch_size", "reset_each_task", "task", "samples_seen", *METRIC_COLUMNS)
+EPOCH_COLUMNS = ("lane", "seed", "arm", "task", "epoch", "online_train_loss", "online_train_acc")
 PACKAGES = ("gradual-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")
 
 
@@ -127,6 +129,53 @@ def task_rows(cfg: config_lib.ExperimentConfig, dataset: str, source: str, lanes
             row[name] = float(np.asarray(values)[i])
         rows.append(row)
     return rows
+
+
+def epoch_frame(lanes: Sequence[Lane], task: int, epoch_loss: Any, epoch_acc: Any) -> pd.DataFrame:
+    """One task's per-epoch curves as tidy rows: ``epoch_loss`` and ``epoch_acc`` are host arrays
+    [lanes, (1+k)·E] (the engine's mean online loss and accuracy of every epoch of the task's
+    segment). ``epoch`` counts from 1 within the segment, so a gradual lane is read at ``epoch`` E
+    and an abrupt one at (1+k)·E."""
+    loss, acc = np.asarray(epoch_loss, np.float64), np.asarray(epoch_acc, np.float64)
+    num_lanes, num_epochs = loss.shape
+    arms = lane_arms(lanes)
+    return pd.DataFrame({
+        "lane": np.repeat(np.arange(num_lanes), num_epochs),
+        "seed": np.repeat([lane.seed for lane in lanes], num_epochs),
+        "arm": np.repeat(arms, num_epochs),
+        "task": task,
+        "epoch": np.tile(np.arange(1, num_epochs + 1), num_lanes),
+        "online_train_loss": loss.reshape(-1),
+        "online_train_acc": acc.reshape(-1),
+    }, columns=list(EPOCH_COLUMNS))
+
+
+def append_epochs(path: Path, frame: pd.DataFrame) -> None:
+    """Append one task's curves to ``epochs.csv`` (the header with the first task), flushed to
+    disk: the file only grows while a run trains, so it is appended, not rewritten."""
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a") as f:
+        f.write(frame.to_csv(index=False, header=new))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_epochs(path: Path) -> pd.DataFrame:
+    """``epochs.csv`` without a row cut by a crash mid-append (a row missing any field)."""
+    frame = pd.read_csv(path)
+    return frame.dropna(subset=list(EPOCH_COLUMNS)).astype({"lane": int, "task": int, "epoch": int})
+
+
+def keep_epochs_before(path: Path, task: int) -> None:
+    """On resume from the checkpoint after ``task - 1``: keep the curves of the tasks before
+    ``task`` (those the checkpoint covers), drop any written after it; rewritten atomically."""
+    if not path.exists():
+        return
+    if task == 0:
+        path.unlink()
+        return
+    frame = read_epochs(path)
+    atomic_write_text(path, frame[frame["task"] < task].to_csv(index=False))
 
 
 def metric_names(row: dict[str, Any]) -> list[str]:

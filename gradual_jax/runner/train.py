@@ -156,6 +156,8 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                  if out is not None and cfg.run.snapshot_every > 0 else None)
     readouts = build.readout_epochs(program, lanes)
     if out is not None:
+        sharding.on_main_process(lambda: results.keep_epochs_before(out / results.EPOCHS_FILE, start_task),
+                                 f"write {out / results.EPOCHS_FILE}")
         sharding.on_main_process(lambda: results.write_config(
             out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset, source=prepared.source,
             status="running"), f"write {out / results.CONFIG_FILE}")
@@ -199,6 +201,9 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                                          scores)
             rows += new_rows
             if out is not None:
+                curves = results.epoch_frame(lanes, task, task_metrics.epoch_loss, task_metrics.epoch_acc)
+                sharding.on_main_process(lambda: results.append_epochs(out / results.EPOCHS_FILE, curves),
+                                         f"write {out / results.EPOCHS_FILE}")
                 sharding.on_main_process(lambda: results.write_table(out / results.RESULTS_FILE, rows),
                                          f"write {out / results.RESULTS_FILE}")
             if cfg.run.tensorboard:  # before the checkpoint: a checkpointed task is always on disk here too
