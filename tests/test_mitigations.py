@@ -14,7 +14,6 @@ import optax
 import pytest
 from flax import nnx
 
-from gradual_jax.core import diagnostics
 from gradual_jax import mitigations as mit
 from gradual_jax.models.paths import leaf_dict, map_named, path_tree
 from gradual_jax.models import MLP, mlp
@@ -199,7 +198,7 @@ def test_redo_resets_exactly_the_dormant_units_and_their_moments():
         params = _make_dormant(params, layer, units)
     x = jax.random.normal(jax.random.key(1), (64, 6))
     features = nnx.merge(graphdef, params).features(x)
-    scores = diagnostics.redo_scores(features)
+    scores = mit.redo_scores(features)
     for layer, units in dormant.items():  # precondition: exactly the constructed units are dormant
         assert sorted(np.flatnonzero(np.asarray(scores[layer]) <= 0.1)) == units
 

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from gradual_jax.mitigations.redo import redo_scores
+
 Features = Sequence[jax.Array]
 
 DEFAULT_TAUS = (0.0,)  # never active on the probe
@@ -80,24 +82,9 @@ def dormant_fraction(features: Features, tau: float) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- ReDo scores
-def redo_scores(features: Features) -> list[jax.Array]:
-    """ReDo's normalised unit scores, one ``[units]`` array per layer (Sokar et al., 2023).
-
-    A unit's score is its mean |activation| over the probe inputs divided by the mean of that
-    quantity over the layer's units, so it is comparable across layers of different scale.
-    A layer whose units are all silent has mean 0: its scores are defined as 0 (all dormant)
-    instead of 0/0. The mitigation code reuses this to pick the units to reset.
-    """
-    def layer(h):
-        s = jnp.mean(jnp.abs(h), axis=0)
-        mean = jnp.mean(s)
-        return s / jnp.where(mean > 0, mean, 1.0)
-
-    return [layer(h) for h in features]
-
-
 def redo_dormant_fraction(features: Features, threshold: float = 0.1) -> jax.Array:
-    """Fraction of units over all layers whose ReDo score is ``<= threshold``."""
+    """Fraction of units over all layers whose ReDo score is ``<= threshold``
+    (:func:`~gradual_jax.mitigations.redo.redo_scores`: the score ReDo resets by)."""
     scores = redo_scores(features)
     dormant = sum(jnp.sum(s <= threshold) for s in scores)
     return dormant / sum(s.shape[0] for s in scores)

@@ -7,7 +7,7 @@ needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
 
 * loss terms: :func:`l2`, :func:`l2_init`, :func:`spectral` (persistent power iteration);
 * :func:`shrink_perturb`;
-* ReDo: :func:`redo_reset`, :func:`should_apply`;
+* ReDo: :func:`redo_scores`, :func:`redo_reset`, :func:`should_apply`;
 * continual backprop: :func:`cbp_init`, :func:`cbp_step`.
 
 CReLU is an activation of :class:`gradual_jax.models.mlp.MLP` (an architecture, not a step).
@@ -28,6 +28,7 @@ from gradual_jax.mitigations.redo import (
     layer_scores,
     redo_reset,
     redo_reset_scored,
+    redo_scores,
     redo_select,
     should_apply,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "power_iteration",
     "redo_reset",
     "redo_reset_scored",
+    "redo_scores",
     "redo_select",
     "reset_units",
     "should_apply",

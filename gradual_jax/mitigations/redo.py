@@ -1,8 +1,8 @@
 """ReDo (Sokar et al., 2023): recycle dormant units every N steps.
 
-A unit's score is :func:`gradual_jax.core.diagnostics.redo_scores` of its post-activation features
-(mean |h| over the batch divided by the layer's mean); it is dormant when its score is
-``<= threshold``. At most ``floor(max_fraction · units)`` units of a layer are reset, the
+A unit's score is :func:`redo_scores` of its post-activation features (mean |h| over the batch
+divided by the layer's mean; the diagnostics count dormant units by the same score); it is
+dormant when its score is ``<= threshold``. At most ``floor(max_fraction · units)`` units of a layer are reset, the
 lowest scores first; a reset is :func:`gradual_jax.mitigations.units.reset_units` (incoming
 weights redrawn, LayerNorm γ/β to 1/0, outgoing weights and the Adam moments of all of those
 zeroed). ``threshold <= 0`` switches ReDo off for a lane (nothing is ever reset), so lanes with
@@ -17,10 +17,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradual_jax.core import diagnostics
 from gradual_jax.mitigations.units import lowest_k, reset_units, resolve_layers, unit_activity
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
+
+
+def redo_scores(features: Sequence[jax.Array]) -> list[jax.Array]:
+    """ReDo's normalised unit scores, one ``[units]`` array per layer (Sokar et al., 2023).
+
+    A unit's score is its mean |activation| over the inputs (``[N, units]`` per layer) divided
+    by the mean of that quantity over the layer's units, so it is comparable across layers of
+    different scale. A layer whose units are all silent has mean 0: its scores are defined as 0
+    (all dormant) instead of 0/0.
+    """
+    def layer(h):
+        s = jnp.mean(jnp.abs(h), axis=0)
+        mean = jnp.mean(s)
+        return s / jnp.where(mean > 0, mean, 1.0)
+
+    return [layer(h) for h in features]
 
 
 def should_apply(steps_done, every: int, after: int = 0):
@@ -38,14 +53,14 @@ def layer_scores(features: Sequence[jax.Array], layers: Sequence[UnitLayer], *, 
                  valid: jax.Array | None = None) -> list[jax.Array]:
     """One ``[units]`` score array per layer.
 
-    ``normalize=True``: ReDo's normalised score, by :func:`diagnostics.redo_scores` (features
+    ``normalize=True``: ReDo's normalised score, by :func:`redo_scores` (features
     are ``[N, units]``; for CReLU the two halves of a unit are summed first). ``False``: the raw
     mean |activation| (the released code's T5 variant, absolute threshold 1e-4).
     """
     scores = []
     for h, layer in zip(features, layers):
         if normalize and layer.copies == 1 and valid is None:
-            scores.append(diagnostics.redo_scores([h.reshape(-1, h.shape[-1])])[0])
+            scores.append(redo_scores([h.reshape(-1, h.shape[-1])])[0])
             continue
         activity = unit_activity(h, layer.copies, valid).sum(0)  # [units]
         scores.append(scores_from_activity(activity, normalize=normalize))
@@ -54,9 +69,9 @@ def layer_scores(features: Sequence[jax.Array], layers: Sequence[UnitLayer], *, 
 
 def scores_from_activity(activity: jax.Array, *, normalize: bool = True) -> jax.Array:
     """Score of one layer from its per-unit mean |activation| ``[units]`` (e.g. accumulated over
-    many steps): :func:`diagnostics.redo_scores` of it as a one-row feature matrix, or the raw
+    many steps): :func:`redo_scores` of it as a one-row feature matrix, or the raw
     activity with ``normalize=False``."""
-    return diagnostics.redo_scores([activity[None]])[0] if normalize else activity
+    return redo_scores([activity[None]])[0] if normalize else activity
 
 
 def redo_select(scores: jax.Array, threshold, max_fraction) -> jax.Array:
