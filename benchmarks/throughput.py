@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks import common
 from gradual_jax.core import engine
 from gradual_jax.runner import sharding
-from gradual_jax.envs import image as tasks
+from gradual_jax.envs import image
 from gradual_jax.config import ExperimentConfig
 from gradual_jax.models import MLP
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -88,7 +88,7 @@ def bare_step_flops_per_second(num_lanes: int, batch: int = BATCH, steps: int = 
 
 def classification(family: str, num_classes: int) -> dict:
     """``engine.Program`` keyword arguments of an image-classification task family."""
-    return {"problem": tasks.Classification(tasks.get_family(family), num_classes)}
+    return {"problem": image.Classification(image.get_family(family), num_classes)}
 
 
 def make_program(num_train: int = NUM_TRAIN, hidden=HIDDEN) -> engine.Program:

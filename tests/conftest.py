@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from gradual_jax.core import engine  # noqa: E402
-from gradual_jax.envs import image as tasks  # noqa: E402
+from gradual_jax.envs import image  # noqa: E402
 from gradual_jax.models import MLP  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_c
     def factory(rngs):
         return MLP(num_features, hidden, num_classes, rngs=rngs)
 
-    return engine.Program(model_factory=factory, problem=tasks.Classification(tasks.get_family(family), num_classes),
+    return engine.Program(model_factory=factory, problem=image.Classification(image.get_family(family), num_classes),
                           num_train=num_train, epochs_per_task=epochs_per_task,
                           transition_epochs=transition_epochs, batch_size=batch_size,
                           eval_batch_size=eval_batch_size, make_optimizer=make_optimizer, **extra)

@@ -270,11 +270,11 @@ def test_torch_t5_computes_gradual_jaxs_t5(one_torch_thread):
     rng = np.random.default_rng(1)
     inputs, targets = rng.integers(tok.SPACE, tok.VOCAB_SIZE, (2, 6)), rng.integers(tok.SPACE, tok.VOCAB_SIZE, (2, 3))
     inputs[0, 4:] = tok.PAD  # padding is masked on both sides
-    want = model(jnp.asarray(inputs), t5.shift_right(jnp.asarray(targets)))
+    want = model(jnp.asarray(inputs), tok.shift_right(jnp.asarray(targets)))
     got = net(torch.from_numpy(inputs), tm.shift_right(torch.from_numpy(targets))).detach()
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     assert float(tm.seq2seq_loss(got, torch.from_numpy(targets))) == pytest.approx(
-        float(t5.seq2seq_loss(want, jnp.asarray(targets))), rel=1e-5)
+        float(model_steps.mean_token_loss(want, jnp.asarray(targets))), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- the PyTorch reference

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from gradual_jax.envs import image as tasks
+from gradual_jax.envs import image
 from gradual_jax.envs import schedules
 from gradual_jax.envs.problem import Batch
 from gradual_jax.runner.sweep import Lane, to_hparams
@@ -121,7 +121,7 @@ def test_padded_rows_add_nothing_to_the_training_loss():
     labels = np.array([0, 2, 1, 1])
     targets = np.eye(3, dtype=np.float32)[labels]
     valid = np.array([True, True, True, False])
-    problem = tasks.Classification(tasks.get_family("random_labels"), 3)
+    problem = image.Classification(image.get_family("random_labels"), 3)
     batch = Batch(inputs=None, targets=jnp.asarray(targets), labels=jnp.asarray(labels))
     loss_sum, correct, count = problem.loss(jnp.asarray(logits), batch, jnp.asarray(valid))
     log_softmax = logits[:3] - np.log(np.exp(logits[:3]).sum(-1, keepdims=True))

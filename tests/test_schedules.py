@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from gradual_jax.envs import families, schedules, image as tasks
+from gradual_jax.envs import families, image, schedules
 from gradual_jax.envs.schedules import ABRUPT, INPUT_INTERP, OUTPUT_INTERP, OUTPUT_MIX, TASK_SAMPLING
 from tests.conftest import tiny_data, tiny_program
 
@@ -123,7 +123,7 @@ def test_input_interpolation_endpoints():
     """α = 0 is task t's permuted input; the stage after the last is task t+1's, exactly."""
     program = tiny_program("permuted_pixels")
     data = tiny_data()
-    family = tasks.get_family("permuted_pixels")
+    family = image.get_family("permuted_pixels")
     seed = jnp.int32(3)
     sample = lambda t: engine.sample_task(program, seed, t, data)  # noqa: E731
     old, new = sample(5), sample(6)
@@ -221,7 +221,7 @@ def test_registration_is_checked():
 def test_families_declare_what_their_tasks_change():
     for name in families.names("image"):
         family = families.get(name)
-        assert tasks.get_family(name) is family.make
+        assert image.get_family(name) is family.make
         assert ("inputs" in family.moves) == family.make.changes_inputs, name
         assert ("targets" in family.moves) == family.make.changes_labels, name
     assert families.names() == ("random_labels", "permuted_pixels", "random_seq2seq", "bigram_cipher")
@@ -229,7 +229,7 @@ def test_families_declare_what_their_tasks_change():
 
 def test_a_family_without_a_reason_says_what_it_can_move():
     families.register(families.Family("shifted_test", kind="image", moves=("inputs",), metrics=("train_acc",),
-                                      make=tasks.get_family("permuted_pixels")))
+                                      make=image.get_family("permuted_pixels")))
     try:
         assert families.schedules_for("shifted_test") == ("abrupt", "input_interp")
         assert families.refusal("shifted_test", "output_mix") == (

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from gradual_jax.envs import image as tasks
+from gradual_jax.envs import image
 
 Y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)
 
 
 def sample(family, seed, task):
-    problem = tasks.Classification(tasks.get_family(family), 10)
+    problem = image.Classification(image.get_family(family), 10)
     data = engine.BaseData(x_train=jnp.zeros((Y.shape[0], 28, 28, 1)), y_train=Y)
     return np.asarray(problem.sample(engine.lane_keys(jnp.int32(seed))[1], task, data))
 
@@ -41,7 +41,7 @@ def test_random_labels_keep_class_counts():
 def test_permuted_pixels_is_a_permutation_applied_identically():
     perm = sample("permuted_pixels", 0, 0)
     np.testing.assert_array_equal(np.sort(perm), np.arange(784))
-    family = tasks.get_family("permuted_pixels")
+    family = image.get_family("permuted_pixels")
     x = np.random.default_rng(0).normal(size=(5, 28, 28, 1)).astype(np.float32)
     out = np.asarray(family.inputs(jnp.asarray(perm), jnp.asarray(x)))
     np.testing.assert_array_equal(out.reshape(5, -1), x.reshape(5, -1)[:, perm])  # NumPy reference
@@ -51,4 +51,4 @@ def test_permuted_pixels_is_a_permutation_applied_identically():
 
 def test_unknown_family():
     with pytest.raises(ValueError, match="random_labels, permuted_pixels"):
-        tasks.get_family("rotations")
+        image.get_family("rotations")

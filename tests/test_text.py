@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from gradual_jax.envs.text import bleu, decoding
-from gradual_jax.envs.text import families
+from gradual_jax.envs.text import tasks
 from gradual_jax.envs.text import tokenizer as tok
 
 KEY = jax.random.key(7)
 # Jitted generators: one compilation per spec instead of one per eager op.
-sample = jax.jit(families.sample_task, static_argnums=0)
+sample = jax.jit(tasks.sample_task, static_argnums=0)
 
 
 # --- vocabulary -------------------------------------------------------------------------
@@ -66,18 +66,18 @@ def test_cipher_hand_worked_example():
     perm = (7 * np.arange(26) + 3) % 26
     assert sorted(perm) == list(range(26))
     letters = jnp.asarray([string.ascii_lowercase.index(c) for c in "helloworld"])
-    out = families.cipher_letters(jnp.asarray(perm), letters)
+    out = tasks.cipher_letters(jnp.asarray(perm), letters)
     assert "".join(string.ascii_lowercase[i] for i in np.asarray(out)) == "dfhezyypua"
     assert reference_cipher(perm, "hello world") == "dfhez yypua"
-    tokens = families.letters_to_tokens(out.reshape(1, 2, 5), 12)
+    tokens = tasks.letters_to_tokens(out.reshape(1, 2, 5), 12)
     assert tok.decode_batch(tokens) == ["dfhez yypua"]
 
 
 @pytest.mark.slow
 def test_cipher_task_matches_string_reference():
-    spec = families.BigramCipherSpec(num_train=64, num_test=32, num_words=4, word_len=3)
+    spec = tasks.BigramCipherSpec(num_train=64, num_test=32, num_words=4, word_len=3)
     task = sample(spec, KEY, 3)
-    perm = np.asarray(families.cipher_permutation(KEY, 3))
+    perm = np.asarray(tasks.cipher_permutation(KEY, 3))
     assert task.train_inputs.shape == (64, 16) and task.train_targets.shape == (64, 16)
     assert task.test_inputs.shape == (32, 16) and task.train_inputs.dtype == jnp.int32
     for x, y in [(task.train_inputs, task.train_targets), (task.test_inputs, task.test_targets)]:
@@ -88,20 +88,20 @@ def test_cipher_task_matches_string_reference():
 
 
 def test_cipher_permutation_per_task_and_key():
-    perms = [np.asarray(families.cipher_permutation(KEY, t)) for t in range(5)]
+    perms = [np.asarray(tasks.cipher_permutation(KEY, t)) for t in range(5)]
     for p in perms:
         assert sorted(p) == list(range(26))
     assert len({p.tobytes() for p in perms}) == 5  # a different π for every task
-    np.testing.assert_array_equal(families.cipher_permutation(KEY, 2), perms[2])  # same key, same π
-    jitted = jax.jit(families.cipher_permutation)(KEY, jnp.int32(2))  # task index may be traced
+    np.testing.assert_array_equal(tasks.cipher_permutation(KEY, 2), perms[2])  # same key, same π
+    jitted = jax.jit(tasks.cipher_permutation)(KEY, jnp.int32(2))  # task index may be traced
     np.testing.assert_array_equal(jitted, perms[2])
-    other = families.cipher_permutation(jax.random.key(8), 2)
+    other = tasks.cipher_permutation(jax.random.key(8), 2)
     assert not np.array_equal(other, perms[2])
 
 
 @pytest.mark.slow
 def test_cipher_test_set_fresh_or_from_train():
-    spec = families.BigramCipherSpec(num_train=40, num_test=16, num_words=3, word_len=4)
+    spec = tasks.BigramCipherSpec(num_train=40, num_test=16, num_words=3, word_len=4)
     fresh = sample(spec, KEY, 0)
     train = set(tok.decode_batch(fresh.train_inputs))
     assert not train & set(tok.decode_batch(fresh.test_inputs))
@@ -112,7 +112,7 @@ def test_cipher_test_set_fresh_or_from_train():
 
 @pytest.mark.slow
 def test_random_seq2seq_shapes_truncation_and_determinism():
-    spec = families.RandomSeq2SeqSpec(num_pairs=32)
+    spec = tasks.RandomSeq2SeqSpec(num_pairs=32)
     task = sample(spec, KEY, 4)
     assert task.train_inputs.shape == (32, 128) and task.train_targets.shape == (32, 30)
     assert task.test_inputs is None
@@ -121,7 +121,7 @@ def test_random_seq2seq_shapes_truncation_and_determinism():
         assert len(s) == 127 and ids[-1] == tok.EOS  # 50 words = 299 chars, cut to 127 + eos
         np.testing.assert_array_equal(ids, tok.encode(s))
         assert [len(w) for w in t.split(" ")] == [5] * 5
-    again = families.random_seq2seq(KEY, 4, spec)  # eager, Python task index: the same task
+    again = tasks.random_seq2seq(KEY, 4, spec)  # eager, Python task index: the same task
     np.testing.assert_array_equal(again.train_targets, task.train_targets)
     np.testing.assert_array_equal(again.train_inputs, task.train_inputs)
     other = sample(spec, KEY, 5)
@@ -129,20 +129,20 @@ def test_random_seq2seq_shapes_truncation_and_determinism():
 
 
 def test_target_padding_and_short_inputs():
-    spec = families.RandomSeq2SeqSpec(num_pairs=4, input_words=3, target_words=2, word_len=2, target_len=10)
+    spec = tasks.RandomSeq2SeqSpec(num_pairs=4, input_words=3, target_words=2, word_len=2, target_len=10)
     task = sample(spec, KEY, 0)
     assert task.train_inputs.shape == (4, 9) and task.train_targets.shape == (4, 10)
     # targets "ab cd" + eos are 6 tokens, padded to 10
     np.testing.assert_array_equal(np.asarray(task.train_targets)[:, 5:], [[tok.EOS, 0, 0, 0, 0]] * 4)
     with pytest.raises(ValueError):
-        families.RandomSeq2SeqSpec(target_len=3).output_len
+        tasks.RandomSeq2SeqSpec(target_len=3).output_len
 
 
 @pytest.mark.slow
 def test_tasks_vmap_over_lanes():
-    spec = families.BigramCipherSpec(num_train=8, num_test=4, num_words=2, word_len=3)
+    spec = tasks.BigramCipherSpec(num_train=8, num_test=4, num_words=2, word_len=3)
     keys = jax.vmap(jax.random.key)(jnp.arange(3))
-    batched = jax.jit(jax.vmap(lambda k: families.sample_task(spec, k, 1)))(keys)
+    batched = jax.jit(jax.vmap(lambda k: tasks.sample_task(spec, k, 1)))(keys)
     single = sample(spec, jax.random.key(2), 1)
     np.testing.assert_array_equal(batched.test_targets[2], single.test_targets)
 

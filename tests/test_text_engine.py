@@ -22,12 +22,12 @@ from gradual_jax.models import t5
 from gradual_jax.models.init import normal_fan_in
 from gradual_jax.runner.sweep import Lane, to_hparams
 from gradual_jax.envs.text import bleu, decoding
-from gradual_jax.envs.text import families
+from gradual_jax.envs.text import tasks
 from gradual_jax.envs.text import tokenizer as tok
-from gradual_jax.envs.text.problem import Seq2Seq
+from gradual_jax.envs.text.seq2seq import Seq2Seq, counted_tokens, teacher_forced, token_loss
 
-CIPHER = families.BigramCipherSpec(num_train=24, num_test=8, num_words=3, word_len=3)
-SEQ2SEQ = families.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
+CIPHER = tasks.BigramCipherSpec(num_train=24, num_test=8, num_words=3, word_len=3)
+SEQ2SEQ = tasks.RandomSeq2SeqSpec(num_pairs=16, input_words=4, target_words=5, word_len=3)
 
 
 def text_program(spec, *, model=t5.T5Config(d_model=32, num_heads=2, d_kv=8, d_ff=64), epochs=2,
@@ -47,11 +47,11 @@ def mix_at(program, schedule, delta, step, batch):
 
 @pytest.mark.slow
 def test_cipher_targets_rebuilt_from_inputs():
-    task = families.bigram_cipher(jax.random.key(3), 2, CIPHER)
+    task = tasks.bigram_cipher(jax.random.key(3), 2, CIPHER)
     for x, y in ((task.train_inputs, task.train_targets), (task.test_inputs, task.test_targets)):
-        np.testing.assert_array_equal(families.encipher_inputs(CIPHER, task.cipher_perm, x), y)
-    other = families.bigram_cipher(jax.random.key(3), 3, CIPHER)
-    assert not np.array_equal(families.encipher_inputs(CIPHER, other.cipher_perm, task.train_inputs), task.train_targets)
+        np.testing.assert_array_equal(tasks.encipher_inputs(CIPHER, task.cipher_perm, x), y)
+    other = tasks.bigram_cipher(jax.random.key(3), 3, CIPHER)
+    assert not np.array_equal(tasks.encipher_inputs(CIPHER, other.cipher_perm, task.train_inputs), task.train_targets)
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_task_sampling_batch_draws_exact_counts_from_the_next_task():
                             np.asarray(old.train_targets[index]))
         np.testing.assert_array_equal(batch.labels, expected)
         np.testing.assert_array_equal(batch.targets, np.eye(tok.VOCAB_SIZE)[expected])
-        np.testing.assert_array_equal(decoder_inputs, t5.shift_right(jnp.asarray(expected)))
+        np.testing.assert_array_equal(decoder_inputs, tok.shift_right(jnp.asarray(expected)))
 
 
 def test_cipher_output_interpolation_mixes_the_two_ciphers_of_the_same_inputs():
@@ -85,16 +85,41 @@ def test_cipher_output_interpolation_mixes_the_two_ciphers_of_the_same_inputs():
     np.testing.assert_allclose(batch.targets, 0.5 * np.eye(tok.VOCAB_SIZE)[y_old] + 0.5 / tok.VOCAB_SIZE, atol=1e-7)
     batch = program.problem.batch(None, old, new, index, mix_at(program, "output_interp", 0.5, pure + 3 * steps, 8))
     # stage 3: α = 0.5 fading task t+1's cipher of the same inputs in
-    y_next = np.asarray(families.encipher_inputs(CIPHER, new.cipher_perm, old.train_inputs[index]))
+    y_next = np.asarray(tasks.encipher_inputs(CIPHER, new.cipher_perm, old.train_inputs[index]))
     np.testing.assert_allclose(batch.targets, 0.5 * np.eye(tok.VOCAB_SIZE)[y_next] + 0.5 / tok.VOCAB_SIZE, atol=1e-7)
     np.testing.assert_array_equal(batch.labels, y_next)
+
+
+def test_teacher_forcing_and_the_token_loss_by_hand():
+    targets = jnp.asarray([[5, 6, tok.EOS, tok.PAD]])
+    batch = teacher_forced(jnp.asarray([[7, tok.EOS]]), targets)
+    np.testing.assert_array_equal(batch.inputs[1], [[tok.BOS, 5, 6, tok.EOS]])
+    # uniform logits but 10 on the right token at position 0: p = e^10 / (e^10 + 29) there, 1/30 elsewhere
+    logits = jnp.zeros((1, 4, tok.VOCAB_SIZE)).at[0, 0, 5].set(10.0)
+    first, rest = -np.log(np.exp(10) / (np.exp(10) + 29)), np.log(30)
+    valid = jnp.asarray([True])
+    loss_sum, correct, count = token_loss(logits, batch, counted_tokens(targets, valid))
+    assert (float(count), float(correct)) == (3, 1)  # pad left out; only position 0's argmax is right
+    np.testing.assert_allclose(float(loss_sum), first + 2 * rest, rtol=1e-6)
+    loss_sum, _, count = token_loss(logits, batch, counted_tokens(targets, valid, mask_pad=False))
+    assert float(count) == 4
+    np.testing.assert_allclose(float(loss_sum), first + 3 * rest, rtol=1e-6)
+    # a padding row counts nothing; a half-and-half soft target costs the mean of the two tokens' costs
+    two = teacher_forced(jnp.zeros((2, 2), jnp.int32), jnp.concatenate([targets, targets]))
+    first_row_only = counted_tokens(two.labels, jnp.asarray([True, False]))
+    _, _, count = token_loss(jnp.zeros((2, 4, tok.VOCAB_SIZE)), two, first_row_only)
+    assert float(count) == 3
+    soft = batch.replace(targets=batch.targets.at[0, 0].set(0.5 * (jax.nn.one_hot(5, 30) + jax.nn.one_hot(6, 30))))
+    loss_sum, _, _ = token_loss(logits, soft, counted_tokens(targets, valid))
+    other = -np.log(1 / (np.exp(10) + 29))
+    np.testing.assert_allclose(float(loss_sum), 0.5 * (first + other) + 2 * rest, rtol=1e-6)
 
 
 @pytest.mark.parametrize("mask_pad", [True, False])
 def test_token_loss_counts_pad_only_when_asked(mask_pad):
     spec = dataclasses.replace(SEQ2SEQ, target_len=23)  # 20 real tokens (5 words of 3, 4 spaces, eos) + 3 pad
     problem = Seq2Seq(spec, mask_pad=mask_pad)
-    task = families.random_seq2seq(jax.random.key(0), 0, spec)
+    task = tasks.random_seq2seq(jax.random.key(0), 0, spec)
     batch = problem.examples(None, task, jnp.arange(4), "train")
     logits = jnp.zeros((4, 23, tok.VOCAB_SIZE)).at[:, :, tok.PAD].set(1.0)  # predicts pad everywhere
     valid = jnp.array([True, True, True, False])

@@ -7,7 +7,7 @@ has, and ``make``, what builds its tasks (an image family: the
 :class:`~gradual_jax.envs.image.TaskFamily`; a text family: its task generator). The schedules a
 family runs are those that move something it can move, plus abrupt; the config's family
 tables and its refusals are read from here, so a family is one registration next to its code
-(``gradual_jax/envs/image.py``, ``gradual_jax/envs/text/families.py``). Those modules are
+(``gradual_jax/envs/image.py``, ``gradual_jax/envs/text/tasks.py``). Those modules are
 imported the first time the registry is read, so importing the data layer alone stays light.
 """
 
@@ -23,7 +23,7 @@ from gradual_jax.envs import schedules
 
 KINDS = ("image", "text")
 # Where the built-in families register themselves.
-BUILT_IN_MODULES = ("gradual_jax.envs.image", "gradual_jax.envs.text.families")
+BUILT_IN_MODULES = ("gradual_jax.envs.image", "gradual_jax.envs.text.tasks")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

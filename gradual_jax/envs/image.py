@@ -9,7 +9,7 @@ schedules).
 
 A :class:`Problem` is what the engine sees: it samples a task, builds a (mixed) minibatch,
 runs the model and scores its output. :class:`Classification` wraps an image family;
-:class:`gradual_jax.envs.text.problem.Seq2Seq` is the text tasks' problem. The engine never looks
+:class:`gradual_jax.envs.text.seq2seq.Seq2Seq` is the text tasks' problem. The engine never looks
 inside a batch, so a new kind of task needs a new problem and nothing else.
 """
 
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradual_jax.envs import families as registry
+from gradual_jax.envs import families
 from gradual_jax.envs import schedules
 from gradual_jax.envs.problem import Batch
 
@@ -83,12 +83,12 @@ class PermutedPixels:
         return y
 
 
-registry.register(registry.Family(
+families.register(families.Family(
     "random_labels", kind="image", moves=("targets", "examples"), metrics=("online_train_acc", "train_acc"),
     make=RandomLabels(), cannot_move={
         "inputs": "{schedule} needs a task family whose inputs change (task.family=permuted_pixels); "
                   "random_labels only changes the labels"}))
-registry.register(registry.Family(
+families.register(families.Family(
     "permuted_pixels", kind="image", moves=("inputs", "examples"),
     metrics=("online_train_acc", "train_acc", "test_acc"), make=PermutedPixels(), cannot_move={
         "targets": "{schedule} only moves the labels, but permuted_pixels keeps the labels and changes the "
@@ -97,10 +97,10 @@ registry.register(registry.Family(
 
 def get_family(name: str) -> TaskFamily:
     """The image family registered as ``name`` (its ``make``)."""
-    image = registry.names("image")
+    image = families.names("image")
     if name not in image:
         raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(image)}")
-    return registry.get(name).make
+    return families.get(name).make
 
 
 # --------------------------------------------------------------------------- problems

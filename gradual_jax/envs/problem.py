@@ -1,7 +1,7 @@
 """What the engine asks of a learning problem: a :class:`Batch` of inputs and (possibly mixed)
 targets, and the :class:`Problem` protocol that samples tasks, builds batches and scores the
 model's outputs. The image problem is :class:`gradual_jax.envs.image.Classification`, the text
-one :class:`gradual_jax.envs.text.problem.Seq2Seq`."""
+one :class:`gradual_jax.envs.text.seq2seq.Seq2Seq`."""
 
 from __future__ import annotations
 

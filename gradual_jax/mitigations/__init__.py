@@ -44,7 +44,7 @@ from gradual_jax.mitigations.regularizers import (
     spectral_matrices,
 )
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
-from gradual_jax.mitigations.units import reset_units, unit_activity
+from gradual_jax.mitigations.unit_reset import reset_units, unit_activity
 
 __all__ = [
     "CBPLayerState",

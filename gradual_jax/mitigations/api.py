@@ -30,7 +30,7 @@ from gradual_jax.mitigations import cbp as cbp_lib
 from gradual_jax.mitigations import redo as redo_lib
 from gradual_jax.mitigations import regularizers as reg
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
-from gradual_jax.mitigations.units import resolve_layers
+from gradual_jax.mitigations.unit_reset import resolve_layers
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
 

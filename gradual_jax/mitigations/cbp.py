@@ -20,7 +20,7 @@ import optax
 from flax import struct
 
 from gradual_jax.models.paths import leaf_dict
-from gradual_jax.mitigations.units import lowest_k, outgoing_magnitude, reset_units, resolve_layers, unit_activity
+from gradual_jax.mitigations.unit_reset import lowest_k, outgoing_magnitude, reset_units, resolve_layers, unit_activity
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
 

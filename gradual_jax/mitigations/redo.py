@@ -3,7 +3,7 @@
 A unit's score is :func:`redo_scores` of its post-activation features (mean |h| over the batch
 divided by the layer's mean; the diagnostics count dormant units by the same score); it is
 dormant when its score is ``<= threshold``. At most ``floor(max_fraction · units)`` units of a layer are reset, the
-lowest scores first; a reset is :func:`gradual_jax.mitigations.units.reset_units` (incoming
+lowest scores first; a reset is :func:`gradual_jax.mitigations.unit_reset.reset_units` (incoming
 weights redrawn, LayerNorm γ/β to 1/0, outgoing weights and the Adam moments of all of those
 zeroed). ``threshold <= 0`` switches ReDo off for a lane (nothing is ever reset), so lanes with
 and without ReDo share one program; ``threshold`` and ``max_fraction`` may be traced.
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradual_jax.mitigations.units import lowest_k, reset_units, resolve_layers, unit_activity
+from gradual_jax.mitigations.unit_reset import lowest_k, reset_units, resolve_layers, unit_activity
 from gradual_jax.models.init import InitFn, torch_uniform
 from gradual_jax.models.units import UnitLayer
 

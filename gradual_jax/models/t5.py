@@ -28,7 +28,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from gradual_jax.envs.text import tokenizer as tok
@@ -219,7 +218,7 @@ class T5(nnx.Module):
     """Encoder–decoder: ``model(inputs, decoder_inputs) -> logits [B, L_dec, vocab]``.
 
     ``inputs`` are token ids with pad = ``cfg.pad_id`` (padding is masked in attention);
-    ``decoder_inputs`` are the targets shifted right (:func:`shift_right`).
+    ``decoder_inputs`` are the targets shifted right (:func:`gradual_jax.envs.text.tokenizer.shift_right`).
     """
 
     def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
@@ -321,40 +320,6 @@ def unit_layers(params) -> tuple[UnitLayer, ...]:
     if not layers:
         raise ValueError("no '<stack>_layers/<i>/ffn/wi/kernel' leaves: not a T5")
     return tuple(layers)
-
-
-def shift_right(targets: jax.Array, start_id: int = tok.BOS) -> jax.Array:
-    """Teacher-forcing decoder inputs: ``[start, t_0, …, t_{L-2}]``."""
-    start = jnp.full(targets.shape[:-1] + (1,), start_id, targets.dtype)
-    return jnp.concatenate([start, targets[..., :-1]], axis=-1)
-
-
-def _token_weights(targets, mask_pad, example_mask, pad_id):
-    w = jnp.ones(targets.shape, jnp.float32)
-    if mask_pad:
-        w = w * (targets != pad_id)
-    if example_mask is not None:
-        w = w * example_mask[..., None]
-    return w
-
-
-def seq2seq_loss(logits, targets, *, mask_pad: bool = True, example_mask=None, pad_id: int = tok.PAD):
-    """Teacher-forced token cross-entropy, averaged over counted tokens of the batch.
-
-    ``mask_pad=True`` leaves pad targets out (standard). ``mask_pad=False`` counts them, as
-    the released code did (it passed padded ids as labels, which Hugging Face only ignores
-    when they are -100). ``example_mask [B]`` drops the padding rows of a short last batch.
-    """
-    w = _token_weights(targets, mask_pad, example_mask, pad_id)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-    return (ce * w).sum() / jnp.maximum(w.sum(), 1.0)
-
-
-def token_accuracy(logits, targets, *, mask_pad: bool = True, example_mask=None, pad_id: int = tok.PAD):
-    """Fraction of counted target tokens whose argmax prediction is right (same weighting as the loss)."""
-    w = _token_weights(targets, mask_pad, example_mask, pad_id)
-    right = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-    return (right * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
 def count_params(params) -> int:

@@ -17,11 +17,11 @@ from gradual_jax import models
 from gradual_jax.config import ConfigError, ExperimentConfig
 from gradual_jax.core import diagnostics, engine
 from gradual_jax.envs import data as data_lib
-from gradual_jax.envs import image as tasks
+from gradual_jax.envs import image
 from gradual_jax.envs import schedules
 from gradual_jax.envs import text as text_lib
 from gradual_jax.envs.problem import Problem
-from gradual_jax.envs.text.problem import Seq2Seq
+from gradual_jax.envs.text.seq2seq import Seq2Seq
 from gradual_jax.runner import results, sharding, sweep
 
 
@@ -93,7 +93,7 @@ def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> Problem:
         x = cfg.text
         return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,
                        greedy_bleu=x.greedy_bleu, decode_batch_size=cfg.run.eval_batch_size)
-    return tasks.Classification(tasks.get_family(cfg.task.family), prepared.num_classes)
+    return image.Classification(image.get_family(cfg.task.family), prepared.num_classes)
 
 
 def build_program(cfg: ExperimentConfig, prepared: PreparedData,

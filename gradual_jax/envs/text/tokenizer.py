@@ -15,13 +15,15 @@ id    token
 ====  =======
 
 Any other character is an error: the tasks never produce one, and silently mapping it
-would hide a bug.
+would hide a bug. The decoder is fed the target shifted right behind bos (:func:`shift_right`),
+which the text problem and the model's own tests share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import jax.numpy as jnp
 import numpy as np
 
 PAD, BOS, EOS, SPACE = 0, 1, 2, 3
@@ -73,3 +75,9 @@ def decode(ids: Iterable[int]) -> str:
 def decode_batch(ids) -> list[str]:
     """:func:`decode` of every row of a ``[N, L]`` array."""
     return [decode(row) for row in np.asarray(ids)]
+
+
+def shift_right(targets, start_id: int = BOS):
+    """Teacher-forcing decoder inputs ``[start, t_0, …, t_{L-2}]`` of targets ``[..., L]``."""
+    start = jnp.full(targets.shape[:-1] + (1,), start_id, targets.dtype)
+    return jnp.concatenate([start, targets[..., :-1]], axis=-1)

@@ -1,6 +1,6 @@
 """The text tasks as an engine problem: teacher-forced seq2seq training, BLEU-2 readout.
 
-Each task is generated whole on the device from the lane's key (:mod:`gradual_jax.envs.text.families`),
+Each task is generated whole on the device from the lane's key (:mod:`gradual_jax.envs.text.tasks`),
 so there is no base data set (``BaseData()`` is empty) and task t+1 is generated beside task t
 for the transition. How the schedules read here:
 
@@ -28,12 +28,35 @@ import numpy as np
 import optax
 from flax import nnx
 
-from gradual_jax.models.t5 import shift_right
 from gradual_jax.envs import schedules
 from gradual_jax.envs.problem import Batch
 from gradual_jax.envs.text import bleu, decoding
 from gradual_jax.envs.text import tokenizer as tok
-from gradual_jax.envs.text.families import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
+from gradual_jax.envs.text.tokenizer import shift_right
+from gradual_jax.envs.text.tasks import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
+
+
+def teacher_forced(inputs: jax.Array, targets: jax.Array) -> Batch:
+    """The batch of (input, target) pairs: the decoder reads the target shifted right, and each
+    target token is its own one-hot label."""
+    return Batch(inputs=(inputs, shift_right(targets)), targets=jax.nn.one_hot(targets, tok.VOCAB_SIZE),
+                 labels=targets)
+
+
+def counted_tokens(labels: jax.Array, valid: jax.Array, *, mask_pad: bool = True) -> jax.Array:
+    """Which target tokens ``[B, L]`` count: those of real examples (``valid [B]``), and with
+    ``mask_pad`` only the non-pad ones (the released code counted pad targets too)."""
+    weights = jnp.broadcast_to(valid[:, None], labels.shape)
+    return weights & (labels != tok.PAD) if mask_pad else weights
+
+
+def token_loss(logits: jax.Array, batch: Batch, counted: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Token cross-entropy against the (possibly mixed) soft targets, and teacher-forced argmax
+    accuracy against the labels, as sums over the ``counted`` tokens: ``(loss_sum, correct,
+    count)``, so the engine averages over an epoch or a split as it likes."""
+    ce = optax.softmax_cross_entropy(logits.astype(jnp.float32), batch.targets)
+    correct = ((jnp.argmax(logits, -1) == batch.labels) & counted).sum()
+    return (jnp.where(counted, ce, 0.0).sum(), correct.astype(jnp.float32), counted.sum().astype(jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +111,7 @@ class Seq2Seq:
 
     def examples(self, data, task: TextTask, index, split: str) -> Batch:
         inputs, targets = self._pairs(task, split)
-        y = targets[index]
-        return Batch(inputs=(inputs[index], shift_right(y)), targets=jax.nn.one_hot(y, tok.VOCAB_SIZE), labels=y)
+        return teacher_forced(inputs[index], targets[index])
 
     def forward(self, model, inputs, *, train, mask, with_features):
         source, decoder_inputs = inputs
@@ -101,13 +123,7 @@ class Seq2Seq:
         return model.ffn_activations(*inputs)
 
     def loss(self, logits, batch: Batch, valid):
-        weights = jnp.broadcast_to(valid[:, None], batch.labels.shape)
-        if self.mask_pad:
-            weights = weights & (batch.labels != tok.PAD)
-        ce = optax.softmax_cross_entropy(logits.astype(jnp.float32), batch.targets)
-        correct = ((jnp.argmax(logits, -1) == batch.labels) & weights).sum()
-        return (jnp.where(weights, ce, 0.0).sum(), correct.astype(jnp.float32),
-                weights.sum().astype(jnp.float32))
+        return token_loss(logits, batch, counted_tokens(batch.labels, valid, mask_pad=self.mask_pad))
 
     # ------------------------------------------------------------------ readout: decoding
     def _decode(self, model, inputs, beam_size: int):

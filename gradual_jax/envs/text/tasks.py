@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from gradual_jax.envs import families as registry
+from gradual_jax.envs import families
 from gradual_jax.envs.text import tokenizer as tok
 
 PERM_STREAM, TRAIN_STREAM, TEST_STREAM, TARGET_STREAM = 0, 1, 2, 3
@@ -189,12 +189,12 @@ def sample_task(spec: RandomSeq2SeqSpec | BigramCipherSpec, key: jax.Array, task
 
 
 _NOT_IMAGES = "{schedule} needs image inputs (task.family=permuted_pixels)"
-registry.register(registry.Family(
+families.register(families.Family(
     "random_seq2seq", kind="text", moves=("examples",),
     metrics=("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"), make=random_seq2seq,
     cannot_move={"targets": "output interpolation needs task t+1's target for task t's inputs, which only the "
                             "cipher has", "inputs": _NOT_IMAGES}))
-registry.register(registry.Family(
+families.register(families.Family(
     "bigram_cipher", kind="text", moves=("examples", "targets"),
     metrics=("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
              "test_bleu2_greedy"), make=bigram_cipher, cannot_move={"inputs": _NOT_IMAGES}))

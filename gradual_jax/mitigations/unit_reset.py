@@ -1,8 +1,9 @@
 """Hidden units and their re-initialisation, shared by ReDo and continual backprop.
 
-Each model says where its units are (:class:`gradual_jax.models.units.UnitLayer`). Resetting unit j redraws its incoming kernel column and bias from the layer's init
-distribution (``init_fn``; PyTorch's U(±1/√fan_in) by default), sets its LayerNorm γ, β back to
-1, 0, zeroes its outgoing kernel rows, and zeroes the optimizer moments (Adam's ``mu`` and
+Each model says where its units are (:class:`gradual_jax.models.units.UnitLayer`). Resetting
+unit j redraws its incoming kernel column and bias from the layer's init distribution
+(``init_fn``; PyTorch's U(±1/√fan_in) by default), sets its LayerNorm γ, β back to 1, 0,
+zeroes its outgoing kernel rows, and zeroes the optimizer moments (Adam's ``mu`` and
 ``nu``) of all those entries. The moments are reached with ``optax.tree_utils.tree_map_params``,
 which maps over every parameter-shaped tree of an optimizer state (``adam``, ``adamw``,
 ``inject_hyperparams`` ...), never by walking optax internals. Units not reset, and everything
