@@ -16,7 +16,8 @@ from gradual_jax.mitigations import MitigationStructure, MitigationHParams
 
 @dataclasses.dataclass(frozen=True)
 class Lane:
-    """One training run of a sweep. ``delta`` is None for abrupt lanes (Δ has no meaning there)."""
+    """One training run of a sweep. ``delta`` is None for a schedule without a transition
+    (abrupt: Δ has no meaning there)."""
 
     seed: int
     schedule: str
@@ -33,13 +34,14 @@ class Lane:
 def expand(sweep: SweepConfig) -> list[Lane]:
     """Lanes in a stable order: schedule, method, Δ, learning rate, then seed (innermost).
 
-    Abrupt lanes are not multiplied by the Δ axis, gradual lanes not by the methods axis
-    (unless ``mitigate_gradual``); duplicate entries are dropped.
+    Lanes of a schedule without a transition (abrupt) are not multiplied by the Δ axis, gradual
+    lanes not by the methods axis (unless ``mitigate_gradual``); duplicate entries are dropped.
     """
     lanes: list[Lane] = []
     for name in dict.fromkeys(sweep.schedules):
-        deltas = [None] if name == "abrupt" else list(dict.fromkeys(sweep.deltas))
-        methods = dict.fromkeys(sweep.methods) if name == "abrupt" or sweep.mitigate_gradual else ["none"]
+        gradual = schedules.get(name).gradual
+        deltas = list(dict.fromkeys(sweep.deltas)) if gradual else [None]
+        methods = dict.fromkeys(sweep.methods) if not gradual or sweep.mitigate_gradual else ["none"]
         for method, delta, lr, seed in itertools.product(methods, deltas, dict.fromkeys(sweep.learning_rates),
                                                          dict.fromkeys(sweep.seeds)):
             lanes.append(Lane(seed=seed, schedule=name, delta=delta, learning_rate=lr, method=method))
@@ -89,4 +91,4 @@ def describe_schedules(cfg: ExperimentConfig) -> list[str]:
     p = cfg.protocol
     return [schedules.describe(name, delta, p.epochs_per_task, p.transition_ratio)
             for name in dict.fromkeys(cfg.sweep.schedules)
-            for delta in ([1.0] if name == "abrupt" else dict.fromkeys(cfg.sweep.deltas))]
+            for delta in (dict.fromkeys(cfg.sweep.deltas) if schedules.get(name).gradual else [1.0])]

@@ -33,7 +33,7 @@ program. ``NAMES`` and ``GRADUAL`` are read from the registry whenever they are 
 
 from __future__ import annotations
 
-from gradual_jax.envs.schedules.base import MOVES, At, Mix, Schedule, linear_alpha, mixed_targets, pure, \
+from gradual_jax.envs.schedules.base import MOVES, At, Mix, Schedule, linear_alpha, mixed_targets, one_over, pure, \
     targets_toward_new
 from gradual_jax.envs.schedules.mixing import batch_mix, is_gradual, readout_epoch
 from gradual_jax.envs.schedules.registry import BUILT_IN, get, names, register, registered, schedule_id, unregister
@@ -54,7 +54,7 @@ def __getattr__(attr: str):
 
 
 __all__ = [
-    "MOVES", "At", "Mix", "Schedule", "linear_alpha", "mixed_targets", "pure", "targets_toward_new",
+    "MOVES", "At", "Mix", "Schedule", "linear_alpha", "mixed_targets", "one_over", "pure", "targets_toward_new",
     "batch_mix", "is_gradual", "readout_epoch",
     "BUILT_IN", "get", "names", "register", "registered", "schedule_id", "unregister",
     "check_delta", "describe", "epochs_per_stage", "num_stages", "stage_at", "new_task_count",

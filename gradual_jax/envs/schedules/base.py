@@ -72,6 +72,14 @@ class Schedule:
         return self.moves is not None
 
 
+def one_over(delta):
+    """n = 1/Δ, the whole number of steps of size Δ from 0 to 1 (Δ must divide 1: ``check_delta``).
+    A Python Δ gives an int, a traced one a traced int32."""
+    if isinstance(delta, (int, float)):
+        return round(1 / delta)
+    return jnp.round(1.0 / delta).astype(jnp.int32)
+
+
 def pure(max_batch: int) -> Mix:
     """Task t alone: its inputs and one-hot targets."""
     zeros, ones = jnp.zeros(max_batch, jnp.float32), jnp.ones(max_batch, jnp.float32)

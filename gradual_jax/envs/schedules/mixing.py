@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gradual_jax.envs.schedules import registry
-from gradual_jax.envs.schedules.base import At, pure
+from gradual_jax.envs.schedules.base import At, one_over, pure
 from gradual_jax.envs.schedules.stages import stage_of
 
 
@@ -32,7 +32,7 @@ def batch_mix(schedule, delta, step, pure_steps, transition_steps, batch_size, m
       max_batch: static padded batch length B.
     """
     i = step - pure_steps
-    n = jnp.round(1.0 / delta).astype(jnp.int32)
+    n = one_over(jnp.asarray(delta))
     transition_step = jnp.maximum(i, 0)
     plain = pure(max_batch)
     mixed = plain

@@ -7,14 +7,14 @@ import math
 import jax.numpy as jnp
 
 from gradual_jax.envs.schedules import registry
-from gradual_jax.envs.schedules.base import Schedule
+from gradual_jax.envs.schedules.base import Schedule, one_over
 
 
 def check_delta(delta: float, *, key: str = "delta", error: type[Exception] = ValueError) -> None:
     """Δ must lie in (0, 1] and divide 1 into a whole number of stages."""
     if not (isinstance(delta, (int, float)) and 0 < delta <= 1):
         raise error(f"{key}: Δ={delta!r} must lie in (0, 1]")
-    if abs(1 / delta - round(1 / delta)) > 1e-6:
+    if abs(1 / delta - one_over(delta)) > 1e-6:
         raise error(f"{key}: Δ={delta!r} must divide 1 into whole stages (1/Δ = {1 / delta:.4g}); "
                     "e.g. 1, 0.5, 0.25, 0.2, 0.1, 0.05, 0.02")
 
@@ -22,7 +22,7 @@ def check_delta(delta: float, *, key: str = "delta", error: type[Exception] = Va
 def num_stages(schedule: int | str, delta: float) -> int:
     """Number of constant-α stages in one transition (0 for abrupt)."""
     s = registry.get(schedule)
-    return int(s.stages(round(1 / delta))) if s.gradual else 0
+    return int(s.stages(one_over(delta))) if s.gradual else 0
 
 
 def epochs_per_stage(schedule: int | str, delta: float, epochs_per_task: int, transition_ratio: float) -> float:
@@ -46,7 +46,7 @@ def stage_at(schedule: int | str, delta, transition_step, transition_steps):
     s = registry.get(schedule)
     if not s.gradual:
         return jnp.int32(0)
-    return stage_of(s, jnp.round(1.0 / delta).astype(jnp.int32), transition_step, transition_steps)
+    return stage_of(s, one_over(jnp.asarray(delta)), transition_step, transition_steps)
 
 
 def describe(name: str, delta: float, epochs_per_task: int, transition_ratio: float) -> str:
