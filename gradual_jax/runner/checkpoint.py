@@ -12,6 +12,13 @@ reads back, so once a save has completed a manifest of its files' SHA-256 hashes
 beside it (``OUT/checkpoints/manifests/<step>.json``); a step is used only if its files still
 match. A step that does not (a flipped bit, a truncated or removed file, a save that completed
 but whose manifest was never written) is set aside with a warning in favour of the one before it.
+A run records in its ``config.json`` that it writes manifests (``verified``), so a step of such a
+run without one is set aside too, even when the whole manifest folder has gone.
+
+Saves run in Orbax's background threads; every wait for them is bounded (a file system that
+stops answering must not hold the run forever), and a full disk or a read-only file system,
+which tensorstore reports as ``ValueError: RESOURCE_EXHAUSTED ...``, is raised as an ``OSError``
+(``gradual_jax.runner.storage``).
 
 With several processes (``--distributed``) the folder is shared: every process saves and restores
 its own shards together (Orbax meets them at its own barriers), process 0 alone writes manifests,
@@ -20,39 +27,63 @@ sets steps aside and deletes, and a step is restored only if every process finds
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import math
 import shutil
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from gradual_jax.runner import sharding
+from gradual_jax.runner import sharding, storage
 
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_DIR = "manifests"  # inside the checkpoint directory; not a step, so Orbax ignores it
 SNAPSHOT_DIR = "snapshots"  # readout parameters kept for post-hoc analysis (`gradual-jax analyze`)
 
+SAVE_WAIT_S = 600.0  # the longest wait for a save in flight while the run goes on
+STOP_WAIT_S = 60.0  # ... when the run is stopping anyway (a signal, a fault)
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was set aside as damaged or unreadable; the previous one is used."""
+
+
+def _not_orbax_errors(record: logging.LogRecord) -> bool:
+    """Drop Orbax's own error reports (a traceback per background thread): the failure reaches
+    the run as an exception, which it reports in one line."""
+    return record.levelno < logging.ERROR or "orbax" not in record.pathname
+
+
 # Orbax logs every save at INFO level through absl; keep a long run's terminal readable.
 logging.getLogger("absl").setLevel(logging.WARNING)
+logging.getLogger("absl").addFilter(_not_orbax_errors)
 
 
 class Checkpointer:
     """Saves and restores ``(state, record)`` pairs under ``OUT/<name>/<step>``.
 
-    ``keep=None`` keeps every step (parameter snapshots).
+    ``keep=None`` keeps every step (parameter snapshots). ``verified``: the run that wrote the
+    steps wrote manifests, so a step without one is not trusted (without it, a folder with no
+    manifests at all is taken as written before manifests existed).
     """
 
-    def __init__(self, out_dir: Path, *, name: str = CHECKPOINT_DIR, keep: int | None = 3):
+    def __init__(self, out_dir: Path, *, name: str = CHECKPOINT_DIR, keep: int | None = 3, verified: bool = False):
         self.directory = (Path(out_dir) / name).absolute()
         self.manifests = self.directory / MANIFEST_DIR
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
+        self.verified = verified
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                               async_options=ocp.AsyncOptions(timeout_secs=int(SAVE_WAIT_S)))
+        with storage.as_storage_errors(self.directory):
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
         self._unsealed: list[int] = []  # saves started whose manifest is not written yet
 
     def steps(self) -> list[int]:
@@ -64,21 +95,24 @@ class Checkpointer:
         self._seal()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   record=ocp.args.JsonSave(_json_safe(record)))
-        self._manager.save(step, args=args, force=True)
+        with storage.as_storage_errors(self.directory / str(step)):
+            self._manager.save(step, args=args, force=True)
         self._unsealed.append(step)
 
-    def _seal(self) -> None:
-        """Wait for pending saves and write each completed step's manifest."""
+    def _seal(self, wait_s: float = SAVE_WAIT_S) -> None:
+        """Wait (at most ``wait_s``) for pending saves and write each completed step's manifest."""
         if not self._unsealed:
             return
-        self._manager.wait_until_finished()  # on process 0: every process's shards are committed
-        if sharding.is_main_process():
-            self.manifests.mkdir(parents=True, exist_ok=True)
-            for step in self._unsealed:
-                if (self.directory / str(step)).is_dir():
-                    _atomic_json(self.manifests / f"{step}.json", _hashes(self.directory / str(step)))
-            self._forget_removed()
-        self._unsealed = []
+        steps, self._unsealed = self._unsealed, []  # a failed save is not waited for twice
+        with storage.as_storage_errors(self.directory):
+            _bounded(self._manager.wait_until_finished, wait_s,  # on process 0: every process's shards
+                     f"the checkpoint save into {self.directory}")
+            if sharding.is_main_process():
+                self.manifests.mkdir(parents=True, exist_ok=True)
+                for step in steps:
+                    if (self.directory / str(step)).is_dir():
+                        _atomic_json(self.manifests / f"{step}.json", _hashes(self.directory / str(step)))
+                self._forget_removed()
 
     def _forget_removed(self) -> None:
         """Drop manifests of steps Orbax has deleted (``keep``)."""
@@ -90,8 +124,9 @@ class Checkpointer:
 
     def verify(self, step: int) -> str | None:
         """None if step's files match its manifest, else what is wrong. Checkpoints written
-        before manifests existed (no manifest directory at all) are accepted unverified."""
-        if not self.manifests.is_dir():
+        before manifests existed (no manifest directory at all, and a run that does not record
+        ``verified``) are accepted unverified."""
+        if not self.manifests.is_dir() and not self.verified:
             return None
         manifest = self.manifests / f"{step}.json"
         try:
@@ -118,9 +153,9 @@ class Checkpointer:
         for step in reversed(self.steps()):
             problem = self.verify(step)
             if _anywhere(problem):
-                warnings.warn(f"checkpoint {self.directory / str(step)} is set aside: "
-                              f"{problem or 'it differs from its manifest on another process'}; trying the "
-                              "previous one", stacklevel=2)
+                self._warn(step, f"checkpoint {self.directory / str(step)} is set aside: "
+                                 f"{problem or 'it differs from its manifest on another process'}; trying the "
+                                 "previous one")
                 unreadable.append(step)
                 continue
             try:
@@ -128,14 +163,17 @@ class Checkpointer:
             except Exception as err:  # noqa: BLE001 - any unreadable step falls back to the previous
                 problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             if _anywhere(problem):
-                warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable "
-                              f"({problem or 'another process could not read it'}); trying the previous one",
-                              stacklevel=2)
+                self._warn(step, f"checkpoint {self.directory / str(step)} is unreadable "
+                                 f"({problem or 'another process could not read it'}); trying the previous one")
                 unreadable.append(step)
                 continue
             self._set_aside(unreadable)
             return step, state, record
         return None
+
+    def _warn(self, step: int, text: str) -> None:
+        """One line (``<checkpoints>:<step>: CheckpointWarning: ...``), not the code line that warned."""
+        warnings.warn_explicit(text, CheckpointWarning, str(self.directory), step)
 
     def _set_aside(self, steps: list[int]) -> None:
         """Rename unreadable steps to ``unreadable-<step>`` (``-2``, ``-3``, … when that name is
@@ -159,15 +197,49 @@ class Checkpointer:
     def wait(self) -> None:
         self._seal()
 
-    def close(self) -> None:
-        self._seal()
-        self._manager.close()
+    def close(self, wait_s: float = SAVE_WAIT_S) -> None:
+        """Seal the save in flight (waiting at most ``wait_s``) and stop Orbax's threads."""
+        try:
+            self._seal(wait_s)
+        except BaseException:
+            self.abandon(wait_s)
+            raise
+        with storage.as_storage_errors(self.directory):
+            _bounded(self._manager.close, wait_s, f"closing the checkpoints in {self.directory}")
+
+    def abandon(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Close on the way out of a run that failed or was stopped: the save in flight is sealed
+        if it completes within ``wait_s``; a further error is not raised over the first."""
+        with contextlib.suppress(Exception):
+            self._seal(wait_s)
+        with contextlib.suppress(Exception):
+            _bounded(self._manager.close, wait_s, f"closing the checkpoints in {self.directory}")
 
     def delete_all(self) -> None:
         self.close()
         if sharding.is_main_process():
             shutil.rmtree(self.directory, ignore_errors=True)
         sharding.barrier("checkpoint: deleted")
+
+
+def _bounded(call: Callable[[], None], wait_s: float, what: str) -> None:
+    """``call()``, given up after ``wait_s`` seconds (ETIMEDOUT): it runs in a helper thread, so a
+    wait on a file system that stopped answering cannot hold the run forever."""
+    outcome: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(err)
+
+    helper = threading.Thread(target=target, name="checkpoint-wait", daemon=True)
+    helper.start()
+    helper.join(wait_s)
+    if helper.is_alive():
+        raise OSError(errno.ETIMEDOUT, f"{what} did not finish within {wait_s:g} s")
+    if outcome:
+        raise outcome[0]
 
 
 def _anywhere(problem: str | None) -> bool:
@@ -177,6 +249,7 @@ def _anywhere(problem: str | None) -> bool:
 
 
 def has_checkpoints(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds any checkpoint step (committed or not)."""
     directory = Path(out_dir) / CHECKPOINT_DIR
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
@@ -195,9 +268,7 @@ def _hashes(step_dir: Path) -> dict[str, str]:
 
 
 def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    storage.atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def _json_safe(value: Any) -> Any:

@@ -12,6 +12,7 @@ others, and only process 0 writes the results, the config and the figure.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import sys
 import time
@@ -29,7 +30,8 @@ from gradual_jax import config as config_lib
 from gradual_jax.analysis import plotting, summary
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.core import engine
-from gradual_jax.runner import build, checkpoint, outlock, resume, results, sharding, sweep, tensorboard_log
+from gradual_jax.runner import (build, checkpoint, outlock, resume, results, sharding, signals, storage, sweep,
+                                tensorboard_log)
 
 
 def _open_tensorboard(out: Path, lanes: list[sweep.Lane], program: engine.Program,
@@ -70,8 +72,14 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``); ``command``
     is the command line ``config.json`` records (default: this process's), ``experiment_file``
     the file of a researcher's own experiment, if the config came from one.
+
+    SIGINT and SIGTERM stop the run at its next safe point (``gradual_jax.runner.signals``):
+    :class:`signals.Interrupted` is raised once the results so far and the save in flight are
+    complete.
     """
     cfg = validate(cfg)
+    if force_new and out_dir is not None:
+        resume.check_force_new(out_dir)
     if cfg.run.tensorboard and out_dir is None:
         raise ConfigError("run.tensorboard=true needs an output folder (--out) for OUT/tensorboard/")
     if cfg.run.distributed and cfg.run.lanes_per_chunk:
@@ -81,8 +89,9 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     out = Path(out_dir) if out_dir is not None else None
     if not sharding.is_main_process():
         echo = _silent  # process 0 tells; the others would repeat it line for line
-    with _claim_output(out) if out is not None else contextlib.nullcontext():  # one run per output folder
-        return _train(cfg, out, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
+    with (_claim_output(out) if out is not None else contextlib.nullcontext(),  # one run per output folder
+          signals.stop_requests() as stop):
+        return _train(cfg, out, stop, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
                       plot=plot, command=command, experiment_file=experiment_file)
 
 
@@ -130,13 +139,14 @@ def _check_shared_folder(out: Path) -> None:
                           "on a file system that every host shares")
 
 
-def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress: bool,
+def _train(cfg: ExperimentConfig, out: Path | None, stop: signals.StopRequests, *, force_new: bool, progress: bool,
            echo: Callable[[str], None], on_task_end: Callable[[int, list[dict[str, Any]]], None] | None,
            plot: bool, command: str | None, experiment_file: str | Path | None = None) -> pd.DataFrame:
     main_process = sharding.is_main_process()
     made_by = results.provenance(command, experiment_file)  # the code and command this run starts with
     lanes = sweep.expand(cfg.sweep)
     prepared = build.prepare_data(cfg)
+    stop.check()
     program = build.build_program(cfg, prepared)
     layout, task_data, hparams = build.place_lanes(cfg, lanes, prepared)
     init = jax.jit(jax.vmap(lambda hp: engine.init_lane(program, hp)), out_shardings=layout.lane_sharding)
@@ -147,6 +157,8 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
 
     resumed = resume.prepare_output(cfg, out, force_new, states, echo) if out is not None else None
     sharding.barrier("output: prepared")  # every process has read the folder before process 0 writes
+    if resumed is not None and resumed.complete:
+        return _finish_complete(out, echo, cfg.metric, plot)
     start_task, rows = (resumed.start_task, results.upgrade_rows(resumed.rows, lanes)) if resumed else (0, [])
     if resumed:
         states = resumed.states
@@ -160,7 +172,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                                  f"write {out / results.EPOCHS_FILE}")
         sharding.on_main_process(lambda: results.write_config(
             out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset, source=prepared.source,
-            status="running"), f"write {out / results.CONFIG_FILE}")
+            status="running", **{resume.VERIFIED_KEY: True}), f"write {out / results.CONFIG_FILE}")
 
     echo(f"{cfg.name} [{cfg.preset}]: {len(lanes)} lanes × {cfg.task.num_tasks} tasks on "
          f"{prepared.dataset} ({prepared.source}), {program.num_train} training examples, "
@@ -169,6 +181,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     for line in sweep.describe_schedules(cfg):
         echo("  " + line)
 
+    stop.check()
     start = time.perf_counter()
     example_state = layout.to_devices(states[0]) if offload else states[0]
     lane_groups = layout.lane_groups(cfg.run.vmap_lanes)
@@ -178,6 +191,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     grouping = f" ({lane_groups} groups of lanes one after another per device)" if lane_groups > 1 else ""
     echo(f"compiled in {compile_s:.1f} s{grouping}")
     _check_memory(run_task, layout, echo)
+    stop.check()  # a signal during compilation stops here
 
     reported: set[int] = {row["lane"] for row in rows if not row["finite"]}
     bar = tqdm(total=cfg.task.num_tasks, initial=min(start_task, cfg.task.num_tasks), unit="task",
@@ -187,6 +201,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
     train_start = time.perf_counter()
     try:
         for task in range(start_task, cfg.task.num_tasks):
+            stop.check()  # between tasks: the rows so far are written and the last save has started
             chunk_metrics = []
             for c in range(layout.num_chunks):
                 state = layout.to_devices(states[c]) if offload else states[c]
@@ -228,30 +243,66 @@ def _train(cfg: ExperimentConfig, out: Path | None, *, force_new: bool, progress
                 resume.stop_if_nonfinite(rows, out)
             if on_task_end is not None:
                 on_task_end(task, rows)
-    finally:
+    except BaseException:
         bar.close()
-        for manager in (saver, snapshots, board):
-            if manager is not None:
-                manager.close()
+        _abandon(saver, snapshots, board)
+        raise
+    bar.close()
+    for manager in (saver, snapshots, board):
+        if manager is not None:
+            manager.close()
     train_s = time.perf_counter() - train_start
     rows = [row for row in rows if row["task"] < cfg.task.num_tasks]
     frame = pd.DataFrame(rows, columns=results.columns_of(rows))
     tasks_run = cfg.task.num_tasks - start_task
     if out is not None:
-        def write_finished() -> None:
-            results.write_table(out / results.RESULTS_FILE, rows)
+        sharding.on_main_process(lambda: results.write_table(out / results.RESULTS_FILE, rows),
+                                 f"write {out / results.RESULTS_FILE}")
+    echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
+    echo(summary.format_summary(frame, cfg.metric))
+    if out is not None:
+        def write_finished() -> None:  # last: "finished" promises the table, the figure and the summaries
+            echo(f"results: {out / results.RESULTS_FILE}")
+            if plot:
+                echo(f"figure:  {plotting.plot_runs([out])[0]}")
             results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
                                  source=prepared.source, status="finished", compile_seconds=round(compile_s, 2),
                                  train_seconds=round(train_s, 2), resumed_from_task=start_task,
                                  lane_steps_per_second=round(len(lanes) * program.steps_per_task
-                                                             * max(tasks_run, 0) / max(train_s, 1e-9), 1))
+                                                             * max(tasks_run, 0) / max(train_s, 1e-9), 1),
+                                 **{resume.VERIFIED_KEY: True})
 
         sharding.on_main_process(write_finished, f"write the results into {out}")
-    echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
-    echo(summary.format_summary(frame, cfg.metric))
-    if out is not None and main_process:
-        echo(f"results: {out / results.RESULTS_FILE}")
+    return frame
+
+
+def _abandon(saver: checkpoint.Checkpointer | None, snapshots: checkpoint.Checkpointer | None,
+             board: tensorboard_log.LaneWriters | None) -> None:
+    """On the way out of a failed or stopped run: seal the saves in flight (bounded), close the
+    writers, and raise nothing over the error that ended the run."""
+    for manager in (saver, snapshots):
+        if manager is not None:
+            manager.abandon(checkpoint.STOP_WAIT_S)
+    if board is not None:
+        with contextlib.suppress(Exception):
+            board.close()
+
+
+def _finish_complete(out: Path, echo: Callable[[str], None], metric: str, plot: bool) -> pd.DataFrame:
+    """A folder whose results hold every task already: redraw its figure and summaries, mark it
+    finished (last), and return its table; nothing is trained and the table is not rewritten."""
+    table = out / results.RESULTS_FILE
+    frame = results.read_table(table)
+    echo(summary.format_summary(frame, metric))
+
+    def write_finished() -> None:
+        echo(f"results: {table}")
         if plot:
-            figure = plotting.plot_runs([out])[0]
-            echo(f"figure:  {figure}")
+            echo(f"figure:  {plotting.plot_runs([out])[0]}")
+        meta = json.loads((out / results.CONFIG_FILE).read_text())
+        if meta.get("status") != "finished":
+            storage.atomic_write_text(out / results.CONFIG_FILE, json.dumps({**meta, "status": "finished"}, indent=2)
+                                      + "\n")
+
+    sharding.on_main_process(write_finished, f"write the results into {out}")
     return frame
