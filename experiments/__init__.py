@@ -1,7 +1,7 @@
 """Experiment configs, one module per paper figure; configs are code.
 
-Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's claims it tests, see
-:mod:`gradual_jax.analysis.claims`) and ``PRESETS``: preset name -> function returning an
+Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's sentences it tests, declared with
+their evidence in :mod:`experiments.claims`) and ``PRESETS``: preset name -> function returning an
 :class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
 a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
 ``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
@@ -22,10 +22,10 @@ import functools
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from gradual_jax.analysis.claims import ANY, Arm, Claim, FinerVersusCoarser, Versus
 from gradual_jax.config import METHODS, ConfigError, ExperimentConfig, MitigationsConfig, apply_overrides
 
 #: The mitigation strengths of the paper's MLP experiments (docs/protocol.md, Mitigations);
@@ -34,6 +34,11 @@ MLP_MITIGATIONS = MitigationsConfig(l2=1e-3, l2_init=0.1, shrink=0.9, perturb=0.
                                     redo_threshold=0.1, redo_max_fraction=0.05, redo_every=1000, redo_after=1000,
                                     spectral=0.1, spectral_target="init", cbp_rate=1e-4, cbp_maturity=100.0,
                                     cbp_decay=0.99)
+
+#: Seeds of the runs that decide claims: no search and no earlier committed run uses them.
+VERDICT_SEEDS = tuple(range(10, 20))
+#: Seeds of a longer-E verdict run, fresh again (it must not reuse the E = 10 run's lanes).
+LONG_RUN_SEEDS = tuple(range(20, 28))
 
 # experiment name (CLI) -> module in this package
 MODULES = {
@@ -136,21 +141,25 @@ def searched(cfg: ExperimentConfig, search: tuple, name: str, preset: str, **swe
     return dataclasses.replace(found, preset=preset, sweep=dataclasses.replace(found.sweep, **sweep))
 
 
-PRESERVED = ("If the world changes gradually, trainability and generalization are largely preserved, often "
-             "better than the usual mitigations.")
-FINER = "A smaller step size ... retains more plasticity."
+def search_seeds(name: str) -> set[int]:
+    """Every seed the candidates of the experiment's ``SEARCH`` train (a verdict run must not reuse them)."""
+    mod = module(name)
+    candidates = getattr(mod, "SEARCH", ())
+    if not candidates:
+        return set()
+    base = get_config(name, "cpu")
+    return {seed for c in candidates for seed in apply_overrides(base, list(c.overrides)).sweep.seeds}
 
 
-def gradual_claims(figure: str, schedule: str, metric: str, *, versus_abrupt: str = PRESERVED,
-                   versus_mitigations: str = PRESERVED) -> tuple[Claim, ...]:
-    """A figure's claims, each in the paper's words: the gradual arm (each Δ run) against the
-    abrupt arm (of every model in the setting, e.g. a CReLU run), and against the abrupt arm
-    with each mitigation."""
-    gradual = Arm(schedule, ANY)
-    return (Claim(figure, versus_abrupt, metric, (Versus(gradual, Arm("abrupt")),)),
-            Claim(figure, versus_mitigations, metric, (Versus(gradual, Arm("abrupt", method=ANY)),)))
+def user_claims(files: Sequence[str | Path]) -> tuple:
+    """The ``CLAIMS`` of researchers' own experiment files."""
+    return tuple(c for f in dict.fromkeys(map(str, files)) for c in getattr(module(f), "CLAIMS", ()))
 
 
-def granularity_claim(figure: str, schedule: str, metric: str) -> Claim:
-    """Fig. 5's claim: each Δ against the next coarser Δ of the same run."""
-    return Claim(figure, FINER, metric, (FinerVersusCoarser(schedule),))
+def catalog(files: Sequence[str | Path] = ()):
+    """What ``gradual-jax report`` decides: the paper's claims (``experiments/claims.py``), then
+    those of the researchers' experiment ``files``, with the presets and searches behind them."""
+    from experiments import claims
+    from gradual_jax.analysis.report import Catalog
+
+    return Catalog(claims.CLAIMS + user_claims(files), get_configs, search_seeds)

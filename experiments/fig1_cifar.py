@@ -10,7 +10,8 @@ strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, baselines, gradual_claims, searched
+from experiments import MLP_MITIGATIONS, baselines, searched
+from experiments.claims import FIG1, TLDR
 from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DataConfig, DiagnosticsConfig, ExperimentConfig, ModelConfig,
                                 OptimConfig, ProtocolConfig, SweepConfig, TaskConfig)
@@ -20,8 +21,7 @@ RESNET_MITIGATIONS = dataclasses.replace(MLP_MITIGATIONS, l2=1e-5, l2_init=1e-3,
                                          shrink_perturb_at="before", spectral=1e-3, spectral_target="one",
                                          redo_after=1999)
 
-CLAIMS = gradual_claims("Fig. 1 (right)", "output_interp", "online_train_acc", versus_mitigations=(
-    "Output interpolation is more effective than other plasticity mitigation methods."))
+CLAIMS = (FIG1, TLDR)  # the paper's sentences this experiment's runs decide (experiments/claims.py)
 
 
 def paper() -> ExperimentConfig:

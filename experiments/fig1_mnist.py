@@ -11,14 +11,14 @@ recorded.
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, baselines, gradual_claims
+from experiments import LONG_RUN_SEEDS, MLP_MITIGATIONS, VERDICT_SEEDS, baselines
+from experiments.claims import FIG1, FIG5, TLDR
 from gradual_jax.config import (METHODS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
 DESCRIPTION = "Random-label MNIST, LayerNorm MLP: abrupt vs output interpolation (trainability)"
 
-CLAIMS = gradual_claims("Fig. 1 (left)", "output_interp", "online_train_acc", versus_mitigations=(
-    "Output interpolation is more effective than other plasticity mitigation methods."))
+CLAIMS = (FIG1, TLDR, FIG5)  # the paper's sentences this experiment's runs decide (experiments/claims.py)
 
 
 def paper() -> ExperimentConfig:
@@ -78,10 +78,6 @@ def study_crelu() -> ExperimentConfig:
                                sweep=dataclasses.replace(cfg.sweep, schedules=("abrupt",), methods=("none",)))
 
 
-#: Seeds no search and no other committed run uses: the verdicts at the paper's Δ are decided on these.
-VERDICT_SEEDS = tuple(range(10, 20))
-
-
 def verdict() -> ExperimentConfig:
     """The primary comparison of Figs. 1 (left) and 5 (trainability), declared before it runs:
     the ``study`` setting (the paper's data, model and optimizer, E = 10, 20 tasks), abrupt
@@ -92,6 +88,32 @@ def verdict() -> ExperimentConfig:
                                sweep=dataclasses.replace(cfg.sweep, seeds=VERDICT_SEEDS, methods=("none",)))
 
 
+def verdict_methods() -> ExperimentConfig:
+    """The mitigations on the ``verdict`` run's seeds, read against its output-interpolation
+    lanes paired by seed: abrupt × Shrink & Perturb, ReDo and spectral regularisation (the
+    paper's) and continual backprop (an extension), at the paper's MLP strengths."""
+    cfg = verdict()
+    return dataclasses.replace(cfg, preset="verdict-methods", sweep=dataclasses.replace(
+        cfg.sweep, schedules=("abrupt",), methods=("shrink_perturb", "redo", "spectral", "cbp")))
+
+
+def verdict_crelu() -> ExperimentConfig:
+    """CReLU (an extension: an architecture, hence its own run) on the ``verdict`` run's seeds."""
+    cfg = verdict()
+    return dataclasses.replace(cfg, preset="verdict-crelu", model=dataclasses.replace(cfg.model, name="crelu_mlp"),
+                               sweep=dataclasses.replace(cfg.sweep, schedules=("abrupt",)))
+
+
+def verdict_e20() -> ExperimentConfig:
+    """The question at a larger E: the ``verdict`` setting at E = 20 over 30 tasks, abrupt
+    against output interpolation at the paper's Δ = 0.5, on 8 seeds of its own."""
+    cfg = verdict()
+    return dataclasses.replace(cfg, preset="verdict-e20", task=dataclasses.replace(cfg.task, num_tasks=30),
+                               protocol=dataclasses.replace(cfg.protocol, epochs_per_task=20),
+                               sweep=dataclasses.replace(cfg.sweep, seeds=LONG_RUN_SEEDS, deltas=(0.5,)))
+
+
 PRESETS = {"paper": paper, "cpu": cpu, "study": study, "study-crelu": study_crelu, "verdict": verdict,
+           "verdict-methods": verdict_methods, "verdict-crelu": verdict_crelu, "verdict-e20": verdict_e20,
            "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

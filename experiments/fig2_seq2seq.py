@@ -14,7 +14,8 @@ in either arm (the released code re-created AdamW every task in the abrupt arm o
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, baselines, gradual_claims, searched
+from experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines, searched
+from experiments.claims import FIG2, TLDR
 from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig,
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)
@@ -27,8 +28,7 @@ T5_MITIGATIONS = dataclasses.replace(MLP_MITIGATIONS, l2=1e-7, shrink=0.5, pertu
                                      spectral=1e-3, spectral_target="init")
 T5_METHODS = ("none", "l2", "shrink_perturb", "redo", "spectral", "cbp")
 
-CLAIMS = gradual_claims("Fig. 2", "task_sampling", "train_bleu2",
-                        versus_abrupt="Task sampling effectively mitigates loss of trainability.")
+CLAIMS = (FIG2, TLDR)  # the paper's sentences this experiment's runs decide (experiments/claims.py)
 
 
 def paper() -> ExperimentConfig:
@@ -97,5 +97,20 @@ def study() -> ExperimentConfig:
     return searched(cpu(), SEARCH, "e10-pairs512", "study", seeds=(0, 1, 2, 3, 4), deltas=(0.02, 0.1))
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "study": study, "paper-baselines": lambda: t5_baselines(paper()),
+def verdict() -> ExperimentConfig:
+    """The ``study`` setting (``e10-pairs512``) on 8 fresh seeds: the ``study`` run's seeds
+    overlap its search's, and the search's criterion was fixed after its runs."""
+    return dataclasses.replace(study(), preset="verdict",
+                               sweep=dataclasses.replace(study().sweep, seeds=VERDICT_SEEDS[:8]))
+
+
+def verdict_baselines() -> ExperimentConfig:
+    """The paper's T5 mitigations (L2, Shrink & Perturb, ReDo, spectral) on the ``verdict``
+    run's seeds, abrupt arm only, read against its task-sampling lanes."""
+    cfg = verdict()
+    return dataclasses.replace(cfg, preset="verdict-baselines", sweep=dataclasses.replace(
+        cfg.sweep, schedules=("abrupt",), methods=("l2", "shrink_perturb", "redo", "spectral")))
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study, "verdict": verdict, "verdict-baselines": verdict_baselines, "paper-baselines": lambda: t5_baselines(paper()),
            "cpu-baselines": lambda: t5_baselines(cpu())}

@@ -9,14 +9,14 @@ interpolates the inputs from the old permutation to the new one in 1/Δ = 20 sta
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, baselines, gradual_claims, granularity_claim
+from experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines
+from experiments.claims import FIG3, FIG5
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 
 DESCRIPTION = "Permuted-pixel EMNIST, LayerNorm MLP: abrupt vs input interpolation (generalizability)"
 
-CLAIMS = (*gradual_claims("Fig. 3", "input_interp", "test_acc", versus_abrupt="Generalizability is well preserved."),
-          granularity_claim("Fig. 5 (generalizability)", "input_interp", "test_acc"))
+CLAIMS = (FIG3, FIG5)  # the paper's sentences this experiment's runs decide (experiments/claims.py)
 
 
 def paper() -> ExperimentConfig:
@@ -66,5 +66,13 @@ def study() -> ExperimentConfig:
     )
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "study": study, "paper-baselines": lambda: baselines(paper()),
+def verdict() -> ExperimentConfig:
+    """The ``study`` setting on 8 fresh seeds: abrupt against input interpolation at the
+    paper's Δ = 0.05 (16 lanes)."""
+    cfg = study()
+    return dataclasses.replace(cfg, preset="verdict",
+                               sweep=dataclasses.replace(cfg.sweep, seeds=VERDICT_SEEDS[:8], deltas=(0.05,)))
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study, "verdict": verdict, "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

@@ -11,6 +11,7 @@ import dataclasses
 import jax.numpy as jnp
 
 import experiments
+from gradual_jax.analysis.claims import ANY, Arm, Claim, Question, Run, Versus
 from gradual_jax.envs import schedules
 
 
@@ -22,7 +23,9 @@ def exponential_mix(at: schedules.At) -> schedules.Mix:
 schedules.register(schedules.Schedule("exp_output_mix", moves="targets", stages=lambda n: n, mix=exponential_mix))
 
 DESCRIPTION = "Random-label MNIST, MLP 64x4: abrupt vs output mixing with a linear and an exponential α"
-CLAIMS = experiments.gradual_claims("exponential schedule", "exp_output_mix", "online_train_acc")[:1]
+CLAIMS = (Claim("exp-schedule", "this example", "An exponential schedule preserves trainability.", questions=(
+    Question("exponential output mixing − abrupt", "online_train_acc", Versus(Arm("exp_output_mix", ANY), Arm("abrupt")),
+             (Run("exp-schedule", "cpu"),)),)),)
 
 
 def cpu():

@@ -1,11 +1,18 @@
-"""The paper's claims as data, and how a results table decides them.
+"""The paper's claims as data: each sentence, the comparisons that decide it, and their evidence.
 
-A :class:`Claim` is one sentence of the paper (a figure's caption) and the comparisons that
-decide it: each compares an *arm* with a *baseline* on a metric's final-window mean, paired by
-seed (lanes with the same seed share the initialisation and the task sequence). A comparison's
-verdict is **holds** when the 95% Student-t interval of the paired difference lies above 0,
-**reversed** when it lies below, **inconclusive** otherwise. Experiment modules list their
-claims in ``CLAIMS``; ``gradual-jax report`` evaluates them on finished runs.
+A :class:`Claim` is one sentence of the paper, quoted exactly, with its source (the abstract,
+the TL;DR, a figure's caption). It is decided by :class:`Question` s, each declared in code
+before its runs: a comparison of two arms on a metric's final-window mean, paired by seed
+(lanes with the same seed share the initialisation and the task sequence), and the
+:class:`Run` s that hold the arms (an experiment's preset, whose seeds are therefore fixed
+too). A question's ``role`` says whether it decides the claim (``primary``: the paper's
+schedule and Δ against abrupt, at the paper's readout), only adds to it (``secondary``: other
+Δ, other settings) or goes beyond the paper (``extension``: CReLU, continual backprop).
+
+A claim that gradual change *preserves* something is posed only where the abrupt arm loses it:
+such a question declares ``min_drop``, and reads **not posed at this scale** unless the abrupt
+arm's own drop on the same seeds has its 95% interval above 0 and its mean at least
+``min_drop`` (:mod:`gradual_jax.analysis.verdicts` decides; this module only declares).
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ import pandas as pd
 from gradual_jax.analysis import summary
 
 ANY = "*"  # an arm field that matches every value present in the results (one comparison each)
+ROLES = ("primary", "secondary", "extension")
+MIN_PRIMARY_SEEDS = 8  # random-label runs move a seed's final window by up to 0.2 between runs
 
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
     """Lanes of a results table: a schedule, its Δ (None for abrupt; ANY: each Δ present), a
-    mitigation method (ANY: each method other than none) and a model name (None: any model;
-    when several runs hold the arm, the first run given is used)."""
+    mitigation method (ANY: each method other than none) and a model name (None: any model)."""
 
     schedule: str
     delta: float | None | str = None
@@ -56,49 +64,81 @@ class FinerVersusCoarser:
     model: str | None = None
 
 
-Comparison = Versus | FinerVersusCoarser
+@dataclasses.dataclass(frozen=True)
+class AllChecksHold:
+    """The theory check: every row of its table (``theory.csv``) holds."""
+
+
+Comparison = Versus | FinerVersusCoarser | AllChecksHold
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run declared as evidence: an experiment's preset (one part of a multi-part one),
+    trained by ``gradual-jax run EXPERIMENT --preset PRESET --out results/EXPERIMENT-PRESET``."""
+
+    experiment: str
+    preset: str
+    part: str = ""
+    out: str = ""  # the folder's name, where it is not EXPERIMENT-PRESET
+
+    @property
+    def folder(self) -> str:
+        """Where it is committed, under ``results/`` (with its part)."""
+        return (self.out or f"{self.experiment}-{self.preset}") + (f"/{self.part}" if self.part else "")
+
+    def command(self, root: str = "results") -> str:
+        return (f"gradual-jax run {self.experiment} --preset {self.preset} --out "
+                f"{root}/{self.folder.split('/')[0]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """One comparison that decides (or adds to) a claim, with the runs that hold its arms.
+
+    ``runs`` are read together (their lanes merge by arm, so runs of disjoint seeds of one
+    setting add up); ``min_drop`` (None: no gate) is the abrupt arm's own loss required before
+    a preservation question is posed; ``margin`` > 0 reads "matching or surpassing": the
+    question holds when the interval's lower end lies above −margin; ``search`` names the
+    experiment whose ``SEARCH`` chose the setting, whose seeds the runs must not reuse."""
+
+    label: str
+    metric: str
+    comparison: Comparison
+    runs: tuple[Run, ...]
+    role: str = "primary"
+    min_drop: float | None = 0.05
+    margin: float = 0.0
+    search: str | None = None
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"Question.role={self.role!r}; choose one of: {', '.join(ROLES)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    figure: str  # e.g. "Fig. 1 (left)"
-    caption: str  # the paper's words
-    metric: str  # the results column compared
-    comparisons: tuple[Comparison, ...]
+    """One sentence of the paper (``quote``, exactly as printed; ``verbatim=False`` where only a
+    paraphrase was recovered) and what decides it: its own ``questions``, or, for the abstract
+    and the TL;DR, the primary questions of the claims it ``summarises`` (by key)."""
 
+    key: str
+    source: str
+    quote: str
+    questions: tuple[Question, ...] = ()
+    summarises: tuple[str, ...] = ()
+    verbatim: bool = True
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """One comparison of a claim on one setting."""
-
-    claim: Claim
-    arm: dict
-    baseline: dict
-    difference: summary.Interval
-    control: summary.Interval | None  # the same comparison read at epoch E in every arm
-    runs: tuple[str, ...]  # the runs the two arms were read from
-
-    @property
-    def verdict(self) -> str:
-        return summary.verdict(self.difference)
-
-    @property
-    def comparison(self) -> str:
-        show_model = self.arm["model_name"] != self.baseline["model_name"]
-        return f"{_spec_label(self.arm, show_model)} − {_spec_label(self.baseline, show_model)}"
+    def primary(self) -> tuple[Question, ...]:
+        return tuple(q for q in self.questions if q.role == "primary")
 
 
 class MissingArmsError(ValueError):
-    """The runs given lack the arms every claim of their experiment needs."""
+    """The runs given lack the arms a question needs."""
 
 
 # ---------------------------------------------------------------------------
 # Matching arms against a per-seed table (summary.per_seed)
-
-
-def _spec_label(spec: dict, show_model: bool = False) -> str:
-    return summary.arm_label(spec["schedule"], spec["delta"], spec["method"],
-                             model=spec["model_name"] if show_model else "")
 
 
 def _model_name(model: str) -> str:
@@ -113,7 +153,7 @@ def present_arms(seeds: pd.DataFrame) -> pd.DataFrame:
     return arms.reset_index(drop=True)
 
 
-def _matches(arms: pd.DataFrame, arm: Arm) -> pd.DataFrame:
+def matches(arms: pd.DataFrame, arm: Arm) -> pd.DataFrame:
     mask = arms["schedule"] == arm.schedule
     if arm.delta is None:
         mask &= arms["delta"].isna()
@@ -122,49 +162,35 @@ def _matches(arms: pd.DataFrame, arm: Arm) -> pd.DataFrame:
     mask &= (arms["method"] != "none") if arm.method == ANY else (arms["method"] == arm.method)
     if arm.model is not None:
         mask &= arms["model_name"] == arm.model
-    found = arms[mask]
-    # one row per distinct arm: the first run that holds it
-    return found.drop_duplicates(["model_name", "schedule", "method", "delta"], keep="first")
+    return arms[mask].drop_duplicates(["model_name", "schedule", "method", "delta"], keep="first")
 
 
 def expand(comparison: Comparison, arms: pd.DataFrame) -> list[tuple[dict, dict]]:
     """The concrete (arm, baseline) pairs a comparison makes on the arms present."""
     if isinstance(comparison, FinerVersusCoarser):
-        found = _matches(arms, Arm(comparison.schedule, ANY, model=comparison.model)).sort_values("delta")
+        found = matches(arms, Arm(comparison.schedule, ANY, model=comparison.model)).sort_values("delta")
         rows = [r.to_dict() for _, r in found.iterrows()]
         return list(zip(rows[:-1], rows[1:]))
-    baselines = [r.to_dict() for _, r in _matches(arms, comparison.baseline).iterrows()]
-    return [(arm, baseline) for _, row in _matches(arms, comparison.arm).iterrows()
+    baselines = [r.to_dict() for _, r in matches(arms, comparison.baseline).iterrows()]
+    return [(arm, baseline) for _, row in matches(arms, comparison.arm).iterrows()
             for arm in [row.to_dict()] for baseline in baselines if baseline != arm]
 
 
-def _paired(seeds: pd.DataFrame, arm: dict, baseline: dict, column: str) -> summary.Interval | None:
-    keys = ["run", "model", "schedule", "method", "delta"]
-    return summary.paired(seeds, {k: arm[k] for k in keys}, {k: baseline[k] for k in keys}, column)
+def spec_label(spec: dict, show_model: bool = False) -> str:
+    return summary.arm_label(spec["schedule"], spec["delta"], spec["method"],
+                             model=spec["model_name"] if show_model else "")
 
 
-def evaluate(claim: Claim, frame: pd.DataFrame) -> list[Outcome]:
-    """Every comparison of ``claim`` that the results in ``frame`` (one setting, the ``run``
-    column naming each run, in the order given) can make."""
-    if claim.metric not in frame:
+def comparison_label(arm: dict, baseline: dict) -> str:
+    show_model = arm["model_name"] != baseline["model_name"]
+    return f"{spec_label(arm, show_model)} − {spec_label(baseline, show_model)}"
+
+
+def required_arms(question: Question) -> list[str]:
+    """The arms a question needs, in words."""
+    c = question.comparison
+    if isinstance(c, FinerVersusCoarser):
+        return [f"{c.schedule} at two or more Δ"]
+    if isinstance(c, AllChecksHold):
         return []
-    seeds = summary.per_seed(frame, claim.metric)
-    arms = present_arms(seeds)
-    outcomes = []
-    for comparison in claim.comparisons:
-        for arm, baseline in expand(comparison, arms):
-            diff = _paired(seeds, arm, baseline, "final")
-            if diff is None or diff.n == 0:
-                continue
-            control = _paired(seeds, arm, baseline, "final_at_E") if "final_at_E" in seeds else None
-            outcomes.append(Outcome(claim, arm, baseline, diff, control, tuple(dict.fromkeys((arm["run"], baseline["run"])))))
-    return outcomes
-
-
-def required_arms(claim: Claim) -> list[str]:
-    """The arms a claim needs, in words (for the error when none of them is there)."""
-    needs = []
-    for c in claim.comparisons:
-        needs += ([f"{c.schedule} at two or more Δ"] if isinstance(c, FinerVersusCoarser)
-                  else [c.arm.label(), c.baseline.label()])
-    return list(dict.fromkeys(needs))
+    return [c.arm.label(), c.baseline.label()]

@@ -1,127 +1,111 @@
-"""``gradual-jax report DIR [DIR ...] --out FILE.md``: the claims table of finished runs.
+"""``gradual-jax report DIR [DIR ...] --out FILE.md``: the paper's claims decided on finished runs.
 
-Reads only each run's ``results.csv`` and ``config.json`` (never re-runs anything). Runs are
-grouped into *settings*: runs whose data, tasks, protocol, optimizer and model shape agree (a
-model's activation may differ, so a CReLU run joins the ReLU run it is compared with). Every
-claim of the experiments in a setting (``CLAIMS`` in the experiment modules) is evaluated on
-it; each comparison gives the paired difference of final-window means over seeds, its 95%
-Student-t interval, how many seeds favour the arm, and a verdict. A run from which no claim can
-be decided is refused, naming the arms the claims need.
-
-A DIR may also be a search folder (``gradual-jax search``, with its ``search.csv``): it adds a
-section saying, per figure, whether a setting was found in which the abrupt arm loses
-plasticity (so the figure's claims can be tested there), or that every candidate ran and none
-does (the claims are **not testable at CPU scale**).
+Reads only each run's ``results.csv``, ``epochs.csv`` and ``config.json`` (never re-runs
+anything) and the claims declared in code (a :class:`Catalog`: the paper's sentences, the
+questions that decide them, and the runs each question declares). The rules a verdict passes
+are :mod:`gradual_jax.analysis.verdicts`'. The report opens with one line per claim, then one
+section per claim (its words in full, its evidence, the setting and every deviation from the
+paper, the abrupt arm's own loss, each comparison at three readouts, replicates, the runs still
+to make with their cost); then the searches, and an appendix with the runs no claim declares
+(the ``cpu`` presets, earlier runs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-import experiments
-from gradual_jax.analysis import claims as claims_lib
 from gradual_jax import config as config_lib
+from gradual_jax.analysis import plan, summary, verdicts
 from gradual_jax.analysis import search as search_lib
-from gradual_jax.analysis import summary
-from gradual_jax.analysis.plotting import load_part, run_parts
+from gradual_jax.analysis.claims import AllChecksHold, Arm, Claim, Question, Run, Versus
+from gradual_jax.analysis.runs import IGNORED_KEYS, SETTING_SECTIONS, RunPart, command, load, setting_key, wall
+from gradual_jax.analysis.verdicts import Answer
 
-SETTING_SECTIONS = ("data", "task", "protocol", "optim", "model")
-IGNORED_KEYS = {"data.data_dir", "data.source", "data.download", "model.name"}
 READABLE = {"protocol.epochs_per_task": "E", "protocol.transition_ratio": "k", "protocol.batch_size": "batch",
             "task.num_tasks": "tasks", "data.train_per_class": "train images/class",
             "data.test_per_class": "test images/class", "data.dataset": "data", "model.hidden_sizes": "MLP widths",
             "model.width_multiplier": "ResNet width", "text.num_train": "pairs/task", "model.d_model": "d_model",
-            "model.d_ff": "d_ff", "sweep.seeds": "seeds"}
+            "model.d_ff": "d_ff", "optim.name": "optimizer"}
+SHORT_QUOTE = 70  # characters of a claim's words in the summary
 
 
-@dataclasses.dataclass
-class RunPart:
-    """One results table: a run directory, or one part of a multi-part run."""
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    """What the report needs from the experiments: the declared claims, an experiment preset's
+    configs (part -> config; raises ConfigError for an unknown preset) and the seeds an
+    experiment's search ran on."""
 
-    label: str  # how tables name it: the directory (and part)
-    path: Path
-    frame: pd.DataFrame
-    config: dict  # the experiment config (config.json's "config")
-    meta: dict  # the whole config.json
+    claims: tuple[Claim, ...]
+    configs: Callable[[str, str], dict[str, config_lib.ExperimentConfig]]
+    search_seeds: Callable[[str], set[int]]
 
-
-def load(run_dirs: Sequence[str | Path]) -> list[RunPart]:
-    loaded = []
-    for run_dir in map(Path, run_dirs):
-        for part in run_parts(run_dir):
-            label = run_dir.name if part == run_dir else f"{run_dir.name}/{part.name}"
-            frame, config = load_part(part, label)
-            meta = json.loads((part / "config.json").read_text())
-            if meta.get("status") != "finished":
-                raise ValueError(f"{part}: the run has not finished (config.json status {meta.get('status')!r}); "
-                                 "run its command again to resume it")
-            loaded.append(RunPart(label, part, frame, config, meta))
-    return loaded
+    def config(self, run: Run) -> config_lib.ExperimentConfig | None:
+        """The declared run's config; None where its preset is not defined yet (it awaits a search)."""
+        try:
+            parts = self.configs(run.experiment, run.preset)
+        except config_lib.ConfigError:
+            return None
+        return parts.get(run.part) if run.part or "" not in parts else parts[""]
 
 
-def _setting_key(config: dict) -> str:
-    sections = {k: config[k] for k in SETTING_SECTIONS}
-    if config["task"]["family"] in config_lib.TEXT_FAMILIES:
-        sections["text"] = config["text"]
-    flat = {k: v for k, v in config_lib.flatten(sections).items() if k not in IGNORED_KEYS}
-    return json.dumps(flat, sort_keys=True, default=str)
+# ---------------------------------------------------------------------------
+# Evaluation
 
 
-def settings(parts: list[RunPart]) -> list[list[RunPart]]:
-    """Runs grouped by setting, in the order given."""
-    groups: dict[str, list[RunPart]] = {}
-    for part in parts:
-        groups.setdefault(_setting_key(part.config), []).append(part)
-    return list(groups.values())
+def _classes(parts: Sequence[RunPart]) -> int | None:
+    from gradual_jax.envs.data import NUM_CLASSES
+
+    for p in parts:
+        if p.config and p.config["task"]["family"] not in config_lib.TEXT_FAMILIES:
+            return NUM_CLASSES.get(p.config["data"]["dataset"])
+    return None
 
 
-def experiment_of(part: RunPart) -> str:
-    """The experiment a run came from: one of this package's by name, or the file of a
-    researcher's own experiment, as the run recorded it."""
-    name = part.config["name"]
-    if name in experiments.MODULES:
-        return name
-    return (part.meta.get("provenance") or {}).get("experiment_file") or name
-
-
-def claims_of(parts: Sequence[RunPart]) -> list[claims_lib.Claim]:
-    found = []
-    for name in dict.fromkeys(experiment_of(p) for p in parts):
-        found += [c for c in getattr(experiments.module(name), "CLAIMS", ()) if c not in found]
-    return found
-
-
-def paper_differences(part: RunPart) -> list[str]:
-    """How a run's setting differs from its experiment's paper preset, e.g. ``E = 10 (paper: 80)``."""
-    try:
-        paper = experiments.get_configs(experiment_of(part), "paper")
-    except config_lib.ConfigError:
-        return []
-    section = part.path.name if part.path.name in paper else ""
-    reference = config_lib.to_dict(paper.get(section, next(iter(paper.values()))))
-    keys = [*SETTING_SECTIONS, "text"] if part.config["task"]["family"] in config_lib.TEXT_FAMILIES \
-        else list(SETTING_SECTIONS)
-    ours = config_lib.flatten({k: part.config[k] for k in keys})
-    theirs = config_lib.flatten({k: reference[k] for k in keys})
-    out = [f"{READABLE.get(k, k)} = {_fmt(ours[k])} (paper: {_fmt(theirs.get(k))})"
-           for k in ours if k not in IGNORED_KEYS and ours[k] != theirs.get(k)]
-    seeds, paper_seeds = len(part.config["sweep"]["seeds"]), len(reference["sweep"]["seeds"])
-    if seeds != paper_seeds:
-        out.append(f"seeds = {seeds} (paper: {paper_seeds})")
+def answers(catalog: Catalog, parts: Sequence[RunPart]) -> dict[str, list[Answer]]:
+    """Every declared question answered on ``parts``: claim key -> answers, in declared order."""
+    out = {}
+    for claim in catalog.claims:
+        out[claim.key] = []
+        for q in claim.questions:
+            declared = [catalog.config(r) for r in q.runs]
+            out[claim.key].append(verdicts.answer(q, parts, catalog.search_seeds, _classes(parts),
+                                                  declared_setting=_declared_setting(declared)))
     return out
 
 
-def _fmt(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return "×".join(map(str, value)) if len(set(value)) > 1 else f"{value[0]}×{len(value)}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _declared_setting(configs: Sequence[config_lib.ExperimentConfig | None]) -> str | None:
+    first = next((c for c in configs if c is not None), None)
+    return setting_key(config_lib.to_dict(first)) if first is not None else None
+
+
+def summarised(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalog) -> list[Answer]:
+    """A claim's deciding answers: its own primaries, plus, for the abstract and the TL;DR, the
+    primaries against plain abrupt of the claims it summarises (and of those they summarise)."""
+    claims = {c.key: c for c in catalog.claims}
+
+    def against_abrupt(key: str) -> list[Answer]:
+        inner = verdicts.preserved_by(key, by_key)
+        return inner + [a for k in claims[key].summarises for a in against_abrupt(k)]
+
+    own = [a for a in by_key[claim.key] if a.question.role == "primary"]
+    for key in claim.summarises:
+        own += [a for a in against_abrupt(key) if a not in own]
+    return own
+
+
+def _n(answers_: Sequence[Answer]) -> int:
+    """The most seeds a decided comparison among ``answers_`` rests on (the theory check has none)."""
+    return max((a.n for a in answers_ if not isinstance(a.question.comparison, AllChecksHold)), default=0)
+
+
+# ---------------------------------------------------------------------------
+# Text
 
 
 def _ci(interval: summary.Interval | None) -> str:
@@ -131,54 +115,258 @@ def _ci(interval: summary.Interval | None) -> str:
                                       f" [{interval.low:+.3f}, {interval.high:+.3f}]")
 
 
-def evaluate(parts: list[RunPart]) -> list[tuple[list[RunPart], list[claims_lib.Outcome]]]:
-    """Each setting with the outcomes of its claims; refuses a run that decides nothing."""
-    evaluated = []
-    for group in settings(parts):
-        frame = pd.concat([p.frame for p in group], ignore_index=True)
-        group_claims = claims_of(group)
-        outcomes = [o for claim in group_claims for o in claims_lib.evaluate(claim, frame)]
-        used = {run for o in outcomes for run in o.runs}
-        for part in group:
-            if part.label not in used:
-                mine = claims_of([part])
-                if not mine:
-                    raise claims_lib.MissingArmsError(f"{part.path}: experiment {part.config['name']} states no claim "
-                                                      "to decide")
-                needs = sorted({arm for c in mine for arm in claims_lib.required_arms(c)})
-                raise claims_lib.MissingArmsError(
-                    f"{part.path}: no claim of {part.config['name']} can be decided from it; its claims need "
-                    f"the arms {', '.join(needs)} (on {', '.join(sorted({c.metric for c in mine}))})")
-        evaluated.append((group, outcomes))
-    return evaluated
+def _drop_text(drop: verdicts.Drop | None) -> str:
+    if drop is None:
+        return "–"
+    return (f"best earlier window ({drop.best_window}) → final {_ci(drop.best)}; first task → final "
+            f"{_ci(drop.first)}; n={drop.best.n}")
 
 
-def _setting_name(group: list[RunPart]) -> str:
-    """The runs of a setting by their folders, e.g. ``fig1-mnist-cpu + fig5-granularity-cpu/trainability``."""
-    return " + ".join(p.label for p in group)
+def _lost(answers_: Sequence[Answer]) -> str:
+    drops = [a.drop for a in answers_ if a.drop is not None]
+    if not drops:
+        return "–"
+    posed = sum(d.posed for d in drops)
+    return "yes" if posed == len(drops) else "no" if posed == 0 else f"in {posed} of {len(drops)}"
 
 
-def _wall(meta: dict) -> str:
-    seconds = (meta.get("compile_seconds") or 0) + (meta.get("train_seconds") or 0)
-    text = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-    if meta.get("resumed_from_task"):
-        text += f" (the last part, resumed at task {meta['resumed_from_task']})"
-    return text
+def _short(text: str) -> str:
+    return text if len(text) <= SHORT_QUOTE else text[:SHORT_QUOTE - 1].rsplit(" ", 1)[0] + " …"
 
 
-def _command(part: RunPart) -> tuple[str, str]:
-    prov = part.meta.get("provenance") or {}
-    command = prov.get("command") or "(not recorded)"
-    commit = prov.get("commit")
-    revision = "not recorded" if not commit else commit[:10] + (" + uncommitted changes" if prov.get("dirty") else "")
-    return command, revision
+def _flags(answers_: Sequence[Answer]) -> str:
+    return ", ".join(dict.fromkeys(f for a in answers_ for f in a.flags)) or "–"
+
+
+def _settings_text(answers_: Sequence[Answer]) -> str:
+    runs = dict.fromkeys(r.folder for a in answers_ for r in a.question.runs)
+    return ", ".join(f"`{r}`" for r in runs) or "–"
+
+
+def summary_lines(catalog: Catalog, by_key: dict[str, list[Answer]]) -> list[str]:
+    lines = ["## Summary", "",
+             "| claim | source | the paper's words | verdict of the primary comparisons | best secondary | "
+             "abrupt arm lost? | deciding runs | n | flags |", "|---|---|---|---|---|---|---|---:|---|"]
+    for claim in catalog.claims:
+        primary = summarised(claim, by_key, catalog)
+        secondary = [a for a in by_key[claim.key] if a.question.role != "primary" and a.status == "decided"]
+        best = max((r for a in secondary for r in a.readings), key=lambda r: r.paper.low, default=None)
+        best_text = f"{best.comparison}: {_ci(best.paper)} ({best.verdict})" if best else "–"
+        n = _n(primary)
+        lines.append(f"| [{claim.key}](#{claim.key}) | {claim.source} | {_short(claim.quote)} | "
+                     f"**{verdicts.combined([a.verdict for a in primary])}** | {best_text} | {_lost(primary)} | "
+                     f"{_settings_text(primary)} | {n or '–'} | {_flags(primary)} |")
+    return lines + [""]
+
+
+def paper_differences(part: RunPart, catalog: Catalog) -> list[str]:
+    """How a run's setting differs from its experiment's paper preset, e.g. ``E = 10 (paper: 80)``,
+    the learning rate included."""
+    paper = catalog.config(Run(part.experiment, "paper", part.part))
+    if paper is None or not part.config:
+        return []
+    reference = config_lib.to_dict(paper)
+    keys = [*SETTING_SECTIONS, "text"] if part.config["task"]["family"] in config_lib.TEXT_FAMILIES \
+        else list(SETTING_SECTIONS)
+    ours = config_lib.flatten({k: part.config[k] for k in keys})
+    theirs = config_lib.flatten({k: reference[k] for k in keys})
+    out = [f"{READABLE.get(k, k)} = {_fmt(ours[k])} (paper: {_fmt(theirs.get(k))})"
+           for k in ours if k not in IGNORED_KEYS and ours[k] != theirs.get(k)]
+    rates, paper_rates = part.learning_rates, tuple(reference["sweep"]["learning_rates"])
+    if rates and rates != paper_rates:
+        out.append(f"learning rate = {', '.join(map(_fmt, rates))} (paper: {', '.join(map(_fmt, paper_rates))})")
+    return out
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "×".join(map(str, value)) if len(set(value)) > 1 else f"{value[0]}×{len(value)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _figure(part: RunPart, out: Path) -> str:
-    run_dir = part.path.parent if (part.path.parent / "figure.png").exists() and not (
-        part.path / "figure.png").exists() else part.path
-    figure = run_dir / "figure.png"
-    return os.path.relpath(figure, out.parent) if figure.exists() else ""
+    for folder in (part.path, part.path.parent):
+        figure = folder / "figure.png"
+        if figure.exists():
+            return f"[figure]({os.path.relpath(figure, out.parent)})"
+    return "–"
+
+
+def _reading_rows(role: str, a: Answer) -> list[str]:
+    flags = list(a.flags)
+    if not a.readings:
+        return [f"| {role} | {a.question.label} | – | – | **{a.verdict}** | – | – | {', '.join(flags) or '–'} |"]
+    if isinstance(a.question.comparison, AllChecksHold):
+        return [f"| {role} | {r.comparison} | – | – | **{a.verdict}** | – | – | – |" for r in a.readings]
+    rows = []
+    for r in a.readings:
+        mine = flags + (["baseline at chance"] if r.baseline_at_chance else [])
+        rows.append(f"| {role} | {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
+                    f"**{a.verdict if a.status != 'decided' else r.verdict}** | {_ci(r.at_E)} | {_ci(r.equal)} | "
+                    f"{', '.join(mine) or '–'} |")
+    return rows
+
+
+def _plan_rows(missing: Sequence[Run], catalog: Catalog, parts: Sequence[RunPart]) -> list[str]:
+    rows = []
+    for run in missing:
+        cfg = catalog.config(run)
+        if cfg is None:
+            rows.append(f"| `{run.folder}` | `gradual-jax search {run.experiment} --out results/{run.experiment}"
+                        f"-search`, then its `{run.preset}` preset in the chosen setting | its setting awaits the "
+                        "search |")
+        else:
+            rows.append(f"| `{run.folder}` | `{run.command()}` | {plan.cost(cfg, parts).text()} |")
+    return rows
+
+
+def claim_section(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalog, parts: Sequence[RunPart],
+                  out: Path) -> list[str]:
+    words = "" if claim.verbatim else " (a paraphrase of its first line: the statement was not recovered word for word)"
+    lines = [f'### <a id="{claim.key}"></a>{claim.source}', "", f"> {claim.quote}", "", f"Source: {claim.source}{words}."]
+    if claim.summarises:
+        lines += ["", "Decided by the primary comparisons against the plain abrupt arm of: "
+                  + ", ".join(f"[{k}](#{k})" for k in claim.summarises) + "."]
+    mine = by_key[claim.key]
+    if not mine:
+        return lines + [""]
+    lines += ["", "| role | comparison | difference, paper's readout [95% CI] | seeds > 0 | verdict | at epoch E | "
+              "equal exposure | flags |", "|---|---|---:|---:|---|---:|---:|---|"]
+    for a in mine:
+        lines += _reading_rows(a.question.role, a)
+    lines.append("")
+    for a in mine:
+        lines += _answer_details(a, catalog, out)
+    missing = list(dict.fromkeys(run for a in mine for run in a.missing))
+    if missing:
+        lines += ["Runs still to make (declared above, not yet run):", "",
+                  "| run | command | cost on this machine |", "|---|---|---|", *_plan_rows(missing, catalog, parts), ""]
+    return lines
+
+
+def _answer_details(a: Answer, catalog: Catalog, out: Path) -> list[str]:
+    q = a.question
+    lines = []
+    for part in a.runs:
+        cmd, revision = command(part)
+        differences = paper_differences(part, catalog)
+        lines.append(f"- `{part.label}`: seeds {', '.join(map(str, part.seeds)) or '–'}; `{cmd}` at {revision}; "
+                     f"{wall(part.meta)}; {_figure(part, out)}"
+                     + (f"; differs from the paper in: {'; '.join(differences)}" if differences else ""))
+    if a.drop is not None:
+        lines.append(f"- abrupt arm's own loss: {_drop_text(a.drop)}; posed when above 0 and at least {q.min_drop} → "
+                     + ("**posed**" if a.drop.posed else "**not posed at this scale**"))
+    if a.replicates:
+        lines += ["", "| replicate (same setting, other runs: they do not decide) | comparison | paper's readout | "
+                  "seeds > 0 | verdict | abrupt arm's loss |", "|---|---|---:|---:|---|---|"]
+        for rep in a.replicates:
+            lost = _drop_text(rep.drop) + ("" if rep.drop is None or rep.drop.posed else " (not posed)")
+            for r in rep.readings:
+                lines.append(f"| {rep.label} | {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
+                             f"{r.verdict} | {lost} |")
+    if not lines:
+        return []
+    head = f"**{q.role.capitalize()}: {q.label}** (`{q.metric}`" + (f"; holds above −{q.margin}" if q.margin else "") + ")"
+    return [head, "", *lines, ""]
+
+
+def search_lines(searches: Sequence[tuple[Path, pd.DataFrame]], catalog: Catalog, out: Path) -> list[str]:
+    lines = ["## Searches", "",
+             "A search (`gradual-jax search`) trains the abrupt arm alone in settings that change only sizes of the",
+             f"paper's protocol, cheapest first, on seeds no verdict run uses. Its criterion: {search_lib.CRITERION}",
+             f"(fixed {search_lib.CRITERION_FIXED}). {search_lib.CRITERION_HISTORY}", "",
+             "| experiment | claims | candidates run | chosen setting | abrupt arm: best earlier window → final, "
+             "drop [95% CI], seeds | drop from the first task (earlier criterion) | outcome | search |",
+             "|---|---|---:|---|---|---|---|---|"]
+    for path, frame in searches:
+        name = frame["experiment"].iloc[0]
+        keys = [c.key for c in catalog.claims if any(q.search == name for q in c.questions)]
+        ran = int(frame["status"].eq("finished").sum())
+        chosen = frame[frame["chosen"].astype(bool)]
+        if len(chosen):
+            r = chosen.iloc[0]
+            setting = f"`{r['candidate']}`"
+            numbers = (f"{r['best']:.3f} ({r['best_window']}) → {r['final']:.3f}, "
+                       f"{r['drop']:+.3f} [{r['drop'] - r['drop_ci95']:+.3f}, {r['drop'] + r['drop_ci95']:+.3f}], "
+                       f"{int(r['drop_positive'])}/{int(r['seeds'])}")
+            first = _first_drop(path / r["candidate"], frame["experiment"].iloc[0], catalog)
+        else:
+            setting, numbers, first = "none", "–", "–"
+        table = os.path.relpath(path / search_lib.TABLE_FILE, out.parent)
+        lines.append(f"| {name} | {', '.join(keys) or '–'} | {ran}/{len(frame)} | {setting} | {numbers} | {first} | "
+                     f"**{search_lib.outcome(frame)}** | [{search_lib.TABLE_FILE}]({table}) |")
+    return lines + [""]
+
+
+def _first_drop(run_dir: Path, experiment: str, catalog: Catalog) -> str:
+    try:
+        (part,) = load([run_dir])
+    except (OSError, ValueError):
+        return "–"
+    metric = part.config["metric"]
+    question = Question("abrupt arm", metric, Versus(Arm("abrupt"), Arm("abrupt")), ())
+    drop = verdicts.abrupt_drop(question, [part])
+    return _ci(drop.first) + f" ({verdicts.verdict(drop.first)})" if drop else "–"
+
+
+def appendix_lines(rest: Sequence[RunPart], catalog: Catalog, out: Path) -> list[str]:
+    """Runs no question declares or replicates: each arm against its run's abrupt arm."""
+    lines = ["## Appendix: runs that decide no claim", "",
+             "The `cpu` presets (for trying the pipeline) and earlier runs of settings no claim declares now. Each",
+             "arm against the plain abrupt arm of its run, paired by seed, at the paper's readout.", "",
+             "| run | comparison | metric | difference [95% CI] | seeds > 0 | verdict | abrupt arm's loss | differs from "
+             "the paper in | figure |", "|---|---|---|---:|---:|---|---|---|---|"]
+    for part in rest:
+        if not part.config:
+            continue
+        metric = part.config["metric"]
+        table = summary.paired_table(part.frame.assign(run=part.label), metric)
+        question = Question("abrupt arm", metric, Versus(Arm("abrupt"), Arm("abrupt")), ())
+        drop = _drop_text(verdicts.abrupt_drop(question, [part]))
+        differences = "; ".join(paper_differences(part, catalog)) or "–"
+        for _, row in table.iterrows():
+            diff = summary.Interval(row["difference"], row["ci95"], int(row["seeds"]), ())
+            lines.append(f"| {part.label} | {row['comparison']} | {metric} | {_ci(diff)} | "
+                         f"{int(row['positive'])}/{int(row['seeds'])} | {row['verdict']} | {drop} | {differences} | "
+                         f"{_figure(part, out)} |")
+    return lines + [""]
+
+
+RULES = [
+    "Each claim is a sentence of the paper, quoted exactly, and is decided by the comparisons declared in",
+    "code before their runs (`experiments/claims.py`): the **primary** one (the paper's schedule and Δ",
+    "against abrupt, at the paper's readout) decides; **secondary** ones and **extensions** (methods the paper",
+    "does not run) are shown beside it. A difference is the mean over seeds of the paired difference of",
+    "final-window means (the last max(3, round(T/10)) tasks), with its 95% Student-t interval: **holds** when",
+    "the interval lies above 0 (above −margin for \"matching or surpassing\"), **reversed** when below,",
+    "**inconclusive** otherwise. A claim that gradual change preserves something is first checked to be",
+    "posed: the abrupt arm must lose (its drop from its best earlier window to the final window has an",
+    "interval above 0 and a mean of at least the declared minimum; picking the best window biases this",
+    "drop upward a little, so the drop from the first task is shown too); otherwise it reads **not posed at",
+    "this scale**. Verdict runs use seeds no search used. Other runs of the same setting are *replicates*:",
+    "they do not decide, and a replicate whose verdict differs is flagged. *At epoch E* reads every lane",
+    "after E epochs of a task (abrupt lanes are otherwise read after (1+k)·E); *equal exposure* reads",
+    "abrupt lanes after (1 + k/2)·E, the epochs a gradual lane has spent on a task when it is read.",
+]
+
+
+def render(catalog: Catalog, parts: Sequence[RunPart], out: Path, command_line: str,
+           searches: Sequence[tuple[Path, pd.DataFrame]] = ()) -> str:
+    by_key = answers(catalog, parts)
+    lines = ["# Does it reproduce?", "", f"Made by `{command_line}` from finished runs (nothing is re-run).", "",
+             *RULES, ""]
+    lines += summary_lines(catalog, by_key)
+    lines += ["## Claims", ""]
+    for claim in catalog.claims:
+        lines += claim_section(claim, by_key, catalog, parts, out)
+    if searches:
+        lines += search_lines(searches, catalog, out)
+    every = [a for answers_ in by_key.values() for a in answers_]
+    used = {p.label for a in every for p in a.runs} | {label for a in every for rep in a.replicates for label in rep.runs}
+    rest = [p for p in parts if p.label not in used]
+    if rest:
+        lines += appendix_lines(rest, catalog, out)
+    return "\n".join(lines) + "\n"
 
 
 def is_search(path: str | Path) -> bool:
@@ -193,92 +381,13 @@ def load_search(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _search_rows(searches: list[tuple[Path, pd.DataFrame]], ids: dict, out: Path) -> list[str]:
-    lines = ["## Searches: where the question is real at CPU scale", "",
-             "A claim that gradual change preserves plasticity can only be tested where the abrupt arm loses it.",
-             "Each search (`gradual-jax search`) trains the abrupt arm alone in settings that change only sizes",
-             "of the paper's protocol, cheapest first, so the setting is chosen before any gradual arm is seen:",
-             "the first whose abrupt arm loses (its drop from its best earlier window to the final window,",
-             "paired by seed, has a 95% interval above 0) is the chosen setting. When every candidate ran and",
-             "none loses, the figure's claims are **not testable at CPU scale**.", "",
-             "| experiment | claims | candidates run | chosen setting | abrupt arm: best earlier window → final window, "
-             "drop [95% CI], seeds | outcome | search |", "|---|---|---:|---|---|---|---|"]
-    for path, frame in searches:
-        name = frame["experiment"].iloc[0]
-        claim_ids = ", ".join(ids[c] for c in getattr(experiments.module(name), "CLAIMS", ()) if c in ids) or "–"
-        ran = int(frame["status"].eq("finished").sum())
-        verdict = search_lib.outcome(frame)
-        chosen = frame[frame["chosen"].astype(bool)]
-        if len(chosen):
-            r = chosen.iloc[0]
-            setting = f"`{r['candidate']}` (`{r['overrides']}`)"
-            low, high = r["drop"] - r["drop_ci95"], r["drop"] + r["drop_ci95"]
-            numbers = (f"{r['best']:.3f} ({r['best_window']}) → {r['final']:.3f}, {r['drop']:+.3f} [{low:+.3f}, {high:+.3f}], "
-                       f"{int(r['drop_positive'])}/{int(r['seeds'])}")
-        else:
-            setting, numbers = "none", "–"
-        table = os.path.relpath(path / search_lib.TABLE_FILE, out.parent)
-        lines.append(f"| {name} | {claim_ids} | {ran}/{len(frame)} | {setting} | {numbers} | **{verdict}** | "
-                     f"[{search_lib.TABLE_FILE}]({table}) |")
-    return lines + [""]
-
-
-def render(evaluated, out: Path, command: str, searches: Sequence[tuple[Path, pd.DataFrame]] = ()) -> str:
-    lines = ["# Does it reproduce?", "",
-             f"Made by `{command}` from finished runs (their results only; nothing is re-run). Each row",
-             "compares two arms on the final-window mean of the claim's metric (the last max(3, 10%) of",
-             "the tasks), paired by seed: lanes with the same seed share the initialisation and the task",
-             "sequence. The difference is the mean over seeds with its 95% Student-t interval; the verdict",
-             "is **holds** when the interval lies above 0, **reversed** when below, **inconclusive** otherwise.",
-             "*At epoch E* is the same comparison read after E epochs of every task in both arms (abrupt",
-             "lanes are otherwise read after (1+k)·E), where the metric is the online train accuracy.", ""]
-    claims_in_order = list(dict.fromkeys(o.claim for _, outcomes in evaluated for o in outcomes))
-    for _, frame in searches:  # a searched figure's claims are listed even when no run decides them
-        claims_in_order += [c for c in getattr(experiments.module(frame["experiment"].iloc[0]), "CLAIMS", ())
-                            if c not in claims_in_order]
-    ids = {claim: f"C{i + 1}" for i, claim in enumerate(claims_in_order)}
-    lines += [f"- **{ids[c]}** ({c.figure}, {c.metric}): {c.caption}" for c in claims_in_order]
-    lines += ["", "| claim | setting | comparison | difference [95% CI] | seeds > 0 | verdict | at epoch E | "
-              "figure | wall time |", "|---|---|---|---:|---:|---|---:|---|---:|"]
-    for group, outcomes in evaluated:
-        name = _setting_name(group)
-        by_label = {p.label: p for p in group}
-        for o in outcomes:
-            run = by_label[o.runs[0]]
-            figure = _figure(run, out)
-            lines.append(f"| {ids[o.claim]} | {name} | {o.comparison} | {_ci(o.difference)} | "
-                         f"{o.difference.positive()}/{o.difference.n} | **{o.verdict}** | {_ci(o.control)} | "
-                         + (f"[figure]({figure})" if figure else "–") + f" | {_wall(run.meta)} |")
-    lines.append("")
-    if searches:
-        lines += _search_rows(list(searches), ids, out)
-    lines += ["## Settings", ""]
-    for group, outcomes in evaluated:
-        lines += [f"### {_setting_name(group)}", ""]
-        first = group[0]
-        differences = paper_differences(first)
-        lines.append("Differs from the paper's scale in: " + ("; ".join(differences) if differences else "nothing")
-                     + ".")
-        lines.append("")
-        lines += ["| run | command | commit | wall time | figure |", "|---|---|---|---|---|"]
-        for part in group:
-            command_line, revision = _command(part)
-            figure = _figure(part, out)
-            lines.append(f"| {part.label} | `{command_line}` | {revision} | {_wall(part.meta)} | "
-                         + (f"[figure]({figure})" if figure else "–") + " |")
-        metrics = sorted({o.claim.metric for o in outcomes})
-        lines += ["", f"Metric: {', '.join(metrics)}; final window: "
-                  f"{summary.window_text(summary.final_window(int(first.frame['task'].max()) + 1))}.", ""]
-    return "\n".join(lines) + "\n"
-
-
-def report(run_dirs: Sequence[str | Path], out: str | Path, command: str | None = None) -> Path:
-    """Write the claims table of ``run_dirs`` to ``out`` (Markdown); return its path."""
+def report(run_dirs: Sequence[str | Path], out: str | Path, catalog: Catalog, command_line: str | None = None) -> Path:
+    """Write the claims report of ``run_dirs`` (runs and search folders) to ``out``; return its path."""
     out = Path(out)
     searches = [(Path(d), load_search(Path(d))) for d in run_dirs if is_search(d)]
     parts = load([d for d in run_dirs if not is_search(d)])
-    evaluated = evaluate(parts)
-    command = command or "gradual-jax report " + " ".join(map(str, run_dirs)) + f" --out {out}"
+    command_line = command_line or "gradual-jax report " + " ".join(map(str, run_dirs)) + f" --out {out}"
+    text = render(catalog, parts, out, command_line, searches)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(evaluated, out, command, searches))
+    out.write_text(text)
     return out
