@@ -14,7 +14,7 @@ from gradual_jax.core import engine
 from gradual_jax.envs import schedules
 from gradual_jax.runner import build
 from gradual_jax import config as config_lib
-from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
+from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, schema, validate
 
 MITIGATION_STRENGTHS = ("l2", "l2_init", "shrink", "perturb", "redo_threshold", "redo_max_fraction", "spectral",
                         "cbp_rate", "cbp_maturity", "cbp_decay")
@@ -87,7 +87,7 @@ def test_family_schedule_table_covers_every_family():
 def test_schedule_family_table_is_enforced(family, schedule):
     cfg = base(*FAMILY_BASES[family])
     assert cfg.task.family == family
-    overrides = [f"sweep.schedules=abrupt,{schedule}"]
+    overrides = [f"sweep.schedules={','.join(dict.fromkeys(('abrupt', schedule)))}"]  # each schedule once
     if schedule in config_lib.FAMILY_SCHEDULES[family]:
         validate(apply_overrides(cfg, overrides))
     else:
@@ -209,6 +209,20 @@ def no_compute(monkeypatch, tmp_path):
     (["mitigations.cbp_decay=nan"], "mitigations.cbp_decay"),
     (["optim.b2=1"], "optim.b2"),
     (["optim.eps=0"], "optim.eps"),
+    (["protocol.epochs_per_task=3000000000"], "protocol.epochs_per_task"),  # past int32: would overflow
+    (["protocol.epochs_per_task=100000000"], "protocol.epochs_per_task"),  # fits, but its steps do not
+    (["task.num_tasks=2147483648"], "task.num_tasks"),
+    (["model.hidden_sizes=16,99999999999"], "model.hidden_sizes"),
+    (["sweep.deltas=1e-300"], "sweep.deltas"),
+    (["sweep.deltas=0.00005"], "sweep.deltas"),
+    (["sweep.seeds=0,0"], "sweep.seeds"),
+    (["sweep.seeds=3,1,3"], "sweep.seeds"),
+    (["sweep.deltas=0.5,0.5"], "sweep.deltas"),
+    (["sweep.learning_rates=0.001,1e-3"], "sweep.learning_rates"),
+    (["sweep.schedules=abrupt,abrupt"], "sweep.schedules"),
+    (["sweep.seeds=0,1,"], "sweep.seeds"),  # an empty item is a typo, not a shorter list
+    (["sweep.seeds=,0"], "sweep.seeds"),
+    (["model.hidden_sizes=16,,16"], "model.hidden_sizes"),
 ])
 def test_cli_refuses_with_exit_2(overrides, field, capsys, no_compute, tmp_path):
     argv = ["run", "fig1-mnist", "--preset", "cpu", "--out", str(tmp_path / "x")]
@@ -251,3 +265,50 @@ def test_a_method_needs_its_strengths_and_names_them():
         config_lib.validate(half)
     config_lib.validate(dataclasses.replace(cfg, mitigations=MitigationsConfig(shrink=0.9, perturb=0.01)))
     config_lib.validate(ExperimentConfig())  # no method, no strength needed
+
+
+def test_the_delta_floor_and_the_step_bound_leave_every_preset_valid():
+    for name in experiments.MODULES:
+        if experiments.is_custom_runner(name):
+            continue
+        for preset in experiments.presets(name):
+            for cfg in experiments.get_configs(name, preset).values():
+                validate(cfg)
+    validate(apply_overrides(base(), [f"sweep.deltas={schema.MIN_DELTA}"]))  # the floor itself passes
+    validate(apply_overrides(base(), ["sweep.seeds=0,2147483647", "data.subset_seed=123456789012"]))
+
+
+@pytest.mark.parametrize("presets,shown", [("{'cpu': 42}", "int"), ("{'cpu': 'fig1-mnist'}", "str"),
+                                           ("{'cpu': None}", "NoneType")])
+def test_an_experiment_file_whose_preset_is_not_a_function_is_refused_in_one_line(tmp_path, capsys, presets,
+                                                                                    shown):
+    path = tmp_path / "my_exp.py"
+    path.write_text(f"PRESETS = {presets}\n")
+    assert cli.main(["show", f"{path}:cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: experiment file {path}: PRESETS['cpu'] is {shown}, not a function returning an "
+                   "ExperimentConfig")
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_an_empty_out_is_refused_before_any_work(out, capsys, no_compute, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--force-new"]):
+        assert cli.main(["run", "fig1-mnist", "--out", out, *extra]) == 2
+        assert capsys.readouterr().err.strip() == ("error: --out is empty; name the run's folder, e.g. "
+                                                   "--out results/my-run")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", [".", "..", "~", "HERE"])
+def test_force_new_refuses_a_folder_that_is_no_runs_own(where, capsys, no_compute, tmp_path, monkeypatch):
+    here = tmp_path / "work"
+    here.mkdir()
+    (here / "results.csv").write_text("precious\n")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = str(here) if where == "HERE" else where
+    assert cli.main(["run", "fig1-mnist", "--out", out, "--force-new"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --force-new deletes the checkpoints and results in --out") and "\n" not in err
+    assert (here / "results.csv").read_text() == "precious\n"

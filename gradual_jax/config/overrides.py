@@ -55,9 +55,12 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
         inner = text.strip()
         if inner.startswith("[") and inner.endswith("]") or inner.startswith("(") and inner.endswith(")"):
             inner = inner[1:-1]  # [64,64] and (64, 64) are lists too
-        items = [t for t in inner.split(",") if t.strip()]
-        if not items:
+        items = inner.split(",")
+        if not inner.strip():
             raise ConfigError(f"{key}: expected a comma-separated list, got {text!r}")
+        if any(not t.strip() for t in items):  # "0,1," or "16,,16": a typo, not a shorter list
+            raise ConfigError(f"{key}={text!r}: an empty item; separate the items by single commas, e.g. "
+                              f"{key}=0,1,2")
         return tuple(_parse_scalar(t, args[0], key) for t in items)
     return _parse_scalar(text, annotation, key)
 

@@ -10,13 +10,17 @@ from typing import Any
 
 from gradual_jax import models
 from gradual_jax.config.overrides import _field_types, _is_config
-from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, INITS, MAX_SEED, METHOD_STRENGTHS,
-                                       METHODS, METRICS, ON_NONFINITE, OPTIMIZERS, SHRINK_PERTURB_AT,
-                                       SPECTRAL_TARGETS, TEXT_FAMILIES, ConfigError, ExperimentConfig)
+from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, INITS, MAX_INT, MAX_SEED,
+                                       METHOD_STRENGTHS, METHODS, METRICS, MIN_DELTA, ON_NONFINITE, OPTIMIZERS,
+                                       SHRINK_PERTURB_AT, SPECTRAL_TARGETS, TEXT_FAMILIES, ConfigError,
+                                       ExperimentConfig)
 from gradual_jax.envs import families, schedules
 from gradual_jax.envs.data import NUM_CLASSES
 from gradual_jax.envs.data import sources as data_sources
 from gradual_jax.runner import tensorboard_log
+
+
+HOST_INTS = frozenset({"data.subset_seed"})  # integers only the host reads (numpy takes any size)
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -61,6 +65,9 @@ def _check_scalar(key: str, value: Any, kind: type) -> None:
     }.get(kind, True)
     if not ok:
         raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+    if kind is int and abs(value) > MAX_INT and key not in HOST_INTS:
+        raise ConfigError(f"{key}={value!r}: expected an integer of at most {MAX_INT:,} (counts reach the device "
+                          "as 32-bit integers)")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{key}={value!r}: expected a finite number (not NaN or infinity)")
 
@@ -171,6 +178,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             _number(f"mitigations.{name}", getattr(mit, name), high=1)
     for delta in s.deltas:
         schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
+        if delta < MIN_DELTA:
+            raise ConfigError(f"sweep.deltas: Δ={delta!r} is below the smallest allowed, {MIN_DELTA:g} "
+                              f"({1 / MIN_DELTA:,.0f} stages per transition)")
+    _check_unique(s)
+    _check_step_counts(config)
     for lr in s.learning_rates:
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"sweep.learning_rates: {lr} is not a positive number")
@@ -211,6 +223,40 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"run.tensorboard=true needs {tensorboard_log.WRITER_PACKAGE}, which is not installed: "
                           f"{tensorboard_log.INSTALL}")
     return config
+
+
+def _check_unique(sweep: Any) -> None:
+    """A value twice in a sweep list would train the same lanes twice into duplicate rows."""
+    for name in ("seeds", "schedules", "deltas", "learning_rates", "methods"):
+        values = getattr(sweep, name)
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+        if repeated:
+            raise ConfigError(f"sweep.{name}: {', '.join(map(str, repeated))} given more than once; list each "
+                              "value once (each lane is a distinct combination)")
+
+
+def _check_step_counts(config: ExperimentConfig) -> None:
+    """The step counter of a task, and a transition's stage index times its steps, are int32 on the
+    device: refuse an E, k, data size or Δ that would overflow them (before any data is loaded)."""
+    p, s = config.protocol, config.sweep
+    if families.get(config.task.family).kind == "text":
+        num_train = config.text.num_train
+    else:
+        num_train = config.data.train_per_class * NUM_CLASSES[config.data.dataset]
+    batches = -(-num_train // p.batch_size)
+    epochs = round((1 + p.transition_ratio) * p.epochs_per_task)
+    if epochs * batches > MAX_INT:
+        raise ConfigError(f"protocol.epochs_per_task={p.epochs_per_task}: a task would take {epochs * batches:,} "
+                          f"steps ((1+k)·E = {epochs} epochs of {batches} batches), more than the {MAX_INT:,} a "
+                          "32-bit step counter holds")
+    transition = round(p.transition_ratio * p.epochs_per_task) * batches
+    for name in s.schedules:
+        for delta in s.deltas:
+            stages = schedules.num_stages(name, delta)
+            if stages * transition > MAX_INT:
+                raise ConfigError(f"sweep.deltas: Δ={delta:g} gives {name} {stages:,} stages over {transition:,} "
+                                  f"transition steps, whose product passes the {MAX_INT:,} a 32-bit counter holds; "
+                                  "use a larger Δ or fewer epochs")
 
 
 def _check_dormant_taus(config: ExperimentConfig) -> None:

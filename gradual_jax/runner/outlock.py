@@ -55,3 +55,18 @@ def hold(out_dir: Path, process: int = 0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def holder(out_dir: Path) -> str | None:
+    """The process id of the run that holds ``out_dir``'s lock now, or None when no run does."""
+    try:
+        fd = os.open(Path(out_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+    return None
