@@ -28,13 +28,14 @@ import experiments  # noqa: E402
 from gradual_jax import config as config_lib  # noqa: E402
 from gradual_jax.config import keys as config_keys  # noqa: E402
 from gradual_jax.envs import data  # noqa: E402
-from gradual_jax.runner import outlock, sweep  # noqa: E402
+from gradual_jax.runner import outlock, signals, storage, sweep  # noqa: E402
 
 DEFAULT_PRESET = "cpu"
 EXIT_USAGE = 2  # bad input, found before any work: a config value, missing data, a folder in use
 EXIT_NONFINITE = 3  # run.on_nonfinite=stop and a lane's loss became NaN/Inf
 EXIT_IO = 4  # the output could not be written mid-run (disk full, read-only); rerun to resume
-EXIT_INTERRUPTED = 130  # Ctrl-C; rerun to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); rerun to resume
+EXIT_TERMINATED = 143  # SIGTERM (SLURM, Kubernetes, `timeout`); rerun to resume
 
 
 def _experiment_and_preset(args: argparse.Namespace) -> None:
@@ -109,7 +110,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gradual_jax.runner import compile_cache, resume, sharding, train  # imports JAX; keep `list`/`show` and errors fast
 
+    if not args.out.strip():
+        raise config_lib.ConfigError("--out is empty; name the run's folder, e.g. --out results/my-run")
     parts = _resolve(args)
+    if args.force_new:
+        resume.check_force_new(args.out)
     compile_cache.enable()
     out = Path(args.out)
     if not parts:  # an experiment with its own runner (the theory check): record what made it
@@ -143,12 +148,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
     (never into one of the runs, whose own figure and summary it would overwrite)."""
     from gradual_jax.analysis import plotting
 
+    _check_readable(args.run_dirs)
+    if args.out is not None:
+        _check_output(args.out)
     try:
         written = plotting.plot_runs(args.run_dirs, out=args.out, x=args.x, metric=args.metric, layout=args.layout)
     except (plotting.ResultsError, plotting.UsageError) as err:
         raise config_lib.ConfigError(str(err)) from None
     except OSError as err:
-        if isinstance(err, FileNotFoundError):
+        if isinstance(err, FileNotFoundError) or storage.storage_error(err):
             raise
         raise config_lib.ConfigError(f"cannot write the figure{f' {err.filename}' if err.filename else ''}: "
                                      f"{err.strerror or err}") from None
@@ -157,19 +165,86 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from gradual_jax.analysis import claims, report
+def _experiment_files(run_dirs: list[str]) -> list[str]:
+    """The researchers' own experiment files the runs in ``run_dirs`` came from (their claims count too)."""
+    files = []
+    for run_dir in map(Path, run_dirs):
+        for meta_file in [run_dir / "config.json", *run_dir.glob("*/config.json")]:
+            try:
+                found = (json.loads(meta_file.read_text()).get("provenance") or {}).get("experiment_file")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if found and Path(found).is_file():
+                files.append(found)
+    return files
 
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gradual_jax.analysis import report
+
+    _check_output(args.out)
+    _check_readable(args.run_dirs)
     try:
-        path = report.report(args.run_dirs, args.out)
-    except (claims.MissingArmsError, ValueError) as err:  # ValueError: also unreadable results
+        path = report.report(args.run_dirs, args.out, report.paper_catalog(_experiment_files(args.run_dirs)))
+    except ValueError as err:  # unreadable results, missing arms (MissingArmsError), overlapping seeds
         raise config_lib.ConfigError(str(err)) from None
     except OSError as err:
-        if isinstance(err, FileNotFoundError):
+        if isinstance(err, FileNotFoundError) or storage.storage_error(err):
             raise
         raise config_lib.ConfigError(f"cannot write {args.out}: {err.strerror or err}") from None
     print(path)
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from gradual_jax import reproduce
+    from gradual_jax.analysis import report, runs
+    from gradual_jax.runner import train
+
+    root = Path(args.results or ("results" if args.scale == "study" else "results-paper"))
+    root.mkdir(parents=True, exist_ok=True)
+    catalog = report.paper_catalog()
+    finished = runs.load(reproduce.run_folders(root))
+    todo = reproduce.steps(catalog, root, args.scale, finished)
+    print(reproduce.plan_text(todo))
+    if args.dry_run:
+        return 0
+
+    def run_one(cfg: config_lib.ExperimentConfig, out: Path, command: str) -> None:
+        train.run(cfg, out, progress=not args.no_progress, command=command)
+
+    def run_custom(run, out: Path) -> None:
+        experiments.module(run.experiment).run(out, run.preset)
+
+    reproduce.execute(todo, run_one, run_custom)
+    out = root / reproduce.REPORT_FILE
+    print(report.report(reproduce.run_folders(root), out, catalog,
+                        command_line=f"gradual-jax report {root}/* --out {out}"))
+    return 0
+
+
+def _check_output(out: str) -> None:
+    """``--out`` of ``plot`` and ``report`` must name a place for a regular file (not a folder,
+    not ``/dev/null``, whose neighbours ``/dev/null.png`` ... would be written)."""
+    try:
+        storage.check_output_file(out)
+    except ValueError as err:
+        raise config_lib.ConfigError(str(err)) from None
+
+
+def _check_readable(run_dirs: list[str]) -> None:
+    """Refuse a results table whose last write was cut (its cells would be read as NaN and
+    averaged silently); say when a run is still writing a folder (its tables are partial)."""
+    for run_dir in map(Path, run_dirs):
+        for table in (run_dir / "results.csv", *run_dir.glob("*/results.csv")):
+            line = storage.cut_row(table) if table.is_file() else None
+            if line is not None:
+                raise config_lib.ConfigError(f"{table}, line {line}: a row cut short (the file was cut while "
+                                             "written or copied); rerun the run's command to rewrite it")
+        holder = outlock.holder(run_dir)
+        if holder is not None:
+            print(f"note: {run_dir} is in use by a run (process {holder}); its results so far are read",
+                  file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -292,6 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="Markdown file to write, e.g. results/REPRODUCTION.md")
     report.set_defaults(func=cmd_report)
 
+    repro = sub.add_parser("reproduce", help="make every run the paper's claims declare (experiments/claims.py), "
+                                              "skipping finished ones, then write the claims report")
+    repro.add_argument("--scale", choices=("study", "paper"), default="study",
+                       help="study: the declared presets, sized for a 2-core CPU; paper: the same arms and seeds at "
+                            "the paper's data, tasks, epochs, model and learning rate (default: study)")
+    repro.add_argument("--results", help="folder of the runs and the report (default: results for --scale study, "
+                                         "results-paper for --scale paper)")
+    repro.add_argument("--dry-run", action="store_true", help="print the plan (runs, lanes, lane-steps, time at "
+                                                              "this machine's measured rates) and run nothing")
+    repro.add_argument("--no-progress", action="store_true", help="no progress bar")
+    repro.set_defaults(func=cmd_reproduce)
+
     search_p = sub.add_parser("search", help="try an experiment's SEARCH settings (abrupt arm only) for one in "
                                              "which the abrupt arm loses plasticity; writes OUT/search.md")
     search_p.add_argument("experiment", help="experiment name or file, optionally with its preset (default: cpu)")
@@ -313,9 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_process = argv is None  # the console command, not a call from Python (tests, notebooks)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["gradual-jax", *argv])  # what a run's config.json records
+    code = _run(args)
+    if as_process and code in (EXIT_IO, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        signals.leave(code)  # a process, not a call: no hang on a library thread stuck on the disk
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status, every error mapped to one line on stderr."""
     try:
         code = args.func(args)
         sys.stdout.flush()  # a reader that has gone shows up here, in the handler below, not at exit
@@ -323,9 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        name = getattr(err, "name", "SIGINT")
+        print(f"interrupted ({name}); run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_INTERRUPTED)
     except (FileNotFoundError, FileExistsError, data.ChecksumError, outlock.FolderInUseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -336,11 +434,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.strerror}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # mid-run: the data written so far is intact
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"error: cannot write the results{where}: {err.strerror or err}; the results and checkpoints "
-              "written so far are intact: free space or fix the folder, then run the same command again to "
-              "resume", file=sys.stderr)
-        return EXIT_IO
+        return _write_failed(err)
+    except Exception as err:
+        mapped = storage.storage_error(err)  # a full disk as a library reports it (tensorstore: ValueError)
+        if mapped is None:
+            raise
+        return _write_failed(mapped)
+
+
+def _write_failed(err: OSError) -> int:
+    where = f" ({err.filename})" if err.filename else ""
+    print(f"error: cannot write the results{where}: {err.strerror or err}; the results and checkpoints "
+          "written so far are intact: free space or fix the folder, then run the same command again to "
+          "resume", file=sys.stderr)
+    return EXIT_IO
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def test_the_claims_quote_the_paper_exactly_and_docs_quote_them_too():
 
 def test_every_declared_question_names_arms_metrics_and_runs_that_exist():
     schedules = ("abrupt", "input_interp", "output_interp", "output_mix", "task_sampling")
-    cat = experiments.catalog()
+    cat = report.paper_catalog()
     for claim in cat.claims:
         assert claim.questions or claim.summarises, claim.key
         assert set(claim.summarises) <= {c.key for c in cat.claims}
@@ -316,3 +316,34 @@ PRESETS = {"cpu": lambda: experiments.get_config("fig1-mnist", "cpu")}
     assert cli.main(["report", str(run), "--out", str(out)]) == 0
     row = next(line for line in out.read_text().splitlines() if line.startswith("| [mine]"))
     assert "Gradual beats abrupt in my setting." in row and "**holds**" in row
+
+
+def fake_search_run(run_dir, metric: str, first: list[float], final: list[float]) -> None:
+    """A finished abrupt-only candidate run of 4 tasks: task 0 at ``first[seed]``, the final
+    window (tasks 1–3) at ``final[seed]`` exactly on average."""
+    rows = [dict(lane=seed, seed=seed, schedule="abrupt", delta=np.nan, learning_rate=1e-3, method="none",
+                 task=task, **{metric: value})
+            for seed, (a, b) in enumerate(zip(first, final)) for task, value in enumerate([a, b - 0.01, b, b + 0.01])]
+    run_dir.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"status": "finished", "train_seconds": 60.0, "config": {}}))
+
+
+def test_a_search_says_its_criterion_when_it_was_fixed_and_what_the_earlier_one_gave(tmp_path):
+    from gradual_jax.analysis import search
+
+    out = tmp_path / "fig4-cipher-search"
+    flat, falls = ([0.9, 0.8, 0.85], [0.91, 0.79, 0.85]), ([0.9, 0.8, 0.85], [0.5, 0.45, 0.55])
+    names = [c.name for c in search.candidates("fig4-cipher")]
+    for name, (first, final) in zip(names, (flat, falls)):
+        fake_search_run(out / name, "test_bleu2", first, final)
+    table = search.write("fig4-cipher", "cpu", out).read_text()
+    assert f"fixed on {search.CRITERION_FIXED}" in table and "drop from the first task" in table
+    drops = np.array([0.9 - 0.5, 0.8 - 0.45, 0.85 - 0.55])  # first task − final window, per seed, by hand
+    half = 4.302652729911275 * drops.std(ddof=1) / np.sqrt(3)
+    chosen = next(line for line in table.splitlines() if line.startswith(f"| `{names[1]}`"))
+    assert f"| {drops.mean():+.3f} ± {half:.3f} |" in chosen and "**yes**" in chosen
+    text = report.render(report.paper_catalog(), [], tmp_path / "R.md", "cmd", [(out, report.load_search(out))])
+    row = next(line for line in text.splitlines() if line.startswith("| fig4-cipher |"))
+    assert "| fig4 |" in row and "**testable**" in row and f"`{names[1]}`" in row
+    assert f"{drops.mean():+.3f} [{drops.mean() - half:+.3f}, {drops.mean() + half:+.3f}] (holds)" in row

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradual_jax import catalog as catalog_lib
 from gradual_jax import config as config_lib
 from gradual_jax.analysis import plan, summary, verdicts
 from gradual_jax.analysis import search as search_lib
@@ -52,6 +53,12 @@ class Catalog:
         except config_lib.ConfigError:
             return None
         return parts.get(run.part) if run.part or "" not in parts else parts[""]
+
+
+def paper_catalog(files: Sequence[str | Path] = ()) -> Catalog:
+    """The paper's claims (and those of the researchers' experiment ``files``) with the presets
+    and searches of :mod:`gradual_jax.catalog`."""
+    return Catalog(catalog_lib.claims(files), catalog_lib.get_configs, catalog_lib.search_seeds)
 
 
 # ---------------------------------------------------------------------------
@@ -289,7 +296,7 @@ def search_lines(searches: Sequence[tuple[Path, pd.DataFrame]], catalog: Catalog
             numbers = (f"{r['best']:.3f} ({r['best_window']}) → {r['final']:.3f}, "
                        f"{r['drop']:+.3f} [{r['drop'] - r['drop_ci95']:+.3f}, {r['drop'] + r['drop_ci95']:+.3f}], "
                        f"{int(r['drop_positive'])}/{int(r['seeds'])}")
-            first = _first_drop(path / r["candidate"], frame["experiment"].iloc[0], catalog)
+            first = _first_drop(r)
         else:
             setting, numbers, first = "none", "–", "–"
         table = os.path.relpath(path / search_lib.TABLE_FILE, out.parent)
@@ -298,15 +305,12 @@ def search_lines(searches: Sequence[tuple[Path, pd.DataFrame]], catalog: Catalog
     return lines + [""]
 
 
-def _first_drop(run_dir: Path, experiment: str, catalog: Catalog) -> str:
-    try:
-        (part,) = load([run_dir])
-    except (OSError, ValueError):
+def _first_drop(row: pd.Series) -> str:
+    """The chosen candidate's drop from the first task (the earlier criterion), from search.csv."""
+    if pd.isna(row.get("first_drop", math.nan)):
         return "–"
-    metric = part.config["metric"]
-    question = Question("abrupt arm", metric, Versus(Arm("abrupt"), Arm("abrupt")), ())
-    drop = verdicts.abrupt_drop(question, [part])
-    return _ci(drop.first) + f" ({verdicts.verdict(drop.first)})" if drop else "–"
+    drop = summary.Interval(row["first_drop"], row["first_drop_ci95"], int(row["seeds"]), ())
+    return f"{_ci(drop)} ({verdicts.verdict(drop)})"
 
 
 def appendix_lines(rest: Sequence[RunPart], catalog: Catalog, out: Path) -> list[str]:

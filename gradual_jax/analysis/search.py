@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import experiments
+from gradual_jax import catalog
 from gradual_jax import config as config_lib
 from gradual_jax.analysis import summary
 from gradual_jax.runner import results as results_lib
+from gradual_jax.runner import storage
 
 #: The rule that marks a candidate's abrupt arm as losing plasticity, and when it was fixed.
 CRITERION = ("the abrupt arm loses when its drop from the best earlier window to the final window, paired by seed, "
@@ -67,9 +68,9 @@ class Candidate:
 
 def candidates(experiment: str) -> tuple[Candidate, ...]:
     """The experiment's ``SEARCH``; a clear error naming the experiments that declare one."""
-    found = getattr(experiments.module(experiment), "SEARCH", None)
+    found = getattr(catalog.module(experiment), "SEARCH", None)
     if not found:
-        with_search = [name for name in experiments.MODULES if getattr(experiments.module(name), "SEARCH", None)]
+        with_search = [name for name in catalog.MODULES if getattr(catalog.module(name), "SEARCH", None)]
         raise config_lib.ConfigError(f"{experiment} declares no SEARCH; experiments with one: "
                                      f"{', '.join(with_search) or 'none'}")
     names = [c.name for c in found]
@@ -85,7 +86,7 @@ def overrides(candidate: Candidate) -> list[str]:
 def configs(experiment: str, preset: str, chosen: Sequence[Candidate]) -> list[config_lib.ExperimentConfig]:
     """Every candidate's validated config, before any of them runs (a bad one stops the search
     before any compute)."""
-    base = experiments.get_config(experiment, preset)
+    base = catalog.get_config(experiment, preset)
     out = []
     for candidate in chosen:
         try:
@@ -96,14 +97,28 @@ def configs(experiment: str, preset: str, chosen: Sequence[Candidate]) -> list[c
 
 
 def finished(cfg: config_lib.ExperimentConfig, run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a finished run of exactly ``cfg`` (then it is not run again)."""
-    meta_file = run_dir / results_lib.CONFIG_FILE
-    if not meta_file.exists():
+    """Whether ``run_dir`` holds a finished run of exactly ``cfg`` (then it is not run again): its
+    ``config.json`` says so, and its results, figure and summaries are there and whole. A candidate
+    killed while they were written, or whose ``config.json`` is damaged, is run again (which
+    resumes it, or says in one line why it cannot)."""
+    try:
+        meta = json.loads((run_dir / results_lib.CONFIG_FILE).read_text())
+    except (OSError, ValueError):  # absent, unreadable, not JSON (UnicodeDecodeError is a ValueError)
         return False
-    meta = json.loads(meta_file.read_text())
+    if not isinstance(meta, dict) or meta.get("status") != "finished":
+        return False
     stored = json.dumps(meta.get("config"), sort_keys=True, default=str)
-    return meta.get("status") == "finished" and stored == json.dumps(config_lib.to_dict(cfg), sort_keys=True,
-                                                                     default=str)
+    return stored == json.dumps(config_lib.to_dict(cfg), sort_keys=True, default=str) and _files_whole(run_dir)
+
+
+FINISHED_FILES = ("figure.png", "figure.pdf", "figure-summary.csv", "figure-paired.csv", "figure-summary.md")
+
+
+def _files_whole(run_dir: Path) -> bool:
+    """A finished run's table has no row cut short, and its figure and summaries are not empty."""
+    table = run_dir / results_lib.RESULTS_FILE
+    return (table.is_file() and storage.cut_row(table) is None
+            and all((run_dir / name).is_file() and (run_dir / name).stat().st_size > 0 for name in FINISHED_FILES))
 
 
 def run_command(experiment: str, preset: str, candidate: Candidate, out: Path) -> str:
@@ -150,17 +165,19 @@ def _row(experiment: str, preset: str, metric: str, candidate: Candidate, out: P
     first, final = summary.interval(seeds["first"]), summary.interval(seeds["final"])
     best = summary.interval(best_by_seed)
     drop = summary.interval((best_by_seed - seeds["final"]).to_numpy())
+    from_first = summary.interval((seeds["first"] - seeds["final"]).to_numpy())  # the criterion before CRITERION
     verdict = summary.verdict(drop)
     row.update(seeds=drop.n, window=seeds["window"].iloc[0], first=first.mean, best_window=summary.window_text(window),
                best=best.mean, final=final.mean, final_ci95=final.half_width,
                drop=drop.mean, drop_ci95=drop.half_width, drop_positive=drop.positive(),
+               first_drop=from_first.mean, first_drop_ci95=from_first.half_width,
                abrupt_arm={"holds": "loses", "reversed": "gains", "inconclusive": "no loss shown"}[verdict])
     return row
 
 
 def table(experiment: str, preset: str, out: str | Path) -> pd.DataFrame:
     """One row per declared candidate, in the declared order, whether or not it has run."""
-    cfg = experiments.get_config(experiment, preset)
+    cfg = catalog.get_config(experiment, preset)
     out = Path(out)
     rows = [_row(experiment, preset, cfg.metric, c, out) for c in candidates(experiment)]
     frame = pd.DataFrame(rows)
@@ -188,7 +205,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
-    metric = experiments.get_config(experiment, preset).metric
+    metric = catalog.get_config(experiment, preset).metric
     lines = [f"# Search: {experiment}, from the `{preset}` preset, abrupt arm only", "",
              f"Each candidate trains only the abrupt arm (`{' '.join('--set ' + o for o in ABRUPT_ONLY)}`), so the "
              "setting is chosen before the gradual arm is looked at. Metric: "
@@ -197,19 +214,22 @@ def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
              "the highest mean over seeds (a fresh network may learn nothing on its first task and still lose "
              "what it gains later). **loses**: the drop's interval lies above 0. The chosen setting is the "
              "first candidate, in the order below (cheapest first), that loses.", "",
+             f"The criterion ({CRITERION}) was fixed on {CRITERION_FIXED}. {CRITERION_HISTORY} The column *drop "
+             "from the first task* is that earlier criterion's number.", "",
              "| candidate | overrides | status | seeds | first task | best earlier window | final window | drop | "
-             "seeds with a drop | abrupt arm | wall | chosen |",
-             "|---|---|---|---:|---:|---|---|---|---:|---|---:|---|"]
+             "seeds with a drop | abrupt arm | drop from the first task | wall | chosen |",
+             "|---|---|---|---:|---:|---|---|---|---:|---|---|---:|---|"]
     for _, r in frame.iterrows():
         done = r["status"] == "finished" and r["seeds"] > 0
         final = f"{_fmt(r.get('final'))} ± {_fmt(r.get('final_ci95'))} ({r.get('window')})" if done else "–"
         drop = f"{r['drop']:+.3f} ± {_fmt(r.get('drop_ci95'))}" if done else "–"
         best = f"{_fmt(r.get('best'))} ({r.get('best_window')})" if done else "–"
+        first_drop = f"{r['first_drop']:+.3f} ± {_fmt(r.get('first_drop_ci95'))}" if done else "–"
         wall = f"{r['train_seconds'] / 60:.1f} min" if not pd.isna(r.get("train_seconds", float("nan"))) else "–"
         lines.append(f"| `{r['candidate']}` | `{r['overrides']}` | {r['status']} | {r['seeds']} | "
                      f"{_fmt(r.get('first')) if done else '–'} | {best} | {final} | {drop} | "
                      f"{f'{int(r.drop_positive)}/{r.seeds}' if done else '–'} | {r.get('abrupt_arm', '–') if done else '–'} | "
-                     f"{wall} | {'**yes**' if r['chosen'] else ''} |")
+                     f"{first_drop} | {wall} | {'**yes**' if r['chosen'] else ''} |")
     lines += ["", "Why each candidate, and the command that makes it:", ""]
     for _, r in frame.iterrows():
         lines.append(f"* `{r['candidate']}`: {r['why'] or '(no reason given)'}  \n  `{r['command']}`")
