@@ -33,15 +33,15 @@ from pathlib import Path
 import matplotlib
 import matplotlib.figure
 import matplotlib.lines
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-
-from gradual_jax import models  # noqa: E402
-from gradual_jax.analysis import summary  # noqa: E402
+from gradual_jax import models
+from gradual_jax.analysis import summary
+from gradual_jax.envs import families, schedules
+from gradual_jax.mitigations.methods import METHODS
 
 RESULTS_FILE, CONFIG_FILE, DIAGNOSTICS_FILE = "results.csv", "config.json", "diagnostics.csv"
 LAYOUTS = ("auto", "curves", "granularity", "delta", "methods", "diagnostics")
@@ -77,13 +77,6 @@ METRICS = {
     "srank": ("srank", "srank of the last hidden layer (δ = 0.01)"),
     "probe_loss": ("probe loss", "cross-entropy on the probe"),
 }
-SCHEDULES = {"abrupt": "abrupt", "output_interp": "output interpolation", "output_mix": "direct label mix",
-             "input_interp": "input interpolation", "task_sampling": "task sampling"}
-METHODS = {"l2": "L2", "l2_init": "L2-init", "shrink_perturb": "Shrink & Perturb", "redo": "ReDo",
-           "spectral": "spectral", "cbp": "continual backprop"}
-FAMILIES = {"random_labels": "random-label", "permuted_pixels": "permuted-pixel",
-            "random_seq2seq": "Random Seq2Seq", "bigram_cipher": "Bigram Cipher"}
-TEXT_FAMILIES = ("random_seq2seq", "bigram_cipher")
 DATASETS = {"mnist": "MNIST", "emnist": "EMNIST", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 
@@ -91,8 +84,6 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 # Colours and line styles
 
 ABRUPT_COLOR = "black"
-METHOD_COLORS = {"l2": "tab:red", "l2_init": "tab:orange", "shrink_perturb": "tab:brown", "redo": "tab:pink",
-                 "spectral": "tab:blue", "cbp": "tab:olive"}
 DELTA_CMAP, DELTA_SPAN = "viridis", (0.0, 0.85)  # the yellow end of viridis is unreadable on white
 LINESTYLES = ("-", "--", ":", "-.")  # one per overlaid run
 MARKERS = ("o", "s", "^", "D")
@@ -118,9 +109,20 @@ def metric_axis(metric: str) -> str:
     return metric_name(metric)
 
 
+def _registered(registry, name: str):
+    """A registry's entry of ``name``, or None for a name not registered here (a run made with a
+    researcher's own file)."""
+    return registry.get(name) if name in registry.names() else None
+
+
+def _display(registry, name: str) -> str:
+    entry = _registered(registry, name)
+    return entry.display if entry is not None else name.replace("_", " ")
+
+
 def schedule_name(schedule: str, delta: float, *, with_schedule: bool = True) -> str:
     """``abrupt``, ``output interpolation Δ = 0.1`` (``Δ = 0.1`` without the schedule)."""
-    words = SCHEDULES.get(schedule, schedule.replace("_", " "))
+    words = _display(schedules.SCHEDULES, schedule)
     if pd.isna(delta):
         return words
     return f"{words} Δ = {delta:g}" if with_schedule else f"Δ = {delta:g}"
@@ -129,7 +131,7 @@ def schedule_name(schedule: str, delta: float, *, with_schedule: bool = True) ->
 def arm_name(schedule: str, delta: float, method: str, *, with_schedule: bool = True) -> str:
     """An arm in words: ``abrupt``, ``abrupt + Shrink & Perturb``, ``task sampling Δ = 0.1``."""
     words = schedule_name(schedule, delta, with_schedule=with_schedule)
-    return words if method == "none" else f"{words} + {METHODS.get(method, method.replace('_', ' '))}"
+    return words if method == "none" else f"{words} + {_display(METHODS, method)}"
 
 
 def arm_rank(schedule: str, delta: float, method: str) -> tuple:
@@ -138,10 +140,11 @@ def arm_rank(schedule: str, delta: float, method: str) -> tuple:
     if method == "none":
         method_rank = 0
     else:
-        method_rank = 1 + list(METHODS).index(method) if method in METHODS else 99
+        method_rank = METHODS.index(method) if method in METHODS.names() else 99
     if schedule == "abrupt":
         return (0, method_rank, "", 0.0)
-    return (1, list(SCHEDULES).index(schedule) if schedule in SCHEDULES else 99, -float(delta), method_rank)
+    known = schedule in schedules.SCHEDULES.names()
+    return (1, schedules.SCHEDULES.index(schedule) if known else 99, -float(delta), method_rank)
 
 
 def delta_colors(deltas: Iterable[float]) -> dict[float, tuple]:
@@ -155,7 +158,7 @@ def delta_colors(deltas: Iterable[float]) -> dict[float, tuple]:
 
 def arm_color(schedule: str, delta: float, method: str, colors: dict[float, tuple]):
     if schedule == "abrupt":
-        return ABRUPT_COLOR if method == "none" else METHOD_COLORS.get(method, "tab:gray")
+        return ABRUPT_COLOR if method == "none" else getattr(_registered(METHODS, method), "color", "tab:gray")
     return colors[float(delta)]
 
 
@@ -175,9 +178,13 @@ def dataset_of(frame: pd.DataFrame, config: dict) -> str:
 def setting_words(frame: pd.DataFrame, config: dict) -> str:
     """``random-label MNIST``, ``permuted-pixel MNIST``, ``Random Seq2Seq``."""
     family = config["task"]["family"]
-    if family in TEXT_FAMILIES:
-        return FAMILIES[family]
-    return f"{FAMILIES.get(family, family.replace('_', ' '))} {dataset_of(frame, config)}"
+    if _is_text(family):
+        return _display(families.FAMILIES, family)
+    return f"{_display(families.FAMILIES, family)} {dataset_of(frame, config)}"
+
+
+def _is_text(family: str) -> bool:
+    return getattr(_registered(families.FAMILIES, family), "kind", None) == "text"
 
 
 def figure_number(experiment: str) -> str:
@@ -197,7 +204,7 @@ def caption_of(config: dict, frame: pd.DataFrame) -> str:
     """One line of the caption: the data, model, optimiser, protocol and seeds of a run."""
     d, p, o, family = config["data"], config["protocol"], config["optim"], config["task"]["family"]
     text = config.get("text")
-    if family in TEXT_FAMILIES and text:
+    if _is_text(family) and text:
         size = (f"{text['num_train']} pairs per task ({text['input_words']} words in, "
                 f"{text['target_words']} out)")
     else:
@@ -391,7 +398,7 @@ def panel_title(panel: Panel, style: Style) -> str:
     head = [panel.part] if panel.part else []
     if style.schedule_in_title:
         gradual = sorted(set(panel.frame().query("schedule != 'abrupt'")["schedule"]))
-        head += [SCHEDULES.get(g, g) for g in gradual]
+        head += [_display(schedules.SCHEDULES, g) for g in gradual]
     return f"{', '.join(head)}: {panel.setting}" if head else panel.setting
 
 
@@ -510,7 +517,7 @@ def draw_final_vs_delta(ax: plt.Axes, panel: Panel, metric: str, style: Style) -
             group = group.sort_values("delta", ascending=False)
             xs = group["delta"].to_numpy(float) * offset
             ax.plot(xs, group["final"], color="0.45", linestyle=LINESTYLES[i % 4], linewidth=1.2,
-                    label=entry_label(variant, SCHEDULES.get(schedule, schedule)))
+                    label=entry_label(variant, _display(schedules.SCHEDULES, schedule)))
             for xv, (_, r) in zip(xs, group.iterrows()):
                 point(ax, xv, r, metric, style.colors[float(r["delta"])], MARKERS[i % 4])
                 entries.append(arm_entry(schedule, r["delta"], "none", style))
@@ -623,7 +630,8 @@ def new_canvas(rows: int, cols: int, caption_lines: Sequence[str], *, width: flo
     total_width = width * cols
     wrapped = [line for text in caption_lines for line in textwrap.wrap(text, int(total_width * 17))]
     caption_height = 0.15 * len(wrapped) + 0.1
-    fig = plt.figure(figsize=(total_width, height * rows + caption_height), layout="constrained")
+    # a Figure of its own, not pyplot's: saving it needs no display and leaves the backend alone
+    fig = matplotlib.figure.Figure(figsize=(total_width, height * rows + caption_height), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[height * rows, caption_height])
     bottom.text(0.01, 1.0, "\n".join(wrapped), fontsize=7.5, color="0.3", va="top", ha="left",
                 transform=bottom.transSubfigure)

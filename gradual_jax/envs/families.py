@@ -14,12 +14,12 @@ imported the first time the registry is read, so importing the data layer alone 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from gradual_jax.envs import schedules
+from gradual_jax.registry import Registry
 
 KINDS = ("image", "text")
 # Where the built-in families register themselves.
@@ -34,6 +34,9 @@ class Family:
     cannot_move: for a thing it cannot move, why a schedule moving it means nothing here
       (``{schedule}`` is replaced by the schedule's name); without one the refusal says what it
       can move instead.
+    make: what builds its tasks: an image family's :class:`~gradual_jax.envs.image.TaskFamily`;
+      a text family's spec from the config's ``text`` section (``make(text) -> spec``, the spec
+      giving ``sample(key, task)``, see :mod:`gradual_jax.envs.text.tasks`).
     """
 
     name: str
@@ -42,6 +45,12 @@ class Family:
     metrics: tuple[str, ...]
     make: Any
     cannot_move: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    words: str = ""  # its name in figures: "random-label" (an image family, before its data set), "Bigram Cipher"
+    caption: str = ""  # what one of its tasks is, for a figure's caption
+
+    @property
+    def display(self) -> str:
+        return self.words or self.name.replace("_", " ")
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -54,38 +63,19 @@ class Family:
         object.__setattr__(self, "cannot_move", MappingProxyType(dict(self.cannot_move)))
 
 
-_REGISTERED: dict[str, Family] = {}
-
-
-def _registered() -> dict[str, Family]:
-    """Every family, the built-ins' modules imported first (a no-op once they are)."""
-    for module in BUILT_IN_MODULES:
-        importlib.import_module(module)
-    return _REGISTERED
-
-
-def register(family: Family) -> Family:
-    """Adds ``family`` (or replaces the one of that name) and returns it."""
-    if not isinstance(family, Family):
-        raise TypeError(f"register() takes a Family, not {type(family).__name__}")
-    _REGISTERED[family.name] = family
-    return family
-
-
-def unregister(name: str) -> None:
-    del _REGISTERED[get(name).name]
+FAMILIES: Registry[Family] = Registry("task family", Family, load=BUILT_IN_MODULES)
+register, unregister = FAMILIES.register, FAMILIES.unregister
 
 
 def names(kind: str | None = None) -> tuple[str, ...]:
     """The registered families (of one kind): image families first, each kind in registration order."""
-    return tuple(f.name for k in (KINDS if kind is None else (kind,)) for f in _registered().values()
-                 if f.kind == k)
+    return tuple(f.name for k in (KINDS if kind is None else (kind,)) for f in FAMILIES.registered() if f.kind == k)
 
 
 def get(name: str) -> Family:
-    if name not in _registered():
+    if name not in FAMILIES.names():
         raise ValueError(f"task.family={name!r} is not allowed; choose one of: {', '.join(names())}")
-    return _REGISTERED[name]
+    return FAMILIES.get(name)
 
 
 def schedules_for(name: str) -> tuple[str, ...]:

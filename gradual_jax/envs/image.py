@@ -87,12 +87,14 @@ families.register(families.Family(
     "random_labels", kind="image", moves=("targets", "examples"), metrics=("online_train_acc", "train_acc"),
     make=RandomLabels(), cannot_move={
         "inputs": "{schedule} needs a task family whose inputs change (task.family=permuted_pixels); "
-                  "random_labels only changes the labels"}))
+                  "random_labels only changes the labels"},
+    words="random-label", caption="each task a fresh random permutation of the labels"))
 families.register(families.Family(
     "permuted_pixels", kind="image", moves=("inputs", "examples"),
     metrics=("online_train_acc", "train_acc", "test_acc"), make=PermutedPixels(), cannot_move={
         "targets": "{schedule} only moves the labels, but permuted_pixels keeps the labels and changes the "
-                   "inputs, so it would never move toward task t+1"}))
+                   "inputs, so it would never move toward task t+1"},
+    words="permuted-pixel", caption="each task a fresh random permutation of the pixels"))
 
 
 def get_family(name: str) -> TaskFamily:

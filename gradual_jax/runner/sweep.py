@@ -12,6 +12,7 @@ from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.core.engine import LaneHParams
 from gradual_jax import models
 from gradual_jax.mitigations import MitigationStructure, MitigationHParams
+from gradual_jax.mitigations.methods import METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +51,7 @@ def expand(sweep: SweepConfig) -> list[Lane]:
 
 def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
     """A lane's mitigation numbers: its method's strengths from the config, every other off."""
-    values = {
-        "none": {},
-        "l2": {"l2": m.l2},
-        "l2_init": {"l2_init": m.l2_init},
-        "shrink_perturb": {"shrink": m.shrink, "perturb": m.perturb},
-        "redo": {"redo_threshold": m.redo_threshold, "redo_max_fraction": m.redo_max_fraction},
-        "spectral": {"spectral": m.spectral},
-        "cbp": {"cbp_rate": m.cbp_rate, "cbp_maturity": m.cbp_maturity, "cbp_decay": m.cbp_decay},
-    }[method]
-    return MitigationHParams.create(**values)
+    return MitigationHParams.create(**METHODS.get(method).strengths(m))
 
 
 def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationStructure:
@@ -67,12 +59,10 @@ def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "
     model's variant (``ModelSpec.mitigation``). The unit layers of ReDo and continual backprop
     are the model's (``build.build_program`` fills them in from its parameters)."""
     used = {lane.method for lane in lanes}
-    return MitigationStructure(
-        **models.get(model).mitigation,
-        l2="l2" in used, l2_init="l2_init" in used, spectral="spectral" in used, spectral_target=m.spectral_target,
-        shrink_perturb="shrink_perturb" in used, shrink_perturb_at=m.shrink_perturb_at,
-        redo_every=m.redo_every if "redo" in used else 0,
-        redo_after=m.redo_after if "redo" in used else 0, cbp="cbp" in used)
+    switched_on = {key: value for method in METHODS.registered() if method.name in used
+                   for key, value in method.structure(m).items()}
+    settings = {"spectral_target": m.spectral_target, "shrink_perturb_at": m.shrink_perturb_at}
+    return MitigationStructure(**models.get(model).mitigation, **{**settings, **switched_on})
 
 
 def to_hparams(lanes: list[Lane], mitigations: MitigationsConfig = MitigationsConfig()) -> LaneHParams:

@@ -36,7 +36,8 @@ from __future__ import annotations
 from gradual_jax.envs.schedules.base import MOVES, At, Mix, Schedule, linear_alpha, mixed_targets, one_over, pure, \
     targets_toward_new
 from gradual_jax.envs.schedules.mixing import batch_mix, is_gradual, readout_epoch
-from gradual_jax.envs.schedules.registry import BUILT_IN, get, names, register, registered, schedule_id, unregister
+from gradual_jax.envs.schedules.registry import BUILT_IN, SCHEDULES, get, names, register, registered, schedule_id, \
+    unregister
 from gradual_jax.envs.schedules.stages import check_delta, describe, epochs_per_stage, num_stages, stage_at
 from gradual_jax.envs.schedules.task_sampling import new_task_count
 
@@ -56,7 +57,7 @@ def __getattr__(attr: str):
 __all__ = [
     "MOVES", "At", "Mix", "Schedule", "linear_alpha", "mixed_targets", "one_over", "pure", "targets_toward_new",
     "batch_mix", "is_gradual", "readout_epoch",
-    "BUILT_IN", "get", "names", "register", "registered", "schedule_id", "unregister",
+    "BUILT_IN", "SCHEDULES", "get", "names", "register", "registered", "schedule_id", "unregister",
     "check_delta", "describe", "epochs_per_stage", "num_stages", "stage_at", "new_task_count",
     "ABRUPT", "OUTPUT_INTERP", "OUTPUT_MIX", "INPUT_INTERP", "TASK_SAMPLING", "NAMES", "GRADUAL",
 ]

@@ -6,4 +6,4 @@ its (1+k)·E epochs, and every task family has it (the baseline arm).
 
 from gradual_jax.envs.schedules.base import Schedule
 
-SCHEDULE = Schedule("abrupt", moves=None)
+SCHEDULE = Schedule("abrupt", moves=None, words="abrupt", caption="each task for all (1+k)·E epochs")

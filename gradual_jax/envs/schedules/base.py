@@ -52,12 +52,19 @@ class Schedule:
       applies to; None: nothing moves, the lane spends all (1+k)·E epochs on task t (abrupt).
     stages: n = 1/Δ -> the number of constant-α stages of one transition (int or traced int32).
     mix: :class:`At` -> the batch's :class:`Mix` (pure and traceable; arrays of length ``max_batch``).
+    words, caption: how figures name it and say what it does.
     """
 
     name: str
     moves: str | None
     stages: Callable[[jax.Array], jax.Array] | None = None
     mix: Callable[[At], Mix] | None = None
+    words: str = ""  # its name in figures and tables; "" reads the name with spaces
+    caption: str = ""  # what it does, for a figure's caption
+
+    @property
+    def display(self) -> str:
+        return self.words or self.name.replace("_", " ")
 
     def __post_init__(self):
         if self.moves is not None and self.moves not in MOVES:

@@ -18,4 +18,5 @@ def mix(at: At) -> Mix:
     return Mix(linear_alpha(at) * ones, ones, zeros, zeros)
 
 
-SCHEDULE = Schedule("input_interp", moves="inputs", stages=stages, mix=mix)
+SCHEDULE = Schedule("input_interp", moves="inputs", stages=stages, mix=mix, words="input interpolation",
+                    caption="inputs interpolate toward the next task's")

@@ -23,4 +23,5 @@ def mix(at: At) -> Mix:
     return Mix(zeros, jnp.where(fade_in, 0.0, 1.0 - a), jnp.where(fade_in, 1.0 - a, 0.0), a)
 
 
-SCHEDULE = Schedule("output_interp", moves="targets", stages=stages, mix=mix)
+SCHEDULE = Schedule("output_interp", moves="targets", stages=stages, mix=mix, words="output interpolation",
+                    caption="targets fade through uniform to the next task's labels")

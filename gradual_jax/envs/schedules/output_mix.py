@@ -15,4 +15,5 @@ def mix(at: At) -> Mix:
     return targets_toward_new(linear_alpha(at), at.max_batch)
 
 
-SCHEDULE = Schedule("output_mix", moves="targets", stages=stages, mix=mix)
+SCHEDULE = Schedule("output_mix", moves="targets", stages=stages, mix=mix, words="direct label mix",
+                    caption="targets mix the two tasks' labels directly")

@@ -9,58 +9,19 @@ from __future__ import annotations
 
 from gradual_jax.envs.schedules import abrupt, input_interp, output_interp, output_mix, task_sampling
 from gradual_jax.envs.schedules.base import Schedule
+from gradual_jax.registry import Registry
 
-_REGISTERED: list[Schedule] = [
-    abrupt.SCHEDULE,
-    output_interp.SCHEDULE,
-    output_mix.SCHEDULE,
-    input_interp.SCHEDULE,
-    task_sampling.SCHEDULE,
-]
-BUILT_IN = tuple(s.name for s in _REGISTERED)
-
-
-def register(schedule: Schedule) -> Schedule:
-    """Adds ``schedule`` after those registered (its id is the next one) and returns it.
-
-    Registering a name again (re-running the file that registers it) replaces the earlier
-    schedule and keeps its id; the built-ins cannot be replaced.
-    """
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"register() takes a Schedule, not {type(schedule).__name__}")
-    if schedule.name in BUILT_IN:
-        raise ValueError(f"{schedule.name} is a built-in schedule; register yours under another name")
-    names_now = names()
-    if schedule.name in names_now:
-        _REGISTERED[names_now.index(schedule.name)] = schedule
-    else:
-        _REGISTERED.append(schedule)
-    return schedule
-
-
-def unregister(name: str) -> None:
-    """Removes a registered schedule (not a built-in); the ids after it move down by one."""
-    if name in BUILT_IN:
-        raise ValueError(f"{name} is a built-in schedule and stays registered")
-    del _REGISTERED[schedule_id(name)]
-
-
-def registered() -> tuple[Schedule, ...]:
-    """Every schedule, in id order."""
-    return tuple(_REGISTERED)
-
-
-def names() -> tuple[str, ...]:
-    return tuple(s.name for s in _REGISTERED)
-
-
-def schedule_id(name: str) -> int:
-    names_now = names()
-    if name not in names_now:
-        raise ValueError(f"unknown schedule {name!r}; registered: {', '.join(names_now)}")
-    return names_now.index(name)
+SCHEDULES: Registry[Schedule] = Registry("schedule", Schedule)
+for _schedule in (abrupt.SCHEDULE, output_interp.SCHEDULE, output_mix.SCHEDULE, input_interp.SCHEDULE,
+                  task_sampling.SCHEDULE):
+    SCHEDULES.register(_schedule)
+SCHEDULES.seal()
+BUILT_IN = SCHEDULES.built_in
+register, unregister, registered, names = SCHEDULES.register, SCHEDULES.unregister, SCHEDULES.registered, \
+    SCHEDULES.names
+schedule_id = SCHEDULES.index
 
 
 def get(schedule: int | str) -> Schedule:
     """A schedule by its name or its id."""
-    return _REGISTERED[schedule_id(schedule) if isinstance(schedule, str) else int(schedule)]
+    return SCHEDULES.get(schedule) if isinstance(schedule, str) else registered()[int(schedule)]

@@ -28,4 +28,5 @@ def mix(at: At) -> Mix:
     return Mix(new.astype(jnp.float32), 1.0 - new, new.astype(jnp.float32), zeros)
 
 
-SCHEDULE = Schedule("task_sampling", moves="examples", stages=stages, mix=mix)
+SCHEDULE = Schedule("task_sampling", moves="examples", stages=stages, mix=mix, words="task sampling",
+                    caption="a growing share of each batch is the next task's examples")

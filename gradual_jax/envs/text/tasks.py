@@ -193,8 +193,10 @@ families.register(families.Family(
     "random_seq2seq", kind="text", moves=("examples",),
     metrics=("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"), make=random_seq2seq,
     cannot_move={"targets": "output interpolation needs task t+1's target for task t's inputs, which only the "
-                            "cipher has", "inputs": _NOT_IMAGES}))
+                            "cipher has", "inputs": _NOT_IMAGES},
+    words="Random Seq2Seq", caption="random input words mapped to random target words, memorised"))
 families.register(families.Family(
     "bigram_cipher", kind="text", moves=("examples", "targets"),
     metrics=("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
-             "test_bleu2_greedy"), make=bigram_cipher, cannot_move={"inputs": _NOT_IMAGES}))
+             "test_bleu2_greedy"), make=bigram_cipher, cannot_move={"inputs": _NOT_IMAGES},
+    words="Bigram Cipher", caption="each task a fresh secret letter permutation, enciphering letter pairs"))
