@@ -17,7 +17,7 @@ from gradual_jax import models
 from gradual_jax.config import ConfigError, ExperimentConfig
 from gradual_jax.core import diagnostics, engine
 from gradual_jax.envs import data as data_lib
-from gradual_jax.envs import image
+from gradual_jax.envs import families, image
 from gradual_jax.envs import schedules
 from gradual_jax.envs import text as text_lib
 from gradual_jax.envs.problem import Problem
@@ -37,7 +37,7 @@ class PreparedData:
 def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     """Load the images, take the fixed balanced subsets, normalise, put them on the device.
     The text tasks need no data: each task is generated on the device from the lane's key."""
-    if cfg.task.family in config_lib.TEXT_FAMILIES:
+    if families.get(cfg.task.family).kind == "text":
         return PreparedData(task_data=engine.BaseData(), dataset=cfg.task.family, source=results.GENERATED_SOURCE,
                             num_classes=text_lib.tokenizer.VOCAB_SIZE, input_shape=())
     d = cfg.data
@@ -89,7 +89,7 @@ def text_spec(cfg: ExperimentConfig) -> text_lib.RandomSeq2SeqSpec | text_lib.Bi
 
 
 def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> Problem:
-    if cfg.task.family in config_lib.TEXT_FAMILIES:
+    if families.get(cfg.task.family).kind == "text":
         x = cfg.text
         return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,
                        greedy_bleu=x.greedy_bleu, decode_batch_size=cfg.run.eval_batch_size)
