@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradual_jax.envs import schedules
 from gradual_jax.theory.functions import (
     DOUBLE_WELL_BETA,
     double_well,
@@ -122,7 +123,7 @@ def logcosh_tracking(deltas: Sequence[float], *, dim: int = 4, eps: float = 0.05
     eta = eta_scale / logcosh_constants(eps, 0.0)[1]
     rows = []
     for delta in deltas:
-        stages = int(round(1.0 / delta))
+        stages = schedules.one_over(float(delta))
         errors = np.asarray(moving_minimiser_errors(grad, c0, c1, stages, m, eta))
         jump = shift / stages
         bound, radius = logcosh_tracking_bound(jump, eta, m, eps)
@@ -204,7 +205,7 @@ def double_well_tracking(deltas: Sequence[float], *, s: float = 4.0, kappa: floa
     end of every stage, and the distance of the other well (where an arm that escaped ends).
     """
     for delta in deltas:
-        if total_steps % int(round(1.0 / delta)):
+        if total_steps % schedules.one_over(float(delta)):
             raise ValueError(f"1/Δ = {1.0 / delta:g} must divide total_steps = {total_steps}")
     u = jnp.asarray(random_unit_vector(dim, seed))
     c0 = jnp.zeros(dim)
@@ -217,7 +218,7 @@ def double_well_tracking(deltas: Sequence[float], *, s: float = 4.0, kappa: floa
     contraction = lambda r: contraction_bound(double_well_mu(s, kappa, r), beta, eta)
     rows = []
     for delta in deltas:
-        stages = int(round(1.0 / delta))
+        stages = schedules.one_over(float(delta))
         m = total_steps // stages
         errors = np.asarray(moving_minimiser_errors(grad, c0, c1, stages, m, eta))
         jump = shift / stages

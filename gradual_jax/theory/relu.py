@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradual_jax.envs import schedules
 from gradual_jax.theory.tracking import in_float64
 
 
@@ -58,13 +59,13 @@ def relu_toy(deltas: Sequence[float], *, total_steps: int = 1000, eta: float = 1
     largest pre-activation over inputs (≤ 0: dead), and the loss curve.
     """
     for delta in deltas:
-        if total_steps % int(round(1.0 / delta)):
+        if total_steps % schedules.one_over(float(delta)):
             raise ValueError(f"1/Δ = {1.0 / delta:g} must divide total_steps = {total_steps}")
     x = jnp.linspace(-1.0, 1.0, num_inputs)
     theta0 = jnp.array([w0, target_a, target_b])
     rows = []
     for delta in deltas:
-        stages = int(round(1.0 / delta))
+        stages = schedules.one_over(float(delta))
         theta, losses = relu_toy_path(x, theta0, target_a, target_b, w0, w1, stages, total_steps // stages, eta)
         target = relu_unit(jnp.array([w1, target_a, target_b]), x)
         final = 0.5 * jnp.mean(jnp.square(relu_unit(theta, x) - target))
