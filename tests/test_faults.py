@@ -9,14 +9,22 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 
+import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
 
-from gradual_jax.runner import checkpoint, outlock, results, train
+from gradual_jax.analysis import search
+from gradual_jax.runner import checkpoint, outlock, resume, results, signals, train
 from gradual_jax import cli
 from gradual_jax.config import ConfigError
-from tests.test_checkpoint import (TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
+from tests.test_checkpoint import (ROOT, TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
                                    tiny)
 from tests.test_cli import needs_mnist
 
@@ -71,16 +79,94 @@ def test_setting_the_same_step_aside_twice_does_not_collide(tmp_path, reference)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
 
 
-def test_rows_without_a_committed_checkpoint_start_over(tmp_path, reference):
+def epochs_match_results(out) -> bool:
+    """``epochs.csv`` holds exactly the (lane, task) pairs of ``results.csv``."""
+    table = pd.read_csv(out / results.RESULTS_FILE)
+    curves = results.read_epochs(out / results.EPOCHS_FILE)
+    return set(zip(table["lane"], table["task"])) == set(zip(curves["lane"], curves["task"]))
+
+
+def test_rows_without_a_committed_checkpoint_start_over_and_keep_the_old_rows(tmp_path, reference):
     stopped_after_task_2(tmp_path)
+    partial = (tmp_path / results.RESULTS_FILE).read_bytes()
     for step in (tmp_path / checkpoint.CHECKPOINT_DIR).iterdir():  # as if killed before the first save
         if step.name.isdigit():
-            import shutil
             shutil.rmtree(step)
     said = []
     train.run(tiny(), tmp_path, progress=False, echo=said.append)
-    assert any("starting over" in line for line in said)
+    assert any("starting over" in line and "results.set-aside-1.csv" in line for line in said)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+    assert (tmp_path / "results.set-aside-1.csv").read_bytes() == partial  # set aside, not deleted
+    assert epochs_match_results(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["checkpoints_replaced_by_a_file", "checkpoints_removed", "all_steps_damaged"])
+def test_complete_results_are_kept_when_the_checkpoints_are_unusable(tmp_path, reference, damage):
+    quiet_run(tiny(), tmp_path)
+    table, curves = (tmp_path / results.RESULTS_FILE).read_bytes(), (tmp_path / results.EPOCHS_FILE).read_bytes()
+    checkpoints = tmp_path / checkpoint.CHECKPOINT_DIR
+    if damage == "all_steps_damaged":
+        shutil.rmtree(checkpoints / checkpoint.MANIFEST_DIR)  # no step can be verified
+    else:
+        shutil.rmtree(checkpoints)
+        if damage == "checkpoints_replaced_by_a_file":
+            checkpoints.write_text("not a folder")
+    (tmp_path / "figure.png").write_bytes(b"")  # as if killed while the figure was written
+    said = []
+    train.run(tiny(), tmp_path, progress=False, echo=said.append)
+    assert any("holds every task of the run: kept as it is" in line for line in said)
+    assert (tmp_path / results.RESULTS_FILE).read_bytes() == table  # not recomputed, not rewritten
+    assert (tmp_path / results.EPOCHS_FILE).read_bytes() == curves
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+    assert (tmp_path / "figure.png").stat().st_size > 0  # redrawn
+    assert json.loads((tmp_path / results.CONFIG_FILE).read_text())["status"] == "finished"
+
+
+def test_a_missing_manifest_folder_does_not_skip_verification(tmp_path, reference):
+    """A run that writes manifests says so in config.json: removing the folder cannot make a
+    damaged step pass unverified."""
+    checkpoints = stopped_after_task_2(tmp_path)
+    assert json.loads((tmp_path / results.CONFIG_FILE).read_text())[resume.VERIFIED_KEY] is True
+    shutil.rmtree(checkpoints / checkpoint.MANIFEST_DIR)
+    target = largest_file(checkpoints / "3")
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.warns(checkpoint.CheckpointWarning, match="no manifest"):
+        quiet_run(tiny(), tmp_path)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+    assert resumed_from(tmp_path) == 0 and (checkpoints / "unreadable-3").is_dir()
+    assert epochs_match_results(tmp_path)
+
+
+def test_force_new_refuses_the_current_folder_and_deletes_nothing(tmp_path, monkeypatch):
+    (tmp_path / results.RESULTS_FILE).write_text("lane,task\n0,0\n")
+    monkeypatch.chdir(tmp_path)
+    for out in ("", ".", str(tmp_path)):
+        with pytest.raises(ConfigError, match="--out is empty|--force-new deletes the checkpoints and results"):
+            quiet_run(tiny(), out, force_new=True)
+    assert (tmp_path / results.RESULTS_FILE).read_text() == "lane,task\n0,0\n"
+
+
+def test_a_kill_while_the_figure_is_drawn_leaves_the_run_unfinished_and_the_rerun_draws_it(tmp_path, reference,
+                                                                                             monkeypatch):
+    from gradual_jax.analysis import plotting
+
+    real = plotting.plot_runs
+    monkeypatch.setattr(plotting, "plot_runs", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+    with pytest.raises(Stop):
+        quiet_run(tiny(), tmp_path)
+    assert json.loads((tmp_path / results.CONFIG_FILE).read_text())["status"] == "running"  # finished comes last
+    assert not search.finished(tiny(), tmp_path)
+    monkeypatch.setattr(plotting, "plot_runs", real)
+    quiet_run(tiny(), tmp_path)
+    assert search.finished(tiny(), tmp_path)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+    (tmp_path / "figure-summary.md").write_bytes(b"")  # a summary lost after the fact: not finished any more
+    assert not search.finished(tiny(), tmp_path)
+    for garbage in (b"\xff\xfe\x00", b"[1, 2]", b'{"status": "finished", "config": 3}'):
+        (tmp_path / results.CONFIG_FILE).write_bytes(garbage)
+        assert not search.finished(tiny(), tmp_path)  # no traceback: run again, which says why in one line
 
 
 def test_sigkill_before_the_first_checkpoint_then_the_same_command_starts_over(tmp_path):
@@ -141,7 +227,7 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes_exactly(tmp_path, referenc
     monkeypatch.setattr(results, "write_table", interrupt_at_task_2)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_INTERRUPTED
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["interrupted; run the same command again to resume from the last checkpoint"]
+    assert err == ["interrupted (SIGINT); run the same command again to resume from the last checkpoint"]
     monkeypatch.setattr(results, "write_table", real)
     assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
@@ -199,3 +285,218 @@ def test_an_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, make_out):
     assert cli.main([*CLI_TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot write the output folder {out}") and len(err.splitlines()) == 1
+
+
+ORBAX_FULL = ('RESOURCE_EXHAUSTED: Error writing "0.opt_state.0.count/0" in OCDBT database: Failed to write 13260 '
+              "bytes to file 15: No space left on device [os_error_code='28']")
+ORBAX_READ_ONLY = "FAILED_PRECONDITION: Error opening file: Read-only file system [os_error_code='30']"
+
+
+@pytest.mark.parametrize("message,strerror", [(ORBAX_FULL, os.strerror(errno.ENOSPC)),
+                                              (ORBAX_READ_ONLY, os.strerror(errno.EROFS))])
+def test_a_save_that_fails_in_orbax_threads_exits_4_in_one_line(tmp_path, reference, capsys, monkeypatch, message,
+                                                                strerror):
+    """Orbax/tensorstore report a full disk or a read-only file system as ValueError from their
+    threads; the run reports it as one line and exit 4, and the same command resumes."""
+    real = ocp.CheckpointManager.wait_until_finished
+    calls = []
+
+    def fails_on_the_third_wait(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError(message)
+        return real(self)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", fails_on_the_third_wait)
+    assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_IO
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and strerror in err[0] and "run the same command again" in err[0]
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", real)
+    assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
+    assert epochs_match_results(tmp_path)
+
+
+def test_a_save_that_never_finishes_is_given_up_within_its_bound(tmp_path, capsys, monkeypatch):
+    """A file system that stops answering (a hung mount): the wait is bounded, the run exits 4."""
+    monkeypatch.setattr(checkpoint, "SAVE_WAIT_S", 2.0)
+    monkeypatch.setattr(checkpoint, "STOP_WAIT_S", 1.0)
+    never = threading.Event()
+    real = ocp.CheckpointManager.wait_until_finished
+
+    def stuck_when_awaited(self):  # the run's own waits for a save never return; Orbax's inner ones do
+        return never.wait() if threading.current_thread().name == "checkpoint-wait" else real(self)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", stuck_when_awaited)
+    assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_IO
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not finish within 2 s" in err[0]
+    never.set()  # lets the helper threads end
+
+
+def tmpfs(path, size):
+    """Mount a tmpfs of ``size`` at ``path``, or skip where this machine does not allow it."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    tmpfs(disk, "600k")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def cli_process(out, *extra):
+    return [sys.executable, "-m", "gradual_jax.cli", *CLI_TINY, "--out", str(out), *extra]
+
+
+def test_a_real_full_disk_exits_4_in_one_line_and_the_rerun_resumes_exactly(small_disk, reference):
+    """A 600 KiB tmpfs: the first checkpoint does not fit (tensorstore's RESOURCE_EXHAUSTED)."""
+    out = small_disk / "run"
+    done = subprocess.run(cli_process(out), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == cli.EXIT_IO, done.stderr[-2000:]
+    assert len(err) == 1 and os.strerror(errno.ENOSPC) in err[0] and "Traceback" not in done.stderr, done.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    done = subprocess.run(cli_process(out), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(out / results.RESULTS_FILE), reference, check_exact=True)
+    assert epochs_match_results(out)
+
+
+def signal_when(argv, signum, ready, timeout=300):
+    """Start ``argv``, send ``signum`` once ``ready()`` holds; its (exit status, stderr)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the signal"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_at_a_safe_point_in_one_line_and_the_rerun_resumes_exactly(tmp_path, signum, code):
+    slow = ["--set", "protocol.epochs_per_task=20"]  # seconds per task, so the signal lands mid-run
+    out = tmp_path / "signalled"
+
+    def two_tasks_written():
+        table = out / results.RESULTS_FILE
+        return table.exists() and table.read_text().count("\n") > 2 * 4
+
+    status, err = signal_when(cli_process(out, *slow), signum, two_tasks_written)
+    name = signal.Signals(signum).name
+    assert status == code
+    assert err.strip().splitlines() == [f"interrupted ({name}); run the same command again to resume from the last "
+                                        "checkpoint"]
+    assert not list((out / checkpoint.CHECKPOINT_DIR).glob("*.orbax-checkpoint-tmp*"))  # the save was awaited
+    stopped_at = pd.read_csv(out / results.RESULTS_FILE)["task"].max()
+    assert stopped_at < 4 and epochs_match_results(out)
+    assert cli.main([*CLI_TINY, "--out", str(out), *slow]) == 0
+    assert resumed_from(out) == stopped_at + 1  # the checkpoint of the last task written was completed
+    assert cli.main([*CLI_TINY, "--out", str(tmp_path / "uninterrupted"), *slow]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / results.RESULTS_FILE),
+                                  pd.read_csv(tmp_path / "uninterrupted" / results.RESULTS_FILE), check_exact=True)
+
+
+def test_ctrl_c_while_compiling_stops_the_run_before_any_task(tmp_path, capsys, monkeypatch):
+    """The handler records the signal (raising inside XLA's callbacks would be swallowed); the run
+    stops at the first safe point after the compiler returns."""
+    real = train._check_memory
+
+    def signal_while_compiling(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+
+    monkeypatch.setattr(train, "_check_memory", signal_while_compiling)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main([*CLI_TINY, "--out", str(tmp_path)]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().startswith("interrupted (SIGINT)")
+    assert not (tmp_path / results.RESULTS_FILE).exists()
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+
+
+def test_leave_does_not_wait_for_a_stuck_thread():
+    """The command's last step after a fault: a non-daemon thread blocked forever cannot hold the
+    process at exit."""
+    script = ("import threading\n"
+              "from gradual_jax.runner import signals\n"
+              "threading.Thread(target=threading.Event().wait).start()\n"
+              "signals.leave(4, wait_s=0.5)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 4 and done.stderr == b""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    quiet_run(tiny(3), out)
+    return out
+
+
+def test_plot_and_report_refuse_a_cut_row_naming_file_and_line(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    table = run / results.RESULTS_FILE
+    text = table.read_text()
+    lines = text.count("\n")
+    table.write_text(text[:-20])  # the last row cut inside its last fields
+    for argv in (["plot", str(run)], ["report", str(run), "--out", str(tmp_path / "report.md")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {table}, line {lines}: a row cut short (the file was cut while written or copied); "
+                       "rerun the run's command to rewrite it")
+    assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "FOLDER", ""])
+def test_plot_refuses_an_out_that_is_no_regular_file(finished_run, tmp_path, capsys, target):
+    out = str(tmp_path) if target == "FOLDER" else target
+    before = set(os.listdir("/dev")), set(os.listdir(tmp_path))
+    assert cli.main(["plot", str(finished_run), "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "\n" not in err
+    assert (set(os.listdir("/dev")), set(os.listdir(tmp_path))) == before  # nothing written
+
+
+def test_plot_says_when_a_run_is_writing_the_folder(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    with outlock.hold(run):
+        assert cli.main(["plot", str(run)]) == 0
+    assert f"note: {run} is in use by a run (process {os.getpid()})" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stored", ['{"config": {"name": "x"}}', '["not", "a", "run"]', "\x00garbage"])
+def test_a_config_json_of_the_wrong_shape_is_named_as_such(tmp_path, stored):
+    stopped_after_task_2(tmp_path)
+    (tmp_path / results.CONFIG_FILE).write_text(stored)
+    with pytest.raises(resume.OutputExistsError, match="config.json that") as err:
+        quiet_run(tiny(), tmp_path)
+    assert "format" not in str(err.value) and checkpoint.has_checkpoints(tmp_path)  # nothing deleted
+
+
+def test_a_second_signal_ends_a_process_whose_main_thread_is_stuck(tmp_path):
+    """The first SIGTERM is recorded for the next safe point; a main thread blocked for good (a
+    wait on a dead mount) never reaches one, so the second ends the process at once."""
+    script = ("import os, signal, threading, time\n"
+              "from gradual_jax.runner import signals\n"
+              "with signals.stop_requests() as stop:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(0.2)\n"
+              "    assert stop.signum == signal.SIGTERM\n"
+              "    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+              "    threading.Event().wait()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 143
+    assert done.stderr.strip().splitlines() == ["interrupted again (SIGTERM); stopped at once: run the same command "
+                                                "again to resume from the last checkpoint"]

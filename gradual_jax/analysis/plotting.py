@@ -42,6 +42,7 @@ from gradual_jax import models
 from gradual_jax.analysis import summary
 from gradual_jax.envs import families, schedules
 from gradual_jax.mitigations.methods import METHODS
+from gradual_jax.runner import storage  # noqa: E402
 
 RESULTS_FILE, CONFIG_FILE, DIAGNOSTICS_FILE = "results.csv", "config.json", "diagnostics.csv"
 LAYOUTS = ("auto", "curves", "granularity", "delta", "methods", "diagnostics")
@@ -805,9 +806,9 @@ def write_summaries(by_part: dict[str, list[tuple[pd.DataFrame, dict]]], metric:
     arms, pairs = pd.concat(arms, ignore_index=True), pd.concat(pairs, ignore_index=True)
     csv_path, md_path = target.with_name(target.stem + "-summary.csv"), target.with_name(target.stem + "-summary.md")
     pairs_path = target.with_name(target.stem + "-paired.csv")
-    arms.to_csv(csv_path, index=False)
-    pairs.to_csv(pairs_path, index=False)
-    md_path.write_text(summary.summary_markdown(arms, pairs))
+    storage.atomic_write_text(csv_path, arms.to_csv(index=False))  # whole or absent, even if killed here
+    storage.atomic_write_text(pairs_path, pairs.to_csv(index=False))
+    storage.atomic_write_text(md_path, summary.summary_markdown(arms, pairs))
     return [csv_path, pairs_path, md_path]
 
 
@@ -845,9 +846,11 @@ def plot_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = None, 
 def save(fig: plt.Figure, target: Path) -> list[Path]:
     """``target`` as PNG and PDF; the figure is closed."""
     paths = [target.with_suffix(suffix) for suffix in (".png", ".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for path in paths:  # whole or absent, even if killed here
+            storage.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return paths
 
 

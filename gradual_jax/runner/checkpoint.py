@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -68,6 +69,23 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 logging.getLogger("absl").addFilter(_not_orbax_errors)
 
 
+def _late_callback_hook(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``sys.excepthook`` without the one report that is noise: after a save fails, tensorstore
+    may complete a write onto the event loop Orbax has already closed for it, and prints that
+    ``RuntimeError: Event loop is closed``; the failure itself reaches the run as an exception."""
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if kind is RuntimeError and str(value) == "Event loop is closed":
+            return
+        hook(kind, value, tb)
+
+    excepthook.quiet_late_callbacks = True
+    return excepthook
+
+
+if not getattr(sys.excepthook, "quiet_late_callbacks", False):
+    sys.excepthook = _late_callback_hook(sys.excepthook)
+
+
 class Checkpointer:
     """Saves and restores ``(state, record)`` pairs under ``OUT/<name>/<step>``.
 
@@ -99,10 +117,12 @@ class Checkpointer:
             self._manager.save(step, args=args, force=True)
         self._unsealed.append(step)
 
-    def _seal(self, wait_s: float = SAVE_WAIT_S) -> None:
-        """Wait (at most ``wait_s``) for pending saves and write each completed step's manifest."""
+    def _seal(self, wait_s: float | None = None) -> None:
+        """Wait (at most ``wait_s``, default :data:`SAVE_WAIT_S`) for pending saves and write each
+        completed step's manifest."""
         if not self._unsealed:
             return
+        wait_s = SAVE_WAIT_S if wait_s is None else wait_s
         steps, self._unsealed = self._unsealed, []  # a failed save is not waited for twice
         with storage.as_storage_errors(self.directory):
             _bounded(self._manager.wait_until_finished, wait_s,  # on process 0: every process's shards
@@ -169,6 +189,7 @@ class Checkpointer:
                 continue
             self._set_aside(unreadable)
             return step, state, record
+        self._set_aside(unreadable)  # a run that starts over must be able to save these steps afresh
         return None
 
     def _warn(self, step: int, text: str) -> None:
@@ -197,8 +218,10 @@ class Checkpointer:
     def wait(self) -> None:
         self._seal()
 
-    def close(self, wait_s: float = SAVE_WAIT_S) -> None:
-        """Seal the save in flight (waiting at most ``wait_s``) and stop Orbax's threads."""
+    def close(self, wait_s: float | None = None) -> None:
+        """Seal the save in flight (waiting at most ``wait_s``, default :data:`SAVE_WAIT_S`) and
+        stop Orbax's threads."""
+        wait_s = SAVE_WAIT_S if wait_s is None else wait_s
         try:
             self._seal(wait_s)
         except BaseException:
@@ -207,9 +230,11 @@ class Checkpointer:
         with storage.as_storage_errors(self.directory):
             _bounded(self._manager.close, wait_s, f"closing the checkpoints in {self.directory}")
 
-    def abandon(self, wait_s: float = STOP_WAIT_S) -> None:
+    def abandon(self, wait_s: float | None = None) -> None:
         """Close on the way out of a run that failed or was stopped: the save in flight is sealed
-        if it completes within ``wait_s``; a further error is not raised over the first."""
+        if it completes within ``wait_s`` (default :data:`STOP_WAIT_S`); a further error is not
+        raised over the first."""
+        wait_s = STOP_WAIT_S if wait_s is None else wait_s
         with contextlib.suppress(Exception):
             self._seal(wait_s)
         with contextlib.suppress(Exception):

@@ -35,6 +35,7 @@ class Resumed:
 
 
 VERIFIED_KEY = "verified_checkpoints"  # config.json: every completed checkpoint of the run has a manifest
+RUN_SECTIONS = ("data", "task", "protocol", "model", "sweep")  # what every run's stored config holds
 SET_ASIDE = "{stem}.set-aside-{n}{suffix}"  # results kept when a run starts over
 
 
@@ -47,8 +48,9 @@ def _stored_meta(out: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"no {results.CONFIG_FILE}"
     except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         return None, f"a {results.CONFIG_FILE} that cannot be read ({type(err).__name__})"
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-        return None, f"a {results.CONFIG_FILE} that is not a run's (no config section)"
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in RUN_SECTIONS):
+        return None, f"a {results.CONFIG_FILE} that is not a run's (no {', '.join(RUN_SECTIONS)} sections)"
     return meta, ""
 
 

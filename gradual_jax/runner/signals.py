@@ -5,7 +5,13 @@ compiler (where the exception is swallowed, ``Exception ignored in ...``, and th
 or between an Orbax save and its manifest. So the first signal only records the request, and
 the run stops at its next safe point (:meth:`StopRequests.check`: before compiling, between
 tasks), where its results and the save in flight are completed; the process then exits with
-128 + the signal's number (130, 143). A second signal stops at once.
+128 + the signal's number (130, 143).
+
+A second signal stops the process at once, even when its main thread is blocked in native code
+(a wait on a file system that stopped answering) and so could run no Python handler: a watcher
+thread reads the signals from Python's wakeup file descriptor (``signal.set_wakeup_fd``) and
+ends the process itself. What the run wrote before stays whole (files are replaced atomically,
+and Orbax ignores a save it did not commit).
 """
 
 from __future__ import annotations
@@ -48,9 +54,30 @@ class StopRequests:
             raise Interrupted(self.signum if self.signum is not None else signal.SIGTERM)
 
     def _handle(self, signum: int, _frame: object) -> None:
-        if self.signum is not None:
-            raise Interrupted(signum)
-        self.signum = signum
+        if self.signum is None:
+            self.signum = signum  # the second is the watcher's (``_watch``)
+
+
+def _watch(read_fd: int) -> None:
+    """Count SIGINT/SIGTERM as Python's C handler writes them to the wakeup pipe; end the process
+    on the second. Returns when the pipe is closed."""
+    received = 0
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            data = b""
+        if not data:
+            os.close(read_fd)
+            return
+        for signum in data:
+            if signum in SIGNALS:
+                received += 1
+                if received >= 2:
+                    name = signal.Signals(signum).name
+                    print(f"interrupted again ({name}); stopped at once: run the same command again to resume from "
+                          "the last checkpoint", file=sys.stderr, flush=True)
+                    os._exit(128 + signum)
 
 
 @contextlib.contextmanager
@@ -61,12 +88,18 @@ def stop_requests() -> Iterator[StopRequests]:
     if threading.current_thread() is not threading.main_thread():
         yield requests
         return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
     previous = {signum: signal.signal(signum, requests._handle) for signum in SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    threading.Thread(target=_watch, args=(read_fd,), name="signal-watch", daemon=True).start()
     try:
         yield requests
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        os.close(write_fd)  # ends the watcher, which closes its end
 
 
 def leave(code: int, wait_s: float = EXIT_WAIT_S) -> None:

@@ -282,7 +282,7 @@ def _abandon(saver: checkpoint.Checkpointer | None, snapshots: checkpoint.Checkp
     writers, and raise nothing over the error that ended the run."""
     for manager in (saver, snapshots):
         if manager is not None:
-            manager.abandon(checkpoint.STOP_WAIT_S)
+            manager.abandon()
     if board is not None:
         with contextlib.suppress(Exception):
             board.close()
