@@ -500,3 +500,14 @@ def test_a_second_signal_ends_a_process_whose_main_thread_is_stuck(tmp_path):
     assert done.returncode == 143
     assert done.stderr.strip().splitlines() == ["interrupted again (SIGTERM); stopped at once: run the same command "
                                                 "again to resume from the last checkpoint"]
+
+
+@pytest.mark.parametrize("name", [results.RESULTS_FILE, results.EPOCHS_FILE, checkpoint.CHECKPOINT_DIR])
+def test_a_run_file_in_the_wrong_form_is_refused_before_training(tmp_path, monkeypatch, name):
+    if name == checkpoint.CHECKPOINT_DIR:
+        (tmp_path / name).write_text("a file where the checkpoints go")
+    else:
+        (tmp_path / name).mkdir()
+    monkeypatch.setattr(train.engine, "make_task_fn", lambda *a, **k: pytest.fail("compiled despite the folder"))
+    with pytest.raises(ConfigError, match=f"{tmp_path / name} is (a|not a) folder"):
+        quiet_run(tiny(), tmp_path)

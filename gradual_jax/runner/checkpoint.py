@@ -69,21 +69,22 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 logging.getLogger("absl").addFilter(_not_orbax_errors)
 
 
-def _late_callback_hook(hook: Callable[..., Any]) -> Callable[..., Any]:
-    """``sys.excepthook`` without the one report that is noise: after a save fails, tensorstore
-    may complete a write onto the event loop Orbax has already closed for it, and prints that
-    ``RuntimeError: Event loop is closed``; the failure itself reaches the run as an exception."""
-    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if kind is RuntimeError and str(value) == "Event loop is closed":
+def _late_callback_hook(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``sys.unraisablehook`` without the one report that is noise: after a save fails, tensorstore
+    may complete a write onto the event loop Orbax has already closed for it, and reports that
+    ``RuntimeError: Event loop is closed`` as unraisable; the failure itself reaches the run as an
+    exception, which it reports in one line."""
+    def unraisablehook(unraisable: Any) -> None:
+        if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
             return
-        hook(kind, value, tb)
+        hook(unraisable)
 
-    excepthook.quiet_late_callbacks = True
-    return excepthook
+    unraisablehook.quiet_late_callbacks = True
+    return unraisablehook
 
 
-if not getattr(sys.excepthook, "quiet_late_callbacks", False):
-    sys.excepthook = _late_callback_hook(sys.excepthook)
+if not getattr(sys.unraisablehook, "quiet_late_callbacks", False):
+    sys.unraisablehook = _late_callback_hook(sys.unraisablehook)
 
 
 class Checkpointer:
