@@ -186,6 +186,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     _check_readable(args.run_dirs)
     try:
         path = report.report(args.run_dirs, args.out, report.paper_catalog(_experiment_files(args.run_dirs)))
+        if args.readme:
+            report.write_readme_summary(Path(args.readme), path)
     except ValueError as err:  # unreadable results, missing arms (MissingArmsError), overlapping seeds
         raise config_lib.ConfigError(str(err)) from None
     except OSError as err:
@@ -365,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="the claims table (paired differences, verdicts) of finished runs")
     report.add_argument("run_dirs", nargs="+", metavar="DIR", help="finished run directories, and search folders (gradual-jax search --out)")
     report.add_argument("--out", required=True, help="Markdown file to write, e.g. results/REPRODUCTION.md")
+    report.add_argument("--readme", metavar="FILE", help="also write the report's summary table into FILE (e.g. "
+                                                        "README.md) between its claims-summary markers")
     report.set_defaults(func=cmd_report)
 
     repro = sub.add_parser("reproduce", help="make every run the paper's claims declare (experiments/claims.py), "

@@ -347,3 +347,17 @@ def test_a_search_says_its_criterion_when_it_was_fixed_and_what_the_earlier_one_
     row = next(line for line in text.splitlines() if line.startswith("| fig4-cipher |"))
     assert "| fig4 |" in row and "**testable**" in row and f"`{names[1]}`" in row
     assert f"{drops.mean():+.3f} [{drops.mean() - half:+.3f}, {drops.mean() + half:+.3f}] (holds)" in row
+
+
+def test_report_readme_rewrites_only_the_block_between_the_markers(tmp_path, capsys):
+    run = write_run(tmp_path / "run", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]}, preset="mine")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{report.README_BEGIN}\nstale\n{report.README_END}\nafter\n")
+    out = tmp_path / "results" / "R.md"
+    assert cli.main(["report", str(run), "--out", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{report.README_END}\nafter\n")
+    assert "stale" not in text and "| [fig1](results/R.md#fig1) | Fig. 1 caption |" in text
+    readme.write_text("no markers\n")
+    assert cli.main(["report", str(run), "--out", str(out), "--readme", str(readme)]) == 2
+    assert "no claims-summary markers" in capsys.readouterr().err

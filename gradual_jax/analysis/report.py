@@ -373,6 +373,29 @@ def render(catalog: Catalog, parts: Sequence[RunPart], out: Path, command_line: 
     return "\n".join(lines) + "\n"
 
 
+README_BEGIN = "<!-- claims summary: written by gradual-jax report --readme; do not edit by hand -->"
+README_END = "<!-- end of the claims summary -->"
+
+
+def summary_block(report_text: str, report_path: Path, readme: Path) -> str:
+    """The report's summary table as the README shows it: the same rows, each claim linking to
+    its section of the report."""
+    table = report_text.split("## Summary\n\n", 1)[1].split("\n\n", 1)[0]
+    link = os.path.relpath(report_path, readme.parent)
+    return table.replace("](#", f"]({link}#")
+
+
+def write_readme_summary(readme: Path, report_path: Path) -> None:
+    """Replace the block between the README's claims-summary markers with the report's summary."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no claims-summary markers ({README_BEGIN} … {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    block = summary_block(report_path.read_text(), report_path, readme)
+    readme.write_text(f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}")
+
+
 def is_search(path: str | Path) -> bool:
     return (Path(path) / search_lib.CSV_FILE).exists()
 
