@@ -6,6 +6,7 @@ Each fault is injected into a tiny run and the outcome is compared with an unint
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -511,3 +512,34 @@ def test_a_run_file_in_the_wrong_form_is_refused_before_training(tmp_path, monke
     monkeypatch.setattr(train.engine, "make_task_fn", lambda *a, **k: pytest.fail("compiled despite the folder"))
     with pytest.raises(ConfigError, match=f"{tmp_path / name} is (a|not a) folder"):
         quiet_run(tiny(), tmp_path)
+
+
+def test_a_disk_that_fills_mid_run_exits_4_in_one_line_and_the_rerun_resumes_exactly(tmp_path):
+    """A 64 MiB tmpfs filled to its last blocks once two tasks are written."""
+    disk = tmp_path / "disk"
+    tmpfs(disk, "64m")
+    try:
+        out, filler = disk / "run", disk / "filler"
+        slow = ["--set", "protocol.epochs_per_task=20"]
+        proc = subprocess.Popen(cli_process(out, *slow), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT)
+        table = out / results.RESULTS_FILE
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (table.exists() and table.read_text().count("\n") > 2 * 4):
+            time.sleep(0.02)
+        free = shutil.disk_usage(disk).free
+        with open(filler, "wb") as f:  # leaves about 40 KiB
+            with contextlib.suppress(OSError):
+                f.write(b"\0" * (free - 40 * 1024))
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == cli.EXIT_IO, err[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and os.strerror(errno.ENOSPC) in lines[0], err
+        filler.unlink()
+        assert cli.main([*CLI_TINY, "--out", str(out), *slow]) == 0
+        assert cli.main([*CLI_TINY, "--out", str(tmp_path / "uninterrupted"), *slow]) == 0
+        pd.testing.assert_frame_equal(pd.read_csv(table),
+                                      pd.read_csv(tmp_path / "uninterrupted" / results.RESULTS_FILE), check_exact=True)
+        assert epochs_match_results(out)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
