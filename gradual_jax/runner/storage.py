@@ -115,22 +115,24 @@ def check_output_file(path: str | Path, what: str = "--out") -> Path:
         raise ValueError(f"{what} {target} is a folder; name a file in it, e.g. {target / 'figure.png'}")
     if target.exists() and not target.is_file():
         raise ValueError(f"{what} {target} is not a regular file (a device, pipe or socket); name a file")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise ValueError(f"{what} {target}: {target.parent} is not a folder")
     return target
 
 
 def cut_row(path: Path) -> int | None:
     """The 1-based line of ``path`` (a CSV table with a header) that was cut short, or None when
     every line is whole. A cut row has fewer fields than the header, or is the last line and lacks
-    its newline (a cut inside the last field leaves the count right but the value wrong)."""
-    with open(path, newline="") as f:
-        text = f.read()
-    if not text:
+    its newline (a cut inside the last field leaves the count right but the value wrong). A file
+    that is no CSV text at all is not judged here (its reader names what it is)."""
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+        lines = text.splitlines()
+        if not lines:
+            return None
+        header = next(csv.reader([lines[0]]))
+        for number, fields in enumerate(csv.reader(lines), start=1):
+            if fields and len(fields) != len(header):
+                return number
+    except (UnicodeDecodeError, csv.Error):
         return None
-    lines = text.splitlines()
-    header = next(csv.reader([lines[0]]))
-    for number, fields in enumerate(csv.reader(lines), start=1):
-        if fields and len(fields) != len(header):
-            return number
     return len(lines) if not text.endswith("\n") else None
