@@ -438,19 +438,25 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {err.strerror}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # mid-run: the data written so far is intact
-        return _write_failed(err)
+        return _write_failed(err, args.command)
     except Exception as err:
         mapped = storage.storage_error(err)  # a full disk as a library reports it (tensorstore: ValueError)
         if mapped is None:
             raise
-        return _write_failed(mapped)
+        return _write_failed(mapped, args.command)
 
 
-def _write_failed(err: OSError) -> int:
+def _write_failed(err: OSError, command: str) -> int:
+    """Exit 4 with one line: what could not be written, and what to do (a run resumes; a figure or
+    report is written whole or not at all, so the same command simply writes it again)."""
     where = f" ({err.filename})" if err.filename else ""
-    print(f"error: cannot write the results{where}: {err.strerror or err}; the results and checkpoints "
-          "written so far are intact: free space or fix the folder, then run the same command again to "
-          "resume", file=sys.stderr)
+    if command in ("plot", "report"):
+        print(f"error: cannot write the {'figure' if command == 'plot' else 'report'}{where}: {err.strerror or err}; "
+              "free space or fix the folder, then run the same command again", file=sys.stderr)
+    else:
+        print(f"error: cannot write the results{where}: {err.strerror or err}; the results and checkpoints "
+              "written so far are intact: free space or fix the folder, then run the same command again to "
+              "resume", file=sys.stderr)
     return EXIT_IO
 
 

@@ -543,3 +543,19 @@ def test_a_disk_that_fills_mid_run_exits_4_in_one_line_and_the_rerun_resumes_exa
         assert epochs_match_results(out)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("fault", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                   ValueError(ORBAX_READ_ONLY)])
+def test_plot_on_a_full_or_read_only_disk_exits_4_in_one_line(finished_run, tmp_path, capsys, monkeypatch, fault):
+    from gradual_jax.runner import storage
+
+    def fails(path, write):
+        raise fault
+
+    monkeypatch.setattr(storage, "atomic_write", fails)
+    target = tmp_path / "figure.png"
+    assert cli.main(["plot", str(finished_run), "--out", str(target)]) == cli.EXIT_IO
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write the figure") and "Traceback" not in err[0]
+    assert not target.exists()
