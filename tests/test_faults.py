@@ -559,3 +559,33 @@ def test_plot_on_a_full_or_read_only_disk_exits_4_in_one_line(finished_run, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot write the figure") and "Traceback" not in err[0]
     assert not target.exists()
+
+
+@pytest.fixture
+def search_file(tmp_path):
+    path = tmp_path / "tiny_search.py"
+    path.write_text("import experiments\n"
+                    "from gradual_jax.analysis.search import Candidate\n"
+                    "from gradual_jax.config import apply_overrides\n"
+                    f"TINY = {[*TINY, 'task.num_tasks=3']!r}\n"
+                    "PRESETS = {'cpu': lambda: apply_overrides(experiments.get_config('fig1-mnist', 'cpu'), TINY)}\n"
+                    "SEARCH = (Candidate('only', ()),)\n")
+    return path
+
+
+def test_search_redraws_a_finished_candidate_with_an_empty_figure_and_names_a_garbage_config(search_file, tmp_path,
+                                                                                             capsys):
+    argv = ["search", str(search_file), "--out", str(tmp_path / "search"), "--no-progress"]
+    assert cli.main(argv) == 0
+    run = tmp_path / "search" / "only"
+    table = (run / results.RESULTS_FILE).read_bytes()
+    (run / "figure.png").write_bytes(b"")  # killed while the figure was written, as an older version left it
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "finished earlier" not in capsys.readouterr().out  # re-checked, so run again: it resumes and redraws
+    assert (run / "figure.png").stat().st_size > 0 and (run / results.RESULTS_FILE).read_bytes() == table
+    (run / results.CONFIG_FILE).write_bytes(b"\xff\xfe garbage")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json that cannot be read" in err[0] and "Traceback" not in err[0]
+    assert (run / results.RESULTS_FILE).read_bytes() == table  # nothing deleted
