@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from gradual_jax.analysis import search
-from gradual_jax.runner import checkpoint, outlock, resume, results, signals, train
+from gradual_jax.runner import checkpoint, outlock, resume, results, train
 from gradual_jax import cli
 from gradual_jax.config import ConfigError
 from tests.test_checkpoint import (ROOT, TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
