@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from gradual_jax.runner import results
 
         experiments.module(args.experiment).run(out, args.preset)
-        results.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
+        storage.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
             {"experiment": args.experiment, "preset": args.preset, "status": "finished",
              "provenance": results.provenance(args.command_line), "environment": results.environment()},
             indent=2) + "\n")

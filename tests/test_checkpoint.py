@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import experiments
-from gradual_jax.runner import checkpoint, resume, results, train
+from gradual_jax.runner import checkpoint, resume, results, storage, train
 from gradual_jax.config import ConfigError, apply_overrides
 
 pytestmark = [pytest.mark.needs_mnist, pytest.mark.slow]
@@ -199,13 +199,13 @@ def test_nan_and_inf_survive_the_json_record():
 
 def test_results_file_is_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
-    results.atomic_write_text(path, "old\n")
+    storage.atomic_write_text(path, "old\n")
 
     def fail(*args):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
-        results.atomic_write_text(path, "new\n")
+        storage.atomic_write_text(path, "new\n")
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind

@@ -23,7 +23,6 @@ TINY = ["--no-progress", "--set", "task.num_tasks=2", "--set", "sweep.seeds=0,1"
         "--set", "diagnostics.hessian_iters=3"]
 
 
-needs_mnist = pytest.mark.needs_mnist  # conftest skips it where the bundled MNIST is missing
 
 
 @pytest.fixture

@@ -27,9 +27,7 @@ from gradual_jax import cli
 from gradual_jax.config import ConfigError
 from tests.test_checkpoint import (ROOT, TINY, Stop, quiet_run, reference, sigkill_when, stop_after,  # noqa: F401
                                    tiny)
-from tests.test_cli import needs_mnist
-
-pytestmark = [needs_mnist, pytest.mark.slow]
+pytestmark = [pytest.mark.needs_mnist, pytest.mark.slow]
 
 CLI_TINY = ["run", "fig1-mnist", "--preset", "cpu", "--no-progress", "--set", "task.num_tasks=5"] + [
     a for kv in TINY for a in ("--set", kv)]

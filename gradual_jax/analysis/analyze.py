@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gradual_jax.runner import build, checkpoint, results, sharding, sweep
+from gradual_jax.runner import build, checkpoint, results, sharding, storage, sweep
 from gradual_jax.core import engine
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError
@@ -78,10 +78,10 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
         echo(f"task {task}: diagnostics of {len(lanes)} lanes recomputed")
     store.close()
     table = pd.DataFrame(rows)
-    results.atomic_write_text(run_dir / results.DIAGNOSTICS_FILE, table.to_csv(index=False))
+    storage.atomic_write_text(run_dir / results.DIAGNOSTICS_FILE, table.to_csv(index=False))
     settings = {"diagnostics": dataclasses.asdict(cfg.diagnostics), "snapshot_tasks": steps,
                 "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    results.atomic_write_text(run_dir / results.DIAGNOSTICS_SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+    storage.atomic_write_text(run_dir / results.DIAGNOSTICS_SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
     return table
 
 

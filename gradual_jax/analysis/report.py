@@ -27,6 +27,7 @@ from gradual_jax.analysis import search as search_lib
 from gradual_jax.analysis.claims import AllChecksHold, Arm, Claim, Question, Run, Versus
 from gradual_jax.analysis.runs import IGNORED_KEYS, SETTING_SECTIONS, RunPart, command, load, setting_key, wall
 from gradual_jax.analysis.verdicts import Answer
+from gradual_jax.runner import storage
 
 READABLE = {"protocol.epochs_per_task": "E", "protocol.transition_ratio": "k", "protocol.batch_size": "batch",
             "task.num_tasks": "tasks", "data.train_per_class": "train images/class",
@@ -393,7 +394,7 @@ def write_readme_summary(readme: Path, report_path: Path) -> None:
     head, rest = text.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]
     block = summary_block(report_path.read_text(), report_path, readme)
-    readme.write_text(f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}")
+    storage.atomic_write_text(readme, f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}")
 
 
 def is_search(path: str | Path) -> bool:
@@ -415,6 +416,5 @@ def report(run_dirs: Sequence[str | Path], out: str | Path, catalog: Catalog, co
     parts = load([d for d in run_dirs if not is_search(d)])
     command_line = command_line or "gradual-jax report " + " ".join(map(str, run_dirs)) + f" --out {out}"
     text = render(catalog, parts, out, command_line, searches)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    storage.atomic_write_text(out, text)  # a reader never sees half a report
     return out

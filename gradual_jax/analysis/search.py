@@ -43,6 +43,7 @@ from gradual_jax import config as config_lib
 from gradual_jax.analysis import summary
 from gradual_jax.runner import results as results_lib
 from gradual_jax.runner import storage
+from gradual_jax.runner import storage
 
 #: The rule that marks a candidate's abrupt arm as losing plasticity, and when it was fixed.
 CRITERION = ("the abrupt arm loses when its drop from the best earlier window to the final window, paired by seed, "
@@ -240,7 +241,7 @@ def write(experiment: str, preset: str, out: str | Path) -> Path:
     """``search.md`` and ``search.csv`` in ``out`` (atomically, so a reader never sees half a table)."""
     out = Path(out)
     frame = table(experiment, preset, out)
-    results_lib.atomic_write_text(out / CSV_FILE, frame.to_csv(index=False))
+    storage.atomic_write_text(out / CSV_FILE, frame.to_csv(index=False))
     path = out / TABLE_FILE
-    results_lib.atomic_write_text(path, markdown(frame, experiment, preset))
+    storage.atomic_write_text(path, markdown(frame, experiment, preset))
     return path

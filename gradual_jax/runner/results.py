@@ -34,6 +34,7 @@ from gradual_jax import config as config_lib
 from gradual_jax import models
 from gradual_jax.core import engine
 from gradual_jax.analysis import summary
+from gradual_jax.runner.storage import atomic_write_text
 from gradual_jax.runner.sweep import Lane
 
 RESULTS_FILE = "results.csv"
@@ -187,28 +188,6 @@ def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The fixed columns, then any others the rows carry (diagnostics), in first-seen order."""
     extra = dict.fromkeys(k for row in rows for k in row if k not in COLUMNS)
     return [*COLUMNS, *extra]
-
-
-def _readable_mode() -> int:
-    """rw-r--r-- under the usual umask: what ``open`` would give a new file (mkstemp gives 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _readable_mode())
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_table(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
