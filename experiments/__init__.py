@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from gradual_jax.catalog import (MODULES, get_config, get_configs, is_custom_runner, is_path, module,  # noqa: F401
-                                 presets, search_seeds, split_spec)
+from gradual_jax.catalog import (MODULES, get_config, get_configs, is_custom_runner, is_path, module, presets,
+                                 search_seeds, split_spec)
 from gradual_jax.config import METHODS, ExperimentConfig, MitigationsConfig, apply_overrides
+
+__all__ = ["MODULES", "get_config", "get_configs", "is_custom_runner", "is_path", "module", "presets", "search_seeds",
+           "split_spec", "MLP_MITIGATIONS", "VERDICT_SEEDS", "LONG_RUN_SEEDS", "baselines", "searched"]
 
 #: The mitigation strengths of the paper's MLP experiments (docs/protocol.md, Mitigations);
 #: the ResNet-18 and T5 experiments start from these and change what their protocol changes.

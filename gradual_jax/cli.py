@@ -117,21 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume.check_force_new(args.out)
     compile_cache.enable()
     out = Path(args.out)
-    if not parts:  # an experiment with its own runner (the theory check): record what made it
-        from gradual_jax.runner import results
-
-        experiments.module(args.experiment).run(out, args.preset)
-        storage.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
-            {"experiment": args.experiment, "preset": args.preset, "status": "finished",
-             "provenance": results.provenance(args.command_line), "environment": results.environment()},
-            indent=2) + "\n")
+    if not parts:  # an experiment with its own runner (the theory check)
+        _run_custom(args.experiment, args.preset, out, args.command_line)
         return 0
     try:
         for part, cfg in parts.items():
             if part:
                 print(f"== part {part} ==")
-            train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress, plot=not part,
-                      command=args.command_line,
+            train.run(cfg, out / part, force_new=args.force_new, progress=not args.no_progress,
+                      reporting=run_reporting(figure=not part), command=args.command_line,
                       experiment_file=args.experiment if experiments.is_path(args.experiment) else None)
     except resume.NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -141,6 +135,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"figure:  {plotting.plot_runs([out])[0]}")
     return 0
+
+
+def run_reporting(figure: bool = True):
+    """How a run ends here: the summary of the analysis layer printed and, with ``figure``, the
+    figure and summary tables drawn into the run's folder."""
+    from gradual_jax.analysis import plotting, summary
+    from gradual_jax.runner import train
+
+    return train.Reporting(summary=summary.format_summary,
+                           figure=(lambda out: plotting.plot_runs([out])[0]) if figure else None)
+
+
+def _run_custom(experiment: str, preset: str, out: Path, command: str) -> None:
+    """An experiment with its own runner (the theory check), then a ``config.json`` saying what made it."""
+    from gradual_jax.runner import results
+
+    experiments.module(experiment).run(out, preset)
+    storage.atomic_write_text(out / results.CONFIG_FILE, json.dumps(
+        {"experiment": experiment, "preset": preset, "status": "finished",
+         "provenance": results.provenance(command), "environment": results.environment()}, indent=2) + "\n")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -213,10 +227,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
 
     def run_one(cfg: config_lib.ExperimentConfig, out: Path, command: str) -> None:
-        train.run(cfg, out, progress=not args.no_progress, command=command)
+        train.run(cfg, out, progress=not args.no_progress, reporting=run_reporting(), command=command)
 
     def run_custom(run, out: Path) -> None:
-        experiments.module(run.experiment).run(out, run.preset)
+        _run_custom(run.experiment, run.preset, out, f"gradual-jax run {run.experiment} --out {out}")
 
     reproduce.execute(todo, run_one, run_custom)
     out = root / reproduce.REPORT_FILE
@@ -275,7 +289,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 continue
             print(f"== {candidate.name}: {' '.join(candidate.overrides) or '(the preset as it is)'} ==")
             try:
-                train.run(cfg, run_dir, progress=not args.no_progress,
+                train.run(cfg, run_dir, progress=not args.no_progress, reporting=run_reporting(),
                           command=search.run_command(args.experiment, args.preset, candidate, out))
             except resume.NonFiniteError as err:  # a diverged candidate is a finding: the table shows it
                 print(f"warning: {candidate.name}: {err}", file=sys.stderr)

@@ -112,7 +112,7 @@ def test_complete_results_are_kept_when_the_checkpoints_are_unusable(tmp_path, r
             checkpoints.write_text("not a folder")
     (tmp_path / "figure.png").write_bytes(b"")  # as if killed while the figure was written
     said = []
-    train.run(tiny(), tmp_path, progress=False, echo=said.append)
+    train.run(tiny(), tmp_path, progress=False, echo=said.append, reporting=cli.run_reporting())
     assert any("holds every task of the run: kept as it is" in line for line in said)
     assert (tmp_path / results.RESULTS_FILE).read_bytes() == table  # not recomputed, not rewritten
     assert (tmp_path / results.EPOCHS_FILE).read_bytes() == curves
@@ -154,11 +154,11 @@ def test_a_kill_while_the_figure_is_drawn_leaves_the_run_unfinished_and_the_reru
     real = plotting.plot_runs
     monkeypatch.setattr(plotting, "plot_runs", lambda *a, **k: (_ for _ in ()).throw(Stop()))
     with pytest.raises(Stop):
-        quiet_run(tiny(), tmp_path)
+        quiet_run(tiny(), tmp_path, reporting=cli.run_reporting())
     assert json.loads((tmp_path / results.CONFIG_FILE).read_text())["status"] == "running"  # finished comes last
     assert not search.finished(tiny(), tmp_path)
     monkeypatch.setattr(plotting, "plot_runs", real)
-    quiet_run(tiny(), tmp_path)
+    quiet_run(tiny(), tmp_path, reporting=cli.run_reporting())
     assert search.finished(tiny(), tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / results.RESULTS_FILE), reference, check_exact=True)
     (tmp_path / "figure-summary.md").write_bytes(b"")  # a summary lost after the fact: not finished any more

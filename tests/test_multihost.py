@@ -112,7 +112,7 @@ def test_two_processes_equal_one_process(tmp_path, one_process_two_devices):
     assert len(two) == 3 * 4 and sorted(two["lane"].unique()) == [0, 1, 2]  # the padding lane is dropped
     pd.testing.assert_frame_equal(two, one_process_two_devices, check_exact=True)
     one_device = train.run(apply_overrides(experiments.get_config("fig1-mnist", "cpu"), TINY), tmp_path / "one",
-                           progress=False, echo=lambda *_: None, plot=False)
+                           progress=False, echo=lambda *_: None)
     pd.testing.assert_frame_equal(two, one_device.reset_index(drop=True), check_exact=False, rtol=1e-5, atol=1e-6)
     meta = json.loads((out / results.CONFIG_FILE).read_text())
     assert meta["status"] == "finished" and meta["environment"]["device_count"] == 2

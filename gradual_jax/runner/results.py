@@ -5,7 +5,7 @@ figure is a group-by away. It is rewritten atomically (temporary file + rename) 
 every task, so a crash never leaves a half-written file and loses at most one task.
 
 Columns added over time (``arm``, ``source``) are never required by the readers: tables
-committed before them stay readable, and :func:`arm_name` can name their arms from the lane
+committed before them stay readable, and :func:`~gradual_jax.arms.arm_label` can name their arms from the lane
 columns they do have.
 """
 
@@ -21,7 +21,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import pandas as pd
 from gradual_jax import config as config_lib
 from gradual_jax import models
 from gradual_jax.core import engine
-from gradual_jax.analysis import summary
+from gradual_jax.arms import arm_label
 from gradual_jax.runner.storage import atomic_write_text
 from gradual_jax.runner.sweep import Lane
 
@@ -64,19 +63,10 @@ def model_name(model: config_lib.ModelConfig) -> str:
     return models.get(model.name).short(dataclasses.asdict(model))
 
 
-def arm_name(schedule: str, delta: float | None, method: str, learning_rate: float | None = None) -> str:
-    """A lane's arm in words, as the summaries name it (``summary.arm_label``): ``abrupt``,
-    ``output_interp Δ=0.1``, ``abrupt + redo``, ``output_interp Δ=0.5 + l2``; with a
-    ``learning_rate`` (given only when the run sweeps several) ``abrupt, lr=0.001``. A NaN or
-    None Δ is an abrupt lane's."""
-    delta = math.nan if delta is None else delta
-    return summary.arm_label(schedule, delta, method, learning_rate=learning_rate)
-
-
 def lane_arms(lanes: Sequence[Lane]) -> list[str]:
     """Every lane's arm; the learning rate is named only when the lanes use more than one."""
     several_rates = len({lane.learning_rate for lane in lanes}) > 1
-    return [arm_name(lane.schedule, lane.delta, lane.method, lane.learning_rate if several_rates else None)
+    return [arm_label(lane.schedule, lane.delta, lane.method, learning_rate=lane.learning_rate if several_rates else None)
             for lane in lanes]
 
 
@@ -214,7 +204,7 @@ def complete_table(frame: pd.DataFrame) -> pd.DataFrame:
     if "arm" not in frame and {"schedule", "delta", "learning_rate"} <= set(frame.columns):
         several_rates = frame["learning_rate"].nunique() > 1
         methods = frame["method"] if "method" in frame else pd.Series("none", index=frame.index)
-        frame["arm"] = [arm_name(s, d, m, lr if several_rates else None)
+        frame["arm"] = [arm_label(s, d, m, learning_rate=lr if several_rates else None)
                         for s, d, m, lr in zip(frame["schedule"], frame["delta"], methods, frame["learning_rate"])]
     return frame
 

@@ -24,7 +24,6 @@ without it before anything is computed.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -32,16 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-WRITER_PACKAGE = "tensorboardX"
-INSTALL = "pip install -e '.[tensorboard]'"
+
 TENSORBOARD_DIR = "tensorboard"
 EPOCH_TAGS = {"online_train_loss": "epoch_loss", "online_train_acc": "epoch_acc"}  # tag -> TaskMetrics field
 NOT_METRICS = ("finite",)  # a row's columns that are flags, not curves
-
-
-def installed() -> bool:
-    """Whether the writer library can be imported (checked without importing it)."""
-    return importlib.util.find_spec(WRITER_PACKAGE) is not None
 
 
 def run_name(index: int, arm: str, seed: int) -> str:

@@ -12,6 +12,7 @@ others, and only process 0 writes the results, the config and the figure.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import secrets
 import sys
@@ -27,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gradual_jax import config as config_lib
-from gradual_jax.analysis import plotting, summary
+from gradual_jax.arms import arm_label
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.core import engine
 from gradual_jax.runner import (build, checkpoint, outlock, resume, results, sharding, signals, storage, sweep,
@@ -39,7 +40,7 @@ def _open_tensorboard(out: Path, lanes: list[sweep.Lane], program: engine.Progra
     """One TensorBoard run per lane, named by its index, arm and seed (``gradual_jax.runner.tensorboard_log``)."""
     arms = results.lane_arms(lanes)
     names = [tensorboard_log.run_name(i, arm, lane.seed) for i, (arm, lane) in enumerate(zip(arms, lanes))]
-    texts = [f"lane {i}: {results.arm_name(lane.schedule, lane.delta, lane.method)}; seed {lane.seed}, "
+    texts = [f"lane {i}: {arm_label(lane.schedule, lane.delta, lane.method)}; seed {lane.seed}, "
              f"learning rate {lane.learning_rate:g}" for i, lane in enumerate(lanes)]
     return tensorboard_log.LaneWriters(out, names, texts, program.epochs_per_segment, start_task)
 
@@ -59,17 +60,28 @@ def _check_memory(compiled: Any, layout: sharding.LaneLayout, echo: Callable[[st
                           f"{limit / 2**30:.1f} GiB; run it in chunks, e.g. --lanes-per-chunk {fit}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Reporting:
+    """How a finished run tells its results, given by the layer above (the CLI passes the
+    analysis layer's): ``summary(table, metric)`` is printed; ``figure(out)`` draws the figure and
+    summary tables into the run's folder and returns the figure's path, before ``finished`` is
+    written. Either may be None (nothing printed, nothing drawn)."""
+
+    summary: Callable[[pd.DataFrame, str], str] | None = None
+    figure: Callable[[Path], Path] | None = None
+
+
 def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: bool = False,
         progress: bool = True, echo: Callable[[str], None] = print,
-        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, plot: bool = True,
+        on_task_end: Callable[[int, list[dict[str, Any]]], None] | None = None, reporting: Reporting = Reporting(),
         command: str | None = None, experiment_file: str | Path | None = None) -> pd.DataFrame:
     """Train every lane of ``cfg`` on every task; return the results table.
 
     With ``out_dir``: ``config.json`` is written before any compute, ``results.csv`` after
     every task, an Orbax checkpoint every ``run.checkpoint_every`` tasks; a directory that
     holds checkpoints is resumed from the latest one (unless ``force_new``).
-    ``on_task_end(task, rows)`` is called after each task's results are written; with
-    ``plot`` the run ends by writing its figure and summary (``gradual-jax plot``); ``command``
+    ``on_task_end(task, rows)`` is called after each task's results are written; ``reporting``
+    says how the run ends (a printed summary, a figure: :class:`Reporting`); ``command``
     is the command line ``config.json`` records (default: this process's), ``experiment_file``
     the file of a researcher's own experiment, if the config came from one.
 
@@ -92,7 +104,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path | None = None, *, force_new: 
     with (_claim_output(out) if out is not None else contextlib.nullcontext(),  # one run per output folder
           signals.stop_requests() as stop):
         return _train(cfg, out, stop, force_new=force_new, progress=progress, echo=echo, on_task_end=on_task_end,
-                      plot=plot, command=command, experiment_file=experiment_file)
+                      reporting=reporting, command=command, experiment_file=experiment_file)
 
 
 def _silent(*_: Any) -> None:
@@ -141,7 +153,7 @@ def _check_shared_folder(out: Path) -> None:
 
 def _train(cfg: ExperimentConfig, out: Path | None, stop: signals.StopRequests, *, force_new: bool, progress: bool,
            echo: Callable[[str], None], on_task_end: Callable[[int, list[dict[str, Any]]], None] | None,
-           plot: bool, command: str | None, experiment_file: str | Path | None = None) -> pd.DataFrame:
+           reporting: Reporting, command: str | None, experiment_file: str | Path | None = None) -> pd.DataFrame:
     main_process = sharding.is_main_process()
     made_by = results.provenance(command, experiment_file)  # the code and command this run starts with
     lanes = sweep.expand(cfg.sweep)
@@ -158,7 +170,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, stop: signals.StopRequests, 
     resumed = resume.prepare_output(cfg, out, force_new, states, echo) if out is not None else None
     sharding.barrier("output: prepared")  # every process has read the folder before process 0 writes
     if resumed is not None and resumed.complete:
-        return _finish_complete(out, echo, cfg.metric, plot)
+        return _finish_complete(out, echo, cfg.metric, reporting)
     start_task, rows = (resumed.start_task, results.upgrade_rows(resumed.rows, lanes)) if resumed else (0, [])
     if resumed:
         states = resumed.states
@@ -259,12 +271,13 @@ def _train(cfg: ExperimentConfig, out: Path | None, stop: signals.StopRequests, 
         sharding.on_main_process(lambda: results.write_table(out / results.RESULTS_FILE, rows),
                                  f"write {out / results.RESULTS_FILE}")
     echo(f"trained {len(lanes)} lanes × {max(tasks_run, 0)} tasks in {train_s:.1f} s")
-    echo(summary.format_summary(frame, cfg.metric))
+    if reporting.summary is not None:
+        echo(reporting.summary(frame, cfg.metric))
     if out is not None:
         def write_finished() -> None:  # last: "finished" promises the table, the figure and the summaries
             echo(f"results: {out / results.RESULTS_FILE}")
-            if plot:
-                echo(f"figure:  {plotting.plot_runs([out])[0]}")
+            if reporting.figure is not None:
+                echo(f"figure:  {reporting.figure(out)}")
             results.write_config(out / results.CONFIG_FILE, cfg, lanes, made_by, dataset=prepared.dataset,
                                  source=prepared.source, status="finished", compile_seconds=round(compile_s, 2),
                                  train_seconds=round(train_s, 2), resumed_from_task=start_task,
@@ -288,17 +301,18 @@ def _abandon(saver: checkpoint.Checkpointer | None, snapshots: checkpoint.Checkp
             board.close()
 
 
-def _finish_complete(out: Path, echo: Callable[[str], None], metric: str, plot: bool) -> pd.DataFrame:
+def _finish_complete(out: Path, echo: Callable[[str], None], metric: str, reporting: Reporting) -> pd.DataFrame:
     """A folder whose results hold every task already: redraw its figure and summaries, mark it
     finished (last), and return its table; nothing is trained and the table is not rewritten."""
     table = out / results.RESULTS_FILE
     frame = results.read_table(table)
-    echo(summary.format_summary(frame, metric))
+    if reporting.summary is not None:
+        echo(reporting.summary(frame, metric))
 
     def write_finished() -> None:
         echo(f"results: {table}")
-        if plot:
-            echo(f"figure:  {plotting.plot_runs([out])[0]}")
+        if reporting.figure is not None:
+            echo(f"figure:  {reporting.figure(out)}")
         meta = json.loads((out / results.CONFIG_FILE).read_text())
         if meta.get("status") != "finished":
             storage.atomic_write_text(out / results.CONFIG_FILE, json.dumps({**meta, "status": "finished"}, indent=2)
