@@ -361,3 +361,13 @@ def test_report_readme_rewrites_only_the_block_between_the_markers(tmp_path, cap
     readme.write_text("no markers\n")
     assert cli.main(["report", str(run), "--out", str(out), "--readme", str(readme)]) == 2
     assert "no claims-summary markers" in capsys.readouterr().err
+
+
+def test_a_replicate_that_does_not_pose_the_question_disagrees(tmp_path):
+    declared = write_run(tmp_path / "verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    flat = write_run(tmp_path / "flat", {ABRUPT: [0.9, 0.9, 0.9], GRADUAL: [0.95, 0.95, 0.95]}, preset="flat",
+                     seeds=(0, 1, 2), first={ABRUPT: [0.9, 0.9, 0.9]})
+    answer = verdicts.answer(question(), runs.load([declared, flat]))
+    [rep] = answer.replicates
+    assert not rep.drop.posed and rep.readings[0].verdict == "holds"  # same verdict, but no question there
+    assert answer.verdict == "holds" and "replicates disagree" in answer.flags

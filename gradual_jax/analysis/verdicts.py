@@ -119,17 +119,18 @@ class Answer:
 
     @property
     def replicates_disagree(self) -> bool:
-        """A replicate whose verdict (posed or not, then the comparison's) differs from the decision's."""
+        """A replicate that differs from the deciding run: one poses the question and the other
+        does not, or the same comparison gets another verdict."""
         if self.status == "not run":
             return False
-        mine = self.verdict
-        return any(_replicate_verdict(r) != mine for r in self.replicates if r.readings)
-
-
-def _replicate_verdict(rep: Replicate) -> str:
-    if rep.drop is not None and not rep.drop.posed:
-        return "not posed at this scale"
-    return combined([r.verdict for r in rep.readings])
+        posed = self.status == "decided"
+        mine = {r.comparison: r.verdict for r in self.readings}
+        for rep in self.replicates:
+            if (rep.drop is None or rep.drop.posed) != posed:
+                return True
+            if posed and any(mine.get(r.comparison, r.verdict) != r.verdict for r in rep.readings):
+                return True
+        return False
 
 
 def verdict(diff: summary.Interval, margin: float = 0.0) -> str:
