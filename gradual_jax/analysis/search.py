@@ -192,12 +192,12 @@ def table(experiment: str, preset: str, out: str | Path) -> pd.DataFrame:
 
 def outcome(frame: pd.DataFrame) -> str:
     """What a search table says about its figure's claims: ``testable`` (a candidate's abrupt arm
-    loses plasticity: the first such is the chosen setting), ``not testable at CPU scale`` (every
+    loses plasticity: the first such is the chosen setting), ``no searched setting loses`` (every
     candidate ran and none loses), or ``incomplete`` (none loses among those that ran so far)."""
     if frame["chosen"].astype(bool).any():
         return "testable"
     judged = frame["abrupt_arm"].notna() & frame["status"].eq("finished")
-    return "not testable at CPU scale" if judged.all() else "incomplete"
+    return "no searched setting loses" if judged.all() else "incomplete"
 
 
 def _fmt(value, digits: int = 3) -> str:
