@@ -53,7 +53,7 @@ class Catalog:
             parts = self.configs(run.experiment, run.preset)
         except config_lib.ConfigError:
             return None
-        return parts.get(run.part) if run.part or "" not in parts else parts[""]
+        return parts.get(run.part)
 
 
 def paper_catalog(files: Sequence[str | Path] = ()) -> Catalog:
