@@ -371,3 +371,12 @@ def test_a_replicate_that_does_not_pose_the_question_disagrees(tmp_path):
     [rep] = answer.replicates
     assert not rep.drop.posed and rep.readings[0].verdict == "holds"  # same verdict, but no question there
     assert answer.verdict == "holds" and "replicates disagree" in answer.flags
+
+
+def test_the_readme_shows_the_committed_reports_summary():
+    """README.md's claims table is the summary of results/REPRODUCTION.md, row for row."""
+    readme, committed = ROOT / "README.md", ROOT / "results" / "REPRODUCTION.md"
+    text = readme.read_text()
+    block = text.split(report.README_BEGIN + "\n", 1)[1].split("\n" + report.README_END, 1)[0]
+    assert block == report.summary_block(committed.read_text(), committed, readme)
+    assert block.count("\n| [") == len(paper_claims.CLAIMS)
