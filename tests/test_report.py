@@ -380,3 +380,12 @@ def test_the_readme_shows_the_committed_reports_summary():
     block = text.split(report.README_BEGIN + "\n", 1)[1].split("\n" + report.README_END, 1)[0]
     assert block == report.summary_block(committed.read_text(), committed, readme)
     assert block.count("\n| [") == len(paper_claims.CLAIMS)
+
+
+def test_a_replicate_on_the_searchs_seeds_is_marked(tmp_path):
+    declared = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    earlier = write_run(tmp_path / "study", {ABRUPT: [0.5, 0.5, 0.5], GRADUAL: [0.8, 0.9, 0.85]}, preset="study",
+                        seeds=(0, 1, 2))
+    text = report.render(catalog(question(search="fig1-cifar"), search_seeds={0, 1, 2}),
+                         runs.load([declared, earlier]), tmp_path / "R.md", "cmd")
+    assert "| study (seeds overlap the search) | output_interp Δ=0.5 − abrupt |" in text

@@ -244,7 +244,7 @@ def claim_section(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalo
         lines += _reading_rows(a.question.role, a)
     lines.append("")
     for a in mine:
-        lines += _answer_details(a, catalog, out)
+        lines += _answer_details(a, catalog, parts, out)
     missing = list(dict.fromkeys(run for a in mine for run in a.missing))
     if missing:
         lines += ["Runs still to make (declared above, not yet run):", "",
@@ -252,7 +252,15 @@ def claim_section(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalo
     return lines
 
 
-def _answer_details(a: Answer, catalog: Catalog, out: Path) -> list[str]:
+def _overlaps_search(labels: Sequence[str], q: Question, catalog: Catalog, parts: Sequence[RunPart]) -> bool:
+    """Whether runs (by label) share seeds with the search that chose the question's setting."""
+    if q.search is None:
+        return False
+    held_out = catalog.search_seeds(q.search)
+    return any(set(p.seeds) & held_out for p in parts if p.label in labels)
+
+
+def _answer_details(a: Answer, catalog: Catalog, parts: Sequence[RunPart], out: Path) -> list[str]:
     q = a.question
     lines = []
     for part in a.runs:
@@ -269,8 +277,9 @@ def _answer_details(a: Answer, catalog: Catalog, out: Path) -> list[str]:
                   "seeds > 0 | verdict | abrupt arm's loss |", "|---|---|---:|---:|---|---|"]
         for rep in a.replicates:
             lost = _drop_text(rep.drop) + ("" if rep.drop is None or rep.drop.posed else " (not posed)")
+            label = rep.label + (" (seeds overlap the search)" if _overlaps_search(rep.runs, q, catalog, parts) else "")
             for r in rep.readings:
-                lines.append(f"| {rep.label} | {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
+                lines.append(f"| {label} | {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
                              f"{r.verdict} | {lost} |")
     if not lines:
         return []
