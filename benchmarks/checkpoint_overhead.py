@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-import experiments
+from gradual_jax import experiments
 from benchmarks import common
 from gradual_jax.runner import build, checkpoint, sweep, train
 from gradual_jax.core import engine

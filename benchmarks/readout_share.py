@@ -31,7 +31,7 @@ from gradual_jax import config as config_lib
 from gradual_jax.core import engine
 from gradual_jax.runner import build, sweep
 
-import experiments
+from gradual_jax import experiments
 
 DEFAULT = ("fig2-seq2seq:cpu", "fig4-cipher:cpu")
 QUICK = ["task.num_tasks=1", "text.num_train=16", "text.num_test=8", "text.bleu_examples=8",

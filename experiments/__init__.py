@@ -1,8 +1,12 @@
 """Experiment configs, one module per paper figure; configs are code.
 
+This folder sits at the top of the checkout, where it is edited, and is installed inside the
+package as ``gradual_jax.experiments`` (``pyproject.toml`` maps it), so that no other project's
+top-level ``experiments`` can shadow it: ``from gradual_jax import experiments``.
+
 Each module defines ``DESCRIPTION``, ``CLAIMS`` (the paper's sentences it tests, declared with
-their evidence in :mod:`experiments.claims`) and ``PRESETS``: preset name -> function returning an
-:class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
+their evidence in :mod:`gradual_jax.experiments.claims`) and ``PRESETS``: preset name -> function
+returning an :class:`~gradual_jax.config.ExperimentConfig`, or, for a multi-part experiment (``PARTS``),
 a dict part name -> config (each part runs into ``OUT/<part>``). Every experiment has a
 ``paper`` preset (the paper's numbers, see ``docs/protocol.md``) and a ``cpu`` preset that
 runs on a 2-core CPU in minutes. A module may declare ``SEARCH``: settings to try, cheapest
@@ -11,7 +15,8 @@ first, for one in which the abrupt arm loses plasticity (:mod:`gradual_jax.analy
 theory check) is run by that function instead of the training engine.
 
 Looking an experiment up by name or file is :mod:`gradual_jax.catalog`'s job (re-exported here for
-experiment files that build on a figure's presets, e.g. ``experiments.get_config("fig1-mnist", "cpu")``).
+experiment files that build on a figure's presets, e.g. ``experiments.get_config("fig1-mnist", "cpu")``
+after ``from gradual_jax import experiments``).
 A researcher's own experiment needs no edit of this package: any Python file with the same
 ``PRESETS`` (and optionally ``DESCRIPTION``, ``CLAIMS``) is an experiment, named by its path:
 ``gradual-jax run path/to/my_exp.py --preset cpu`` or ``path/to/my_exp.py:cpu``.

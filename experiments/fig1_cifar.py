@@ -10,8 +10,8 @@ strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, baselines, searched
-from experiments.claims import FIG1, TLDR
+from gradual_jax.experiments import MLP_MITIGATIONS, baselines, searched
+from gradual_jax.experiments.claims import FIG1, TLDR
 from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DataConfig, DiagnosticsConfig, ExperimentConfig, ModelConfig,
                                 OptimConfig, ProtocolConfig, SweepConfig, TaskConfig)

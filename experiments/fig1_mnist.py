@@ -11,8 +11,8 @@ recorded.
 
 import dataclasses
 
-from experiments import LONG_RUN_SEEDS, MLP_MITIGATIONS, VERDICT_SEEDS, baselines
-from experiments.claims import FIG1, FIG5, TLDR
+from gradual_jax.experiments import LONG_RUN_SEEDS, MLP_MITIGATIONS, VERDICT_SEEDS, baselines
+from gradual_jax.experiments.claims import FIG1, FIG5, TLDR
 from gradual_jax.config import (METHODS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 

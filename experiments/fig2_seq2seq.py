@@ -14,8 +14,8 @@ in either arm (the released code re-created AdamW every task in the abrupt arm o
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines, searched
-from experiments.claims import FIG2, TLDR
+from gradual_jax.experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines, searched
+from gradual_jax.experiments.claims import FIG2, TLDR
 from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig,
                                 ProtocolConfig, SweepConfig, TaskConfig, TextConfig)

@@ -9,8 +9,8 @@ interpolates the inputs from the old permutation to the new one in 1/Δ = 20 sta
 
 import dataclasses
 
-from experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines
-from experiments.claims import FIG3, FIG5
+from gradual_jax.experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines
+from gradual_jax.experiments.claims import FIG3, FIG5
 from gradual_jax.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
 

@@ -11,9 +11,9 @@ BLEU-2 of beam-5 decoding at the end of the pure phase. No optimizer reset in ei
 
 import dataclasses
 
-from experiments import VERDICT_SEEDS
-from experiments.fig2_seq2seq import T5_MITIGATIONS, t5_baselines
-from experiments.claims import FIG4
+from gradual_jax.experiments import VERDICT_SEEDS
+from gradual_jax.experiments.fig2_seq2seq import T5_MITIGATIONS, t5_baselines
+from gradual_jax.experiments.claims import FIG4
 from gradual_jax.analysis.search import Candidate
 from gradual_jax.config import (DiagnosticsConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig, TextConfig)

@@ -12,8 +12,8 @@ when the task is read out (after E epochs instead of (1+k)·E).
 
 import dataclasses
 
-from experiments import fig1_mnist, fig3_emnist
-from experiments.claims import FIG5
+from gradual_jax.experiments import fig1_mnist, fig3_emnist
+from gradual_jax.experiments.claims import FIG5
 
 DESCRIPTION = "Step-size granularity Δ ∈ {1, .5, .25, .1, .05}: trainability and generalizability parts"
 PARTS = ("trainability", "generalizability")

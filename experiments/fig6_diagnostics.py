@@ -4,7 +4,7 @@ per Δ, on the trainability task (random-label MNIST, output interpolation)."""
 
 import dataclasses
 
-from experiments import fig5_granularity
+from gradual_jax.experiments import fig5_granularity
 from gradual_jax.config import DiagnosticsConfig
 
 DESCRIPTION = "Diagnostics (Hessian, representation change, dormancy, distance from init) against Δ"

@@ -1,9 +1,10 @@
 """The experiment catalogue: experiments by name or by file, their presets, searches and claims.
 
-The experiments themselves live in the top-level ``experiments`` package (one module per
-figure) or in a researcher's own file; this module finds them, so that the layers which read
-them (the report, the search, the CLI) need not import that package. Experiment modules are
-imported on demand, by name.
+The experiments themselves live in ``gradual_jax.experiments`` (one module per figure; the
+folder ``experiments/`` at the top of the checkout, installed inside the package, so that no
+other project's top-level ``experiments`` can shadow it) or in a researcher's own file. This
+module finds them, so that the layers which read them (the report, the search, the CLI) need not
+import that package. Experiment modules are imported on demand, by name.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from types import ModuleType
 
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides
 
-PACKAGE = "experiments"
+PACKAGE = "gradual_jax.experiments"
 CLAIMS_MODULE = f"{PACKAGE}.claims"  # the paper's claims and the evidence declared for each
 
-# experiment name (CLI) -> module in the experiments package
+# experiment name (CLI) -> module of PACKAGE
 MODULES = {
     "fig1-mnist": "fig1_mnist",
     "fig1-cifar": "fig1_cifar",

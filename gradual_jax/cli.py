@@ -24,8 +24,8 @@ import shlex  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import experiments  # noqa: E402
 from gradual_jax import config as config_lib  # noqa: E402
+from gradual_jax import experiments  # noqa: E402
 from gradual_jax.config import keys as config_keys  # noqa: E402
 from gradual_jax.envs import data  # noqa: E402
 from gradual_jax.runner import outlock, signals, storage, sweep  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax.runner import checkpoint, resume, results, storage, train
 from gradual_jax.config import ConfigError, apply_overrides
 
@@ -160,7 +160,8 @@ def test_two_devices_equal_one_with_padding(tmp_path, reference):
     """Lanes sharded over 2 CPU devices (3 lanes: padded to 4) equal a 1-device run, also with
     each device's lanes trained in groups one after another."""
     script = (
-        "import sys, experiments\n"
+        "import sys\n"
+        "from gradual_jax import experiments\n"
         "from gradual_jax.runner import train\n"
         "from gradual_jax.config import apply_overrides\n"
         "import jax\n"

@@ -124,7 +124,7 @@ def test_cpu_preset_abrupt_arm_records_final_accuracy(tmp_path):
             "--set", "sweep.schedules=abrupt", "--set", "sweep.seeds=0", "--set", "diagnostics.hessian=false"]
     assert cli.main(argv) == 0
     table = pd.read_csv(out / "results.csv")
-    import experiments
+    from gradual_jax import experiments
     tasks = experiments.get_config("fig1-mnist", "cpu").task.num_tasks
     assert table["task"].tolist() == list(range(tasks))
     final = table.iloc[-1]
@@ -231,7 +231,7 @@ def test_show_prints_only_the_sections_that_apply(capsys):
 MY_EXPERIMENT = '''
 """My own experiment: Fig. 1's cpu setting with a coarser and a finer Δ."""
 import dataclasses
-import experiments
+from gradual_jax import experiments
 from gradual_jax.config import SweepConfig
 
 DESCRIPTION = "Fig. 1 at two other step sizes"

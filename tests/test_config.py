@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.config import keys as config_keys
 from gradual_jax.envs import schedules

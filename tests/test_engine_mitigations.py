@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gradual_jax.core import engine
-from experiments import MLP_MITIGATIONS
+from gradual_jax.experiments import MLP_MITIGATIONS
 from gradual_jax.runner.sweep import Lane, mitigation_structure, to_hparams
 from tests.conftest import tiny_data, tiny_program
 
@@ -98,7 +98,7 @@ def test_lane_expansion_crosses_methods_with_abrupt_only():
 
 
 def test_baselines_presets():
-    import experiments
+    from gradual_jax import experiments
     for name in ("fig1-mnist", "fig3-emnist"):
         for preset in ("paper-baselines", "cpu-baselines"):
             cfg = experiments.get_config(name, preset)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from flax import nnx
 
 from gradual_jax import cli

@@ -562,7 +562,7 @@ def test_plot_on_a_full_or_read_only_disk_exits_4_in_one_line(finished_run, tmp_
 @pytest.fixture
 def search_file(tmp_path):
     path = tmp_path / "tiny_search.py"
-    path.write_text("import experiments\n"
+    path.write_text("from gradual_jax import experiments\n"
                     "from gradual_jax.analysis.search import Candidate\n"
                     "from gradual_jax.config import apply_overrides\n"
                     f"TINY = {[*TINY, 'task.num_tasks=3']!r}\n"

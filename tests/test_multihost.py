@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax.runner import checkpoint, outlock, results, train
 from gradual_jax.config import apply_overrides
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from flax import nnx
 
-from gradual_jax import cli, models
+from gradual_jax import cli, experiments, models
 from gradual_jax.config import ConfigError, apply_overrides, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_forward_and_units_against_numpy(example):
 
 def test_config_takes_its_name_for_images_only(example):
     validate(example.cpu())
-    text = apply_overrides(__import__("experiments").get_config("fig2-seq2seq", "cpu"), [])
+    text = apply_overrides(experiments.get_config("fig2-seq2seq", "cpu"), [])
     with pytest.raises(ConfigError, match="model.name='plain_mlp' does not fit") as err:
         validate(dataclasses.replace(text, model=dataclasses.replace(text.model, name="plain_mlp")))
     assert "\n" not in str(err.value) and "t5" in str(err.value)

@@ -16,7 +16,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from scipy import stats
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import cli, config as config_lib
 from gradual_jax.analysis import plotting
 from gradual_jax.runner import results

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import experiments
-from experiments import claims as paper_claims
+from gradual_jax import experiments
+from gradual_jax.experiments import claims as paper_claims
 from gradual_jax import cli, reproduce
 from gradual_jax import config as config_lib
 from gradual_jax.analysis import report, runs, verdicts
@@ -299,7 +299,7 @@ def test_claims_of_a_researchers_own_experiment_file_are_decided(tmp_path):
     file = tmp_path / "elsewhere" / "my_exp.py"
     file.parent.mkdir()
     file.write_text('''
-import experiments
+from gradual_jax import experiments
 from gradual_jax.analysis.claims import ANY, Arm, Claim, Question, Run, Versus
 
 CLAIMS = (Claim("mine", "my figure", "Gradual beats abrupt in my setting.", questions=(

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.arms import arm_label
 from gradual_jax.runner import results

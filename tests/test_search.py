@@ -24,7 +24,7 @@ def write_experiment(tmp_path: Path, candidates: str, name: str = "my_search") -
     (a new ``name`` for each file: an experiment file is imported once per process)."""
     file = tmp_path / f"{name}.py"
     file.write_text("\n".join([
-        "import experiments",
+        "from gradual_jax import experiments",
         "from gradual_jax import config",
         "from gradual_jax.analysis.search import Candidate",
         f"PRESETS = {{'cpu': lambda: config.apply_overrides(experiments.get_config('fig1-mnist', 'cpu'), {TINY!r})}}",
@@ -184,7 +184,7 @@ def test_search_runs_candidates_resumably_and_records_their_commands(tmp_path, c
 def test_the_figures_searches_validate_and_keep_model_and_protocol(experiment):
     """Every declared candidate resolves from the cpu preset, trains the abrupt arm only and
     changes sizes only: the model family, the optimizer, k and the batch size stay the preset's."""
-    import experiments
+    from gradual_jax import experiments
 
     base = experiments.get_config(experiment, "cpu")
     cfgs = search.configs(experiment, "cpu", search.candidates(experiment))
@@ -202,7 +202,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 def test_the_study_preset_is_the_committed_searchs_chosen_setting(experiment, schedule):
     """The verdict preset trains the sizes of the candidate the committed search chose (the
     table read afresh from the committed runs, not only the stored csv), with both arms."""
-    import experiments
+    from gradual_jax import experiments
 
     folder = RESULTS / f"{experiment}-search"
     stored = pd.read_csv(folder / search.CSV_FILE)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import config as config_lib
 from gradual_jax.runner import results, tensorboard_log
 from gradual_jax.config import ConfigError, apply_overrides, tensorboard, validate

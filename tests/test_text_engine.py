@@ -11,7 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax.core import engine
 from gradual_jax.envs import schedules
 from gradual_jax.runner import build

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import cli
 from gradual_jax.core import engine
 from gradual_jax.envs import schedules
