@@ -6,10 +6,12 @@ the summary code the figures use."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,7 +135,6 @@ def test_arms_are_named_in_words_in_one_shared_legend(tmp_path):
     assert fig.subfigs[0]._suptitle.get_text() == "Fig. 1 — random-label MNIST, MLP 4×64"
     assert ax.get_ylabel() == "train accuracy (online)" and ax.get_xlabel() == "task"
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_lines_are_seed_means_and_bands_their_t_intervals(tmp_path):
@@ -145,7 +146,6 @@ def test_lines_are_seed_means_and_bands_their_t_intervals(tmp_path):
     np.testing.assert_allclose(abrupt.get_ydata(), np.full(6, mean))
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     np.testing.assert_allclose([band.min(), band.max()], [mean - half, mean + half])
-    plt.close(fig)
 
 
 def test_task_ticks_are_whole_numbers(tmp_path):
@@ -156,7 +156,6 @@ def test_task_ticks_are_whole_numbers(tmp_path):
     low, high = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if low <= t <= high]
     assert ticks == [0, 1, 2]
-    plt.close(fig)
 
 
 def test_delta_colours_run_along_viridis_from_coarse_to_fine_and_abrupt_is_black(tmp_path):
@@ -167,7 +166,6 @@ def test_delta_colours_run_along_viridis_from_coarse_to_fine_and_abrupt_is_black
     positions = [viridis_position(lines[f"output interpolation Δ = {d:g}"]) for d in deltas]
     assert all(a < b for a, b in zip(positions, positions[1:])), positions
     assert matplotlib.colors.to_rgb(lines["abrupt"]) == (0.0, 0.0, 0.0)
-    plt.close(fig)
 
 
 @pytest.mark.parametrize("metric,base", [("online_train_acc", ("fig1-mnist", "cpu")),
@@ -182,7 +180,6 @@ def test_bands_stay_within_the_metric_range(tmp_path, metric, base):
     band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() == pytest.approx(1.0) and band.min() == pytest.approx(mean - half)
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_samples_axis(tmp_path):
@@ -191,7 +188,6 @@ def test_samples_axis(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "samples seen"
     np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), (np.arange(6) + 1) * 100)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +209,6 @@ def test_fig1_runs_of_two_models_sit_side_by_side(tmp_path):
                                  "output interpolation Δ = 0.1"]  # once each, coarse to fine
     assert all(ax.get_legend() is None for ax in fig.axes)
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_runs_of_one_setting_overlay_in_one_panel_named_by_what_differs(tmp_path):
@@ -227,7 +222,6 @@ def test_runs_of_one_setting_overlay_in_one_panel_named_by_what_differs(tmp_path
     assert legend_texts(fig)[-2:] == ["E = 10", "E = 20"]
     styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
     assert styles["E = 10: abrupt"] != styles["E = 20: abrupt"]
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +250,6 @@ def test_granularity_layout_draws_the_final_window_against_delta_under_each_part
     assert [t.get_text() for t in bottom_left.get_xticklabels()] == ["abrupt", "0.25", "1"]
     assert legend_texts(fig) == ["abrupt", "Δ = 1", "Δ = 0.25"]  # the schedule is in each panel's title
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_delta_layout_one_line_per_epochs_per_task(tmp_path):
@@ -278,7 +271,6 @@ def test_delta_layout_one_line_per_epochs_per_task(tmp_path):
     for container in bars:  # intervals clipped to [0, 1]
         for segment in container.lines[2][0].get_segments():
             assert 0 <= segment[:, 1].min() and segment[:, 1].max() <= 1
-    plt.close(fig)
 
 
 def test_each_learning_rate_of_a_run_is_its_own_line(tmp_path):
@@ -296,8 +288,6 @@ def test_each_learning_rate_of_a_run_is_its_own_line(tmp_path):
     assert lines["lr = 1e-3: output interpolation"].get_ydata() == pytest.approx([1.0, 1.0])
     assert lines["lr = 3e-4: output interpolation"].get_ydata() == pytest.approx([0.5, 0.5])
     assert lines["lr = 3e-4: abrupt"].get_ydata()[0] == pytest.approx(0.2 * 0.5)
-    plt.close(curves)
-    plt.close(delta)
 
 
 def test_methods_layout_one_point_per_arm_at_its_final_window_mean(tmp_path):
@@ -321,7 +311,6 @@ def test_methods_layout_one_point_per_arm_at_its_final_window_mean(tmp_path):
         (segment,) = container.lines[2][0].get_segments()
         np.testing.assert_allclose(segment[:, 0], [max(mean - half, 0), min(mean + half, 1)], atol=1e-12)
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_methods_layout_puts_a_crelu_run_beside_the_relu_one(tmp_path):
@@ -333,7 +322,6 @@ def test_methods_layout_puts_a_crelu_run_beside_the_relu_one(tmp_path):
     fig = plotting.figure_of(panels, "methods")
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels[7] == "abrupt (CReLU MLP 4×256)" and labels[8].startswith("output interpolation")
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +339,6 @@ def test_diagnostics_layout_has_four_panels_in_words_and_one_legend(tmp_path):
     assert legend_texts(fig) == ["abrupt", "output interpolation Δ = 0.5", "output interpolation Δ = 0.25"]
     np.testing.assert_allclose(fig.axes[3].get_lines()[0].get_ydata(), 2.0 * np.arange(6))  # abrupt: 2·task
     assert_words_only(fig)
-    plt.close(fig)
 
 
 def test_diagnostics_layout_of_a_run_without_them_exits_2_with_one_line(tmp_path, capsys):
@@ -553,3 +540,42 @@ def test_diagnostics_written_by_analyze_reach_the_figures(tmp_path):
     assert frame.loc[~late, "distance_from_init"].isna().all()  # tasks without a snapshot stay unmeasured
     written = plotting.plot_runs([run])
     assert run / "figure-diagnostics.png" in written
+
+
+# ---------------------------------------------------------------------------
+# Backends
+
+
+NO_BACKEND = "module://no_such_matplotlib_backend"  # any use of it would fail to import
+DRAW_WITHOUT_A_BACKEND = """
+import sys
+import matplotlib
+import numpy as np
+import gradual_jax, gradual_jax.analysis, gradual_jax.runner.train, gradual_jax.theory.experiment
+from gradual_jax.analysis import analyze, plotting, report, runs, verdicts
+from gradual_jax.theory import plot
+assert matplotlib.get_backend() == sys.argv[1], matplotlib.get_backend()
+written = plotting.plot_runs([sys.argv[2]])
+plot.save_figure({"quadratic": {"distances": np.array([1.0, 0.5, 0.25]), "predicted": 0.5}},
+                 [{"delta": 0.1, "max_error": 0.1, "bound": 0.2, "jump": 0.1}],
+                 [{"delta": 1.0, "dead": True, "losses": np.array([1.0, 0.5])}], sys.argv[3])
+assert matplotlib.get_backend() == sys.argv[1], matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+print(" ".join(p.name for p in written))
+"""
+
+
+def test_importing_and_drawing_leave_the_backend_alone(tmp_path):
+    """A fresh process whose backend does not exist: importing the package, the runner, the
+    analysis and the theory keeps it, and every figure is still drawn and written (PNG and
+    PDF), so no figure goes through pyplot or switches the backend."""
+    run = synthetic_run(tmp_path / "run")
+    theory = tmp_path / "theory.png"
+    env = {**os.environ, "MPLBACKEND": NO_BACKEND}
+    done = subprocess.run([sys.executable, "-c", DRAW_WITHOUT_A_BACKEND, NO_BACKEND, str(run), str(theory)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:4] == ["figure.png", "figure.pdf", "figure-diagnostics.png", "figure-diagnostics.pdf"]
+    for path in (run / "figure.png", run / "figure-diagnostics.png", theory):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "figure.pdf").read_bytes()[:5] == b"%PDF-"

@@ -22,17 +22,18 @@ def save_figure(curves: dict, tracking: list[dict], toy: list[dict], path, doubl
     ``double_well`` = (tracking rows, escape result)) the double well's distance to the moving
     minimiser, gradual vs abrupt, against the lemma's radius and the barrier. That panel is
     linear in the distance: the story is which side of r* and the barrier each arm stays on;
-    the decay rates are the first panel's."""
-    import matplotlib
+    the decay rates are the first panel's.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The figure is a :class:`matplotlib.figure.Figure` of its own, not pyplot's: writing it needs
+    no display and leaves the process's backend as it was."""
+    import matplotlib.figure  # here, not at the top: importing the theory stays light
 
     if double_well is None:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        fig = matplotlib.figure.Figure(figsize=(15, 4.2))
+        axes = fig.subplots(1, 3)
     else:
-        fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-        axes = axes.reshape(-1)
+        fig = matplotlib.figure.Figure(figsize=(13, 9))
+        axes = fig.subplots(2, 2).reshape(-1)
     ax = axes[0]
     for (name, res), color in zip(curves.items(), ("C0", "C1", "C2", "C3", "C4")):
         d = res["distances"]
@@ -84,4 +85,3 @@ def save_figure(curves: dict, tracking: list[dict], toy: list[dict], path, doubl
         ax.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
