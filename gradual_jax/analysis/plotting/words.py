@@ -41,7 +41,8 @@ METRICS = {
     "srank": ("srank", "srank of the last hidden layer (δ = 0.01)"),
     "probe_loss": ("probe loss", "cross-entropy on the probe"),
 }
-DATASETS = {"mnist": "MNIST", "emnist": "EMNIST", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
+# the data layer's data sets (``gradual_jax.envs.data.sources.DATASETS``) as the paper names them
+DATASETS = {"mnist": "MNIST", "emnist_balanced": "EMNIST", "cifar10": "CIFAR-10"}
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 _DORMANT = re.compile(r"dormant_fraction_tau(.+)")
 
