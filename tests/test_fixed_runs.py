@@ -20,8 +20,8 @@ norms to 0.5 %, accuracies to one example of its 40 images). Of the permuted-pix
 another generation; Adam turns last-bit differences in near-zero gradients into full-size
 updates, so on another CPU that lane is compared within rounding on its first task and not after it (on
 this data its numbers move by up to 0.2 % in the first task and by up to 5 % in the second).
-Whenever rows are loosened, the test says which and why (a ``LooseComparison`` warning in the
-test output's warnings summary).
+Whenever rows are loosened, the test says which and why: a line in the notes section at the end
+of the test output (``-q`` included; the ``note`` fixture of ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +122,6 @@ def loose(column: str) -> dict[str, float]:
     return {"rtol": 0, "atol": 1 / examples + 1e-6} if "_acc" in column else {"rtol": 5e-3, "atol": 1e-6}
 
 
-class LooseComparison(UserWarning):
-    """Rows of a case compared within rounding, or not compared, on a CPU other than the recording one."""
-
-
 def machine_dependent_rows(name: str, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The rows compared loosely and the rows not compared: none on the recording machine."""
     if name not in MACHINE_DEPENDENT or json.loads(MACHINE.read_text()) == machine():
@@ -150,7 +145,7 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.slow
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("name", list(CASES))
-def test_fixed_run_reproduces_recorded_numbers(name, tmp_path):
+def test_fixed_run_reproduces_recorded_numbers(name, tmp_path, note):
     got = tidy(run_case(name, tmp_path / name)).dropna(axis=1, how="all")
     want = pd.read_csv(REFERENCE)
     want = want[want["case"] == name].dropna(axis=1, how="all").reset_index(drop=True)
@@ -160,7 +155,7 @@ def test_fixed_run_reproduces_recorded_numbers(name, tmp_path):
     pd.testing.assert_frame_equal(got[KEYS + LABELS].astype(str), want[KEYS + LABELS].astype(str))
     dependent, skipped = machine_dependent_rows(name, want)
     if dependent.any() or skipped.any():
-        warnings.warn(loosened(name, want, dependent, skipped), LooseComparison)
+        note(loosened(name, want, dependent, skipped))
     for column in metric_columns(want):
         for rows, tol in ((~dependent & ~skipped, TIGHT), (dependent, loose(column))):
             np.testing.assert_allclose(got[column].to_numpy(float)[rows], want[column].to_numpy(float)[rows],

@@ -258,10 +258,11 @@ def test_bfloat16_compute_is_close_to_float32(tiny):
 
 # --------------------------------------------------------------------------- PyTorch reference
 @pytest.mark.slow
+@pytest.mark.needs_torch
 def test_matches_pytorch_reference():
     """A hand-built PyTorch ResNet-18 (torchvision's layout) with our weights: logits in train
     and eval mode, gradients, and running statistics after one training forward."""
-    torch = pytest.importorskip("torch")
+    import torch
     tnn = torch.nn
 
     class Block(tnn.Module):
