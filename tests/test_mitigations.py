@@ -470,3 +470,92 @@ def test_unit_layers_of_resnet_and_t5():
     params = abstract(lambda: t5.T5(t5.T5Config(d_model=16, num_heads=2, d_kv=8, d_ff=32), rngs=nnx.Rngs(0)))
     assert [layer.kernel for layer in t5.unit_layers(params)] == [
         "encoder_layers/0/ffn/wi/kernel", "decoder_layers/0/ffn/wi/kernel"]
+
+
+# --------------------------------------------------------------------------- hooked methods
+def _sum_of_squares(params, numbers):
+    return numbers["s"] * sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(params))
+
+
+def _add_noise(params, numbers, key):
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return tree.unflatten([x + numbers["sigma"] * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+def _halve(params, numbers, key):
+    return jax.tree.map(lambda x: x * 0.5, params)
+
+
+PENALTY = ("penalty", mit.Hooks(penalty=_sum_of_squares))
+NOISE = ("noise", mit.Hooks(after_update=_add_noise))
+HALVE = ("halve", mit.Hooks(at_boundary=_halve))
+
+
+def _lanes(on: set[str], **numbers) -> dict:
+    declared = {"penalty": {"s": numbers.get("s", 0.5)}, "noise": {"sigma": numbers.get("sigma", 0.1)}, "halve": {}}
+    return {name: mit.CustomLane.create(declared[name], on=name in on) for name in declared}
+
+
+def test_a_hooked_penalty_counts_only_where_the_lane_uses_it():
+    params = {"w": jnp.asarray([1.0, -2.0]), "b": jnp.asarray([3.0])}
+    static = mit.MitigationStructure(custom=(PENALTY, NOISE, HALVE))
+    on = mit.MitigationHParams.create(custom=_lanes({"penalty"}, s=0.5))
+    value, _ = mit.loss_terms(params, None, mit.MState(), on, static)
+    assert float(value) == 0.5 * (1 + 4 + 9)  # s·Σθ² by hand
+    grads = jax.grad(lambda p: mit.loss_terms(p, None, mit.MState(), on, static)[0])(params)
+    np.testing.assert_array_equal(grads["w"], [1.0, -2.0])  # 2s·θ
+    off = mit.MitigationHParams.create(custom=_lanes(set(), s=0.5))
+    value, grads = jax.value_and_grad(lambda p: mit.loss_terms(p, None, mit.MState(), off, static)[0])(params)
+    assert float(value) == 0.0 and all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads))
+
+
+def test_hooks_leave_a_lane_that_does_not_use_them_bit_for_bit():
+    params = {"w": jax.random.normal(jax.random.key(0), (5, 3))}
+    static = mit.MitigationStructure(custom=(PENALTY, NOISE, HALVE))
+    off = mit.MitigationHParams.create(custom=_lanes(set()))
+    out, _, _ = mit.after_step(params, None, mit.MState(), None, 0, jax.random.key(1), off, static)
+    out = mit.at_task_boundary(out, jax.random.key(2), off, static, at="after")
+    np.testing.assert_array_equal(out["w"], params["w"])
+    halve = mit.MitigationHParams.create(custom=_lanes({"halve"}))
+    np.testing.assert_array_equal(mit.at_task_boundary(params, jax.random.key(2), halve, static, at="after")["w"],
+                                  params["w"] * 0.5)
+    # the boundary hooks act after each task's readout, never before its training
+    np.testing.assert_array_equal(mit.at_task_boundary(params, jax.random.key(2), halve, static, at="before")["w"],
+                                  params["w"])
+    assert static.acts_at("after") and not static.acts_at("before")
+    assert not mit.MitigationStructure(custom=(PENALTY,)).acts_at("after")
+
+
+def test_a_hooks_key_is_its_own_whatever_else_is_compiled_in():
+    """The noise a lane draws depends on its method's name, not on the other methods of its program."""
+    params = {"w": jnp.zeros((4, 2))}
+    key = jax.random.key(3)
+    alone = mit.MitigationStructure(custom=(NOISE,))
+    shared = mit.MitigationStructure(custom=(PENALTY, NOISE, HALVE))
+    lanes = _lanes({"noise"}, sigma=1.0)
+    a, _, _ = mit.after_step(params, None, mit.MState(), None, 0, key, mit.MitigationHParams.create(
+        custom={"noise": lanes["noise"]}), alone)
+    b, _, _ = mit.after_step(params, None, mit.MState(), None, 0, key, mit.MitigationHParams.create(custom=lanes),
+                             shared)
+    np.testing.assert_array_equal(a["w"], b["w"])
+    want = _add_noise(params, {"sigma": 1.0}, jax.random.fold_in(key, zlib.crc32(b"noise") & 0x7FFFFFFF))
+    np.testing.assert_array_equal(a["w"], want["w"])
+    assert np.std(np.asarray(a["w"])) > 0
+
+
+def test_a_hooked_method_is_vmapped_with_its_numbers_per_lane():
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    static = mit.MitigationStructure(custom=(PENALTY,))
+    hps = mit.MitigationHParams.stack([mit.MitigationHParams.create(custom={"penalty": mit.CustomLane.create(
+        {"s": s}, on=on)}) for s, on in ((0.5, True), (2.0, True), (2.0, False))])
+    values = jax.vmap(lambda hp: mit.loss_terms(params, None, mit.MState(), hp, static)[0])(hps)
+    np.testing.assert_array_equal(values, [2.5, 10.0, 0.0])
+    mit.check_lanes(static, hps)
+    with pytest.raises(ValueError, match="penalty"):
+        mit.check_lanes(mit.MitigationStructure(), hps)
+
+
+def test_hooks_need_something_to_do():
+    with pytest.raises(ValueError, match="at least one"):
+        mit.Hooks()

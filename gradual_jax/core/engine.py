@@ -302,8 +302,9 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Bas
     start_params = init_params(program, hp.seed) if static.needs_init_params else None
     # the boundary's key: the step index one past the task's last step, used by no step
     boundary_key = jax.random.fold_in(jax.random.fold_in(mitigation_key(hp.seed), task), program.steps_per_task)
-    if static.shrink_perturb and static.shrink_perturb_at == "before":
-        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
+    if static.acts_at("before"):
+        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static,
+                                                                  at="before"))
     if program.reset_optimizer:  # a fresh optimizer per task (the released text code's abrupt arm)
         state = state.replace(opt_state=program.make_optimizer(hp.learning_rate).init(state.params))
 
@@ -340,8 +341,9 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Bas
         train_acc=train_acc, train_loss=train_loss, test_acc=test_acc, test_loss=test_loss,
         finite=jnp.isfinite(epoch_loss).all(), epoch_loss=epoch_loss, epoch_acc=epoch_acc, diagnostics=diag,
         readout=program.problem.readout(merge_model(program, snapshot, snapshot_stats), old, data))
-    if static.shrink_perturb and static.shrink_perturb_at == "after":  # after the readout
-        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static))
+    if static.acts_at("after"):  # after the readout
+        state = state.replace(params=mitigations.at_task_boundary(state.params, boundary_key, hp.mitigation, static,
+                                                                  at="after"))
     return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result
 
 

@@ -8,7 +8,9 @@ needs four calls: :func:`init_state`, :func:`loss_terms`, :func:`after_step`,
 * loss terms: :func:`l2`, :func:`l2_init`, :func:`spectral` (persistent power iteration);
 * :func:`shrink_perturb`;
 * ReDo: :func:`redo_scores`, :func:`redo_reset`, :func:`should_apply`;
-* continual backprop: :func:`cbp_init`, :func:`cbp_step`.
+* continual backprop: :func:`cbp_init`, :func:`cbp_step`;
+* a method from outside the package: :class:`Hooks` on its registry entry
+  (:mod:`~gradual_jax.mitigations.hooks`, :mod:`~gradual_jax.mitigations.methods`).
 
 CReLU is an activation of :class:`gradual_jax.models.mlp.MLP` (an architecture, not a step).
 """
@@ -24,6 +26,7 @@ from gradual_jax.mitigations.api import (
     loss_terms,
 )
 from gradual_jax.mitigations.cbp import CBPLayerState, cbp_init, cbp_step
+from gradual_jax.mitigations.hooks import CustomLane, Hooks
 from gradual_jax.mitigations.redo import (
     layer_scores,
     redo_reset,
@@ -48,6 +51,8 @@ from gradual_jax.mitigations.unit_reset import reset_units, unit_activity
 
 __all__ = [
     "CBPLayerState",
+    "CustomLane",
+    "Hooks",
     "MState",
     "MitigationStructure",
     "MitigationHParams",

@@ -3,13 +3,15 @@
 * :class:`MitigationHParams`: per-lane strengths (a pytree of float32 scalars, given a lane
   axis and ``vmap``-ed like ``engine.LaneHParams``). Every method's "off" value is an exact
   no-op: ``l2 = l2_init = spectral = 0``, ``shrink = 1, perturb = 0``,
-  ``redo_threshold <= 0``, ``cbp_rate = 0``.
+  ``redo_threshold <= 0``, ``cbp_rate = 0``; a hooked method's lanes carry its numbers and
+  whether they use it (:class:`~gradual_jax.mitigations.hooks.CustomLane`).
 * :class:`MitigationStructure`: static structure: which methods the compiled program contains
-  (the union over its lanes), periods, targets, which layers. Hashable.
+  (the union over its lanes), periods, targets, which layers, the hooked methods. Hashable.
 * :func:`init_state` → :class:`MState` (spectral power-iteration vectors, CBP utilities/ages,
   ReDo counters); :func:`loss_terms` (add to the loss, inside ``value_and_grad``);
-  :func:`after_step` (after the optimizer update: CBP every step, ReDo every N steps);
-  :func:`at_task_boundary` (Shrink & Perturb).
+  :func:`after_step` (after the optimizer update: CBP every step, ReDo every N steps, then the
+  hooked methods' ``after_update``); :func:`at_task_boundary` (Shrink & Perturb, and the hooked
+  methods' ``at_boundary`` after each task's readout).
 
 The paper's strengths per model live with the experiments (``experiments/``), as
 ``MitigationsConfig`` values; ``gradual_jax.runner.sweep`` turns them into these numbers.
@@ -18,7 +20,7 @@ The paper's strengths per model live with the experiments (``experiments/``), as
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,7 @@ import optax
 from flax import struct
 
 from gradual_jax.mitigations import cbp as cbp_lib
+from gradual_jax.mitigations import hooks as hooks_lib
 from gradual_jax.mitigations import redo as redo_lib
 from gradual_jax.mitigations import regularizers as reg
 from gradual_jax.mitigations.shrink_perturb import shrink_perturb
@@ -52,14 +55,17 @@ class MitigationHParams:
     cbp_rate: jax.Array  # continual backprop replacement rate ρ (0 = off)
     cbp_maturity: jax.Array  # CBP maturity threshold m, in steps
     cbp_decay: jax.Array  # CBP utility decay η
+    # the hooked methods compiled into the program, by name (empty without any: no leaves)
+    custom: dict[str, hooks_lib.CustomLane] = struct.field(default_factory=dict)
 
     @classmethod
-    def create(cls, **values: float) -> MitigationHParams:
+    def create(cls, custom: Mapping[str, hooks_lib.CustomLane] | None = None, **values: float) -> MitigationHParams:
         """One lane, every method off unless given (see the field comments)."""
         unknown = set(values) - set(_OFF)
         if unknown:
             raise TypeError(f"unknown mitigation hyperparameters {sorted(unknown)}; known: {sorted(_OFF)}")
-        return cls(**{k: jnp.asarray(values.get(k, v), jnp.float32) for k, v in _OFF.items()})
+        return cls(**{k: jnp.asarray(values.get(k, v), jnp.float32) for k, v in _OFF.items()},
+                   custom=dict(custom or {}))
 
     @classmethod
     def stack(cls, lanes: Sequence[MitigationHParams]) -> MitigationHParams:
@@ -87,6 +93,7 @@ class MitigationStructure:
     cbp: bool = False
     unit_layers: tuple[UnitLayer, ...] | None = None  # None: the MLP's (models.mlp.unit_layers)
     init_fn: InitFn = torch_uniform  # distribution of redrawn incoming weights (ReDo, CBP)
+    custom: tuple[tuple[str, hooks_lib.Hooks], ...] = ()  # the hooked methods compiled in, in registry order
 
     def __post_init__(self):
         choices = {"spectral_target": ("init", "one"), "shrink_perturb_at": ("after", "before")}
@@ -109,6 +116,11 @@ class MitigationStructure:
     def needs_init_params(self) -> bool:
         """Whether :func:`loss_terms` needs the lane's initial parameters."""
         return self.l2_init
+
+    def acts_at(self, at: str) -> bool:
+        """Whether :func:`at_task_boundary` does anything ``"before"`` or ``"after"`` a task."""
+        return ((self.shrink_perturb and self.shrink_perturb_at == at)
+                or (at == "after" and hooks_lib.uses_boundary(self.custom)))
 
 
 @struct.dataclass
@@ -155,6 +167,8 @@ def loss_terms(params, init_params, mstate: MState, mhp: MitigationHParams,
                                      bias_l2=static.spectral_bias_l2, exclude=static.spectral_exclude)
         total = total + term
         mstate = mstate.replace(spectral=vectors)
+    if static.custom:
+        total = total + hooks_lib.penalty(params, static.custom, mhp.custom)
     return total, mstate
 
 
@@ -165,8 +179,9 @@ def _counts(masks) -> jax.Array:
 def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] | None, step, key: jax.Array,
                mhp: MitigationHParams, static: MitigationStructure, *,
                optimizer: optax.GradientTransformation | None = None, valid: jax.Array | None = None):
-    """Continual backprop (every step) then ReDo (when :func:`redo.should_apply`), after the
-    optimizer update of step ``step`` (0-based, counted over the lane's whole run, not per task).
+    """Continual backprop (every step), ReDo (when :func:`redo.should_apply`), then the hooked
+    methods' ``after_update``, after the optimizer update of step ``step`` (0-based, counted over
+    the lane's whole run, not per task).
 
     ``features``: post-activation features of the step's forward pass, one array per unit layer
     (``model.logits_and_unit_features``: the step's own forward pass); ``valid``: the batch's mask of real
@@ -174,8 +189,17 @@ def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] 
     Returns ``(params, opt_state, mstate)``; with every strength off they are the inputs bit
     for bit (apart from CBP's ages/utilities, which always advance).
     """
-    if not static.needs_features:
-        return params, opt_state, mstate
+    if static.needs_features:
+        params, opt_state, mstate = _unit_resets(params, opt_state, mstate, features, step, key, mhp, static,
+                                                 optimizer=optimizer, valid=valid)
+    if static.custom:
+        params = hooks_lib.after_update(params, static.custom, mhp.custom, key)
+    return params, opt_state, mstate
+
+
+def _unit_resets(params, opt_state, mstate: MState, features, step, key: jax.Array, mhp: MitigationHParams,
+                 static: MitigationStructure, *, optimizer, valid):
+    """Continual backprop, then ReDo when due: the methods that replace units."""
     if features is None:
         raise ValueError("after_step needs the step's features when ReDo or continual backprop is on")
     layers = resolve_layers(params, static.unit_layers)
@@ -202,12 +226,17 @@ def after_step(params, opt_state, mstate: MState, features: Sequence[jax.Array] 
     return params, opt_state, mstate
 
 
-def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: MitigationStructure):
-    """Shrink & Perturb, if compiled in. The engine calls it after each task's training
-    (``static.shrink_perturb_at == "after"``) or before each task's (``"before"``)."""
-    if not static.shrink_perturb:
-        return params
-    return shrink_perturb(params, key, mhp.shrink, mhp.perturb)
+def at_task_boundary(params, key: jax.Array, mhp: MitigationHParams, static: MitigationStructure, *,
+                     at: str | None = None):
+    """What acts at a task boundary: Shrink & Perturb (``static.shrink_perturb_at``) and the
+    hooked methods' ``at_boundary`` (after each task's readout). The engine calls it with ``at``
+    ``"before"`` each task's training and ``"after"`` its readout, where :meth:`~MitigationStructure.acts_at`
+    says it acts; ``at=None`` applies everything compiled in."""
+    if static.shrink_perturb and at in (None, static.shrink_perturb_at):
+        params = shrink_perturb(params, key, mhp.shrink, mhp.perturb)
+    if static.custom and at in (None, "after"):
+        params = hooks_lib.at_boundary(params, static.custom, mhp.custom, key)
+    return params
 
 
 def check_lanes(static: MitigationStructure, mhp: MitigationHParams) -> None:
@@ -224,5 +253,7 @@ def check_lanes(static: MitigationStructure, mhp: MitigationHParams) -> None:
     enabled = {"l2": static.l2, "l2_init": static.l2_init, "spectral": static.spectral,
                "shrink_perturb": static.shrink_perturb, "redo": static.redo, "cbp": static.cbp}
     missing = [name for name, u in used.items() if u and not enabled[name]]
+    compiled = dict(static.custom)
+    missing += [name for name, lane in mhp.custom.items() if np.any(np.asarray(lane.on)) and name not in compiled]
     if missing:
         raise ValueError(f"lanes use {missing} but the MitigationStructure does not compile them in")

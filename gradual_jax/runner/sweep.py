@@ -12,7 +12,7 @@ from gradual_jax.config import ExperimentConfig, MitigationsConfig, SweepConfig
 from gradual_jax.core.engine import LaneHParams
 from gradual_jax import models
 from gradual_jax.mitigations import MitigationStructure, MitigationHParams
-from gradual_jax.mitigations.methods import METHODS
+from gradual_jax.mitigations.methods import METHODS, hooked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +50,12 @@ def expand(sweep: SweepConfig) -> list[Lane]:
 
 
 def lane_mitigation(method: str, m: MitigationsConfig) -> MitigationHParams:
-    """A lane's mitigation numbers: its method's strengths from the config, every other off."""
-    return MitigationHParams.create(**METHODS.get(method).strengths(m))
+    """A lane's mitigation numbers: its method's strengths from the config, every other off
+    (a hooked method's: its numbers from ``mitigations.custom``, switched on)."""
+    entry = METHODS.get(method)
+    if entry.hooks is not None:
+        return MitigationHParams.create(custom={method: entry.custom_lane(m, on=True)})
+    return MitigationHParams.create(**entry.strengths(m))
 
 
 def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "mlp") -> MitigationStructure:
@@ -62,13 +66,17 @@ def mitigation_structure(lanes: list[Lane], m: MitigationsConfig, model: str = "
     switched_on = {key: value for method in METHODS.registered() if method.name in used
                    for key, value in method.structure(m).items()}
     settings = {"spectral_target": m.spectral_target, "shrink_perturb_at": m.shrink_perturb_at}
-    return MitigationStructure(**models.get(model).mitigation, **{**settings, **switched_on})
+    custom = tuple((method.name, method.hooks) for method in hooked(used))
+    return MitigationStructure(**models.get(model).mitigation, **{**settings, **switched_on}, custom=custom)
 
 
 def to_hparams(lanes: list[Lane], mitigations: MitigationsConfig = MitigationsConfig()) -> LaneHParams:
-    """Stack lanes into the vmappable pytree (abrupt lanes carry Δ = 1, never read)."""
+    """Stack lanes into the vmappable pytree (abrupt lanes carry Δ = 1, never read). Every lane
+    carries every hooked method of the program: its own switched on, the others off."""
+    off = {method.name: method.custom_lane(mitigations, on=False) for method in hooked(lane.method for lane in lanes)}
+    numbers = [lane_mitigation(lane.method, mitigations) for lane in lanes]
     return LaneHParams(
-        mitigation=MitigationHParams.stack([lane_mitigation(lane.method, mitigations) for lane in lanes]),
+        mitigation=MitigationHParams.stack([n.replace(custom={**off, **n.custom}) for n in numbers]),
         seed=jnp.asarray([lane.seed for lane in lanes], jnp.int32),
         schedule=jnp.asarray([schedules.schedule_id(lane.schedule) for lane in lanes], jnp.int32),
         delta=jnp.asarray([1.0 if lane.delta is None else lane.delta for lane in lanes], jnp.float32),
