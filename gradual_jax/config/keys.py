@@ -79,13 +79,17 @@ def _type_name(annotation: Any) -> str:
         return f"{_type_name(inner)} or none"
     if typing.get_origin(annotation) is tuple:
         return f"list of {_type_name(typing.get_args(annotation)[0])}"
+    if typing.get_origin(annotation) is dict:
+        return f"NAME={_type_name(typing.get_args(annotation)[1])} list"
     return annotation.__name__
 
 
 def format_value(value: Any) -> str:
-    """A value as ``--set`` writes it: lists comma separated, true/false, none."""
+    """A value as ``--set`` writes it: lists comma separated, mappings as NAME=VALUE items, true/false, none."""
     if isinstance(value, tuple):
         return ",".join(format_value(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{name}={format_value(v)}" for name, v in value.items())
     if isinstance(value, bool):
         return "true" if value else "false"
     return "none" if value is None else str(value)

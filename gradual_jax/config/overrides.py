@@ -1,5 +1,7 @@
 """Dotted-key overrides (``--set protocol.batch_size=8``) parsed into the field's type, and the
-config as a plain dict and back (``config.json``)."""
+config as a plain dict and back (``config.json``). A mapping field takes ``NAME=VALUE`` items
+(``--set mitigations.custom=clip=0.5``) or one entry at a time (``--set mitigations.custom.clip=0.5``;
+``none`` removes it)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,21 @@ def _is_config(obj: Any) -> bool:
 
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` of ``X | None`` (``annotation`` itself otherwise)."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return typing.get_origin(_without_none(annotation)) is dict
+
+
+def _mapping_value(annotation: Any) -> type:
+    return typing.get_args(_without_none(annotation))[1]
 
 
 def _parse_scalar(text: str, kind: type, key: str) -> Any:
@@ -51,6 +68,8 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return parse_value(text, inner, key)
+    if origin is dict:
+        return _parse_mapping(text, args[1], key)
     if origin is tuple:
         inner = text.strip()
         if inner.startswith("[") and inner.endswith("]") or inner.startswith("(") and inner.endswith(")"):
@@ -63,6 +82,17 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
                               f"{key}=0,1,2")
         return tuple(_parse_scalar(t, args[0], key) for t in items)
     return _parse_scalar(text, annotation, key)
+
+
+def _parse_mapping(text: str, kind: type, key: str) -> dict[str, Any]:
+    """``name=value,name=value`` into ``{name: value}`` (each value parsed as ``kind``)."""
+    items = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{key}={text!r}: expected NAME=VALUE items separated by commas, e.g. {key}=clip=0.5")
+        items[name.strip()] = _parse_scalar(value, kind, f"{key}.{name.strip()}")
+    return items
 
 
 def apply_overrides(config: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
@@ -87,6 +117,12 @@ def _set(node: Any, path: list[str], text: str, key: str) -> Any:
             raise ConfigError(f"{key} is a section; set one of its fields: "
                               + ", ".join(f"{key}.{f}" for f in _field_types(type(child))))
         return dataclasses.replace(node, **{name: parse_value(text, types_[name], key)})
+    if len(path) == 2 and _is_mapping(types_[name]):  # one entry of a mapping: mitigations.custom.clip=0.5
+        if text.strip().lower() in ("none", "null", ""):
+            entries = {k: v for k, v in (child or {}).items() if k != path[1]}
+        else:
+            entries = {**(child or {}), path[1]: parse_value(text, _mapping_value(types_[name]), key)}
+        return dataclasses.replace(node, **{name: entries or None})
     if not _is_config(child):
         raise ConfigError(f"unknown config key {key!r}: {'.'.join(path[:1])} is not a section")
     return dataclasses.replace(node, **{name: _set(child, path[1:], text, key)})

@@ -12,6 +12,7 @@ from gradual_jax import models
 from gradual_jax.envs import families, schedules
 from gradual_jax.envs.data import DATASETS
 from gradual_jax.envs.data import SOURCES as DATA_SOURCES
+from gradual_jax.mitigations import methods
 # The built-in task families and their tables, read from the registry (gradual_jax/envs/families.py)
 # for the documented choices; validation reads the registry itself, so registered additions count.
 IMAGE_FAMILIES = families.names("image")
@@ -32,7 +33,7 @@ MAX_SEED = 2**31 - 1  # the engine's lane seeds are int32
 MAX_INT = 2**31 - 1  # counts (steps, epochs, tasks, sizes) reach the device as int32
 MIN_DELTA = 1e-4  # Δ: at most 10,000 stages per transition (a stage's index times the steps must fit int32)
 ON_NONFINITE = ("warn", "stop")
-METHODS = ("none", "l2", "l2_init", "shrink_perturb", "redo", "spectral", "cbp")
+METHODS = methods.METHODS.built_in  # the built-in mitigations (validation reads the registry itself)
 INITS = ("torch", "torchvision")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 SHRINK_PERTURB_AT = ("after", "before")
@@ -186,18 +187,13 @@ class MitigationsConfig:
     cbp_rate: float | None = setting(None, "cbp: replacement rate of mature units per step")
     cbp_maturity: float | None = setting(None, "cbp: steps before a unit can be replaced")
     cbp_decay: float | None = setting(None, "cbp: decay of the running utility")
+    custom: dict[str, float] | None = setting(None, "a registered method's own numbers, NAME=VALUE each (e.g. "
+                                                    "clip=0.5, or --set mitigations.custom.clip=0.5): the names "
+                                                    "its entry declares (Method.numbers)")
 
 
-# sweep.methods -> the mitigations.* strengths it reads
-METHOD_STRENGTHS = {
-    "none": (),
-    "l2": ("l2",),
-    "l2_init": ("l2_init",),
-    "shrink_perturb": ("shrink", "perturb"),
-    "redo": ("redo_threshold", "redo_max_fraction", "redo_every", "redo_after"),
-    "spectral": ("spectral",),
-    "cbp": ("cbp_rate", "cbp_maturity", "cbp_decay"),
-}
+# sweep.methods -> the mitigations.* strengths it reads (the built-ins'; a method reads what its entry declares)
+METHOD_STRENGTHS = {name: methods.METHODS.get(name).reads for name in METHODS}
 
 
 @dataclasses.dataclass(frozen=True)

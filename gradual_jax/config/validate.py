@@ -11,12 +11,12 @@ from typing import Any
 from gradual_jax import models
 from gradual_jax.config.overrides import _field_types, _is_config
 from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, INITS, MAX_INT, MAX_SEED,
-                                       METHOD_STRENGTHS, METHODS, METRICS, MIN_DELTA, ON_NONFINITE, OPTIMIZERS,
-                                       SHRINK_PERTURB_AT, SPECTRAL_TARGETS, TEXT_FAMILIES, ConfigError,
-                                       ExperimentConfig)
+                                       METRICS, MIN_DELTA, ON_NONFINITE, OPTIMIZERS, SHRINK_PERTURB_AT,
+                                       SPECTRAL_TARGETS, ConfigError, ExperimentConfig)
 from gradual_jax.envs import families, schedules
 from gradual_jax.envs.data import NUM_CLASSES
 from gradual_jax.envs.data import sources as data_sources
+from gradual_jax.mitigations.methods import METHODS
 from gradual_jax.config import tensorboard
 
 
@@ -46,7 +46,13 @@ def _check_types(node: Any, prefix: str = "") -> None:
                 continue
             (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
             origin = typing.get_origin(annotation)
-        if origin is tuple:
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}={value!r}: expected a mapping of names to numbers")
+            for name, item in value.items():
+                _check_scalar(f"{key}.{name}", name, str)
+                _check_scalar(f"{key}.{name}", item, typing.get_args(annotation)[1])
+        elif origin is tuple:
             (inner,) = typing.get_args(annotation)[:1]
             if not isinstance(value, tuple) or not value:
                 raise ConfigError(f"{key}={value!r}: expected a non-empty tuple of {inner.__name__}")
@@ -86,10 +92,20 @@ def _number(key: str, value: float, *, low: float = 0.0, high: float | None = No
 
 
 def validate(config: ExperimentConfig) -> ExperimentConfig:
-    """Check every field; return the config unchanged or raise ConfigError."""
-    _check_types(config)
-    d, t, p, m, o, s, r = (config.data, config.task, config.protocol, config.model,
-                           config.optim, config.sweep, config.run)
+    """Check every field; return the config unchanged or raise ConfigError (the first of
+    :data:`STEPS` to find a fault says what it is)."""
+    for step in STEPS:
+        step(config)
+    return config
+
+
+def _is_text(config: ExperimentConfig) -> bool:
+    return families.get(config.task.family).kind == "text"
+
+
+def _check_data(config: ExperimentConfig) -> None:
+    """The image data set, its source and the sizes of its fixed subsets."""
+    d = config.data
     _choice("data.dataset", d.dataset, DATASETS)
     _choice("data.source", d.source, DATA_SOURCES)
     if d.source == "tfds" and not data_sources.tfds_installed():
@@ -100,21 +116,41 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"data.test_per_class={d.test_per_class}: expected an integer >= 0")
     if d.subset_seed < 0:
         raise ConfigError(f"data.subset_seed={d.subset_seed}: expected an integer >= 0")
-    _choice("task.family", t.family, families.names())
-    if t.family == "random_labels" and d.test_per_class > 0:
-        raise ConfigError(f"data.test_per_class={d.test_per_class} with task.family=random_labels: each task "
-                          "permutes the training label array, so a test split has no meaningful label; set "
-                          "data.test_per_class=0 (task.family=permuted_pixels has a test split)")
+
+
+def _check_family(config: ExperimentConfig) -> None:
+    """A registered task family; an image family without a test split takes no test images."""
+    d, name = config.data, config.task.family
+    _choice("task.family", name, families.names())
+    family = families.get(name)
+    if family.kind == "image" and not family.has_test and d.test_per_class > 0:
+        why = family.no_test or "it has no test split"
+        raise ConfigError(f"data.test_per_class={d.test_per_class} with task.family={name}: {why}; set "
+                          f"data.test_per_class=0 ({_with_test('image', 'task.family=', 'has a test split')})")
+
+
+def _with_test(kind: str, prefix: str, verb: str) -> str:
+    """``task.family=permuted_pixels has a test split``: the families of ``kind`` that have one."""
+    return f"{' or '.join(prefix + name for name in families.with_test(kind))} {verb}"
+
+
+def _check_schedules(config: ExperimentConfig) -> None:
+    """Registered schedules, each one that moves something the family changes."""
+    s, family = config.sweep, config.task.family
     for name in s.schedules:
         _choice("sweep.schedules", name, schedules.NAMES)
-    allowed = families.schedules_for(t.family)
+    allowed = families.schedules_for(family)
     for name in s.schedules:
         if name not in allowed:
-            why = families.refusal(t.family, name)
-            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={t.family}; "
+            why = families.refusal(family, name)
+            raise ConfigError(f"sweep.schedules: {name} is not available for task.family={family}; "
                               f"choose among {', '.join(allowed)}" + (f"; {why}" if why else ""))
-    _positive_int("task.num_tasks", t.num_tasks)
-    text = families.get(t.family).kind == "text"
+    _positive_int("task.num_tasks", config.task.num_tasks)
+
+
+def _check_protocol(config: ExperimentConfig) -> None:
+    """E and B positive, k·E a whole number of epochs."""
+    p = config.protocol
     _positive_int("protocol.epochs_per_task", p.epochs_per_task)
     _positive_int("protocol.batch_size", p.batch_size)
     k = p.transition_ratio
@@ -123,19 +159,29 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if abs(k * p.epochs_per_task - round(k * p.epochs_per_task)) > 1e-9:
         raise ConfigError(f"protocol.transition_ratio (k)={k}: k·E = {k * p.epochs_per_task} must be a "
                           f"whole number of epochs (E = protocol.epochs_per_task = {p.epochs_per_task})")
-    if text:
+
+
+def _check_training_set(config: ExperimentConfig) -> None:
+    """The text section for a text family; otherwise a batch no larger than the images."""
+    if _is_text(config):
         _validate_text(config)
-    else:
-        num_train = d.train_per_class * NUM_CLASSES[d.dataset]
-        if p.batch_size > num_train:
-            raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
-                              f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
-    _choice("model.name", m.name, tuple(models.MODELS))
+        return
+    d, p = config.data, config.protocol
+    num_train = d.train_per_class * NUM_CLASSES[d.dataset]
+    if p.batch_size > num_train:
+        raise ConfigError(f"protocol.batch_size={p.batch_size} is larger than the training set "
+                          f"({num_train} = data.train_per_class × {NUM_CLASSES[d.dataset]} classes)")
+
+
+def _check_model(config: ExperimentConfig) -> None:
+    """A registered model that takes what the family gives, and its sizes."""
+    m, family, text = config.model, config.task.family, _is_text(config)
+    _choice("model.name", m.name, models.names())
     if text != (models.get(m.name).inputs == "text"):
         fitting = models.names(inputs="text" if text else "images")
-        raise ConfigError(f"model.name={m.name!r} does not fit task.family={t.family!r}: the text families "
-                          f"({', '.join(TEXT_FAMILIES)}) need a text model and the image families an image model; "
-                          f"for this family choose one of: {', '.join(fitting)}")
+        raise ConfigError(f"model.name={m.name!r} does not fit task.family={family!r}: the text families "
+                          f"({', '.join(families.names('text'))}) need a text model and the image families an "
+                          f"image model; for this family choose one of: {', '.join(fitting)}")
     _choice("model.init", m.init, INITS)
     _choice("model.compute_dtype", m.compute_dtype, COMPUTE_DTYPES)
     if not m.width_multiplier > 0:
@@ -144,6 +190,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         _positive_int(f"model.{name}", getattr(m, name))
     for width in m.hidden_sizes:
         _positive_int("model.hidden_sizes", width)
+
+
+def _check_optim(config: ExperimentConfig) -> None:
+    o = config.optim
     _choice("optim.name", o.name, OPTIMIZERS)
     _number("optim.b1", o.b1, high=1, high_open=True)
     _number("optim.b2", o.b2, high=1, high_open=True)
@@ -151,21 +201,37 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _number("optim.weight_decay", o.weight_decay)
     if o.name == "adam" and o.weight_decay != 0:
         raise ConfigError("optim.weight_decay is only used by optim.name=adamw; set it to 0 or use adamw")
-    for seed in s.seeds:
+
+
+def _check_seeds(config: ExperimentConfig) -> None:
+    for seed in config.sweep.seeds:
         if not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"sweep.seeds: {seed} is out of range; seeds are integers in [0, {MAX_SEED}] "
                               "(the engine's seeds are int32)")
+
+
+def _check_methods(config: ExperimentConfig) -> None:
+    """Registered methods, each with every strength (or declared number) it reads set."""
+    s, mit = config.sweep, config.mitigations
     for method in s.methods:
-        _choice("sweep.methods", method, METHODS)
-    mit = config.mitigations
+        _choice("sweep.methods", method, METHODS.names())
     _choice("mitigations.shrink_perturb_at", mit.shrink_perturb_at, SHRINK_PERTURB_AT)
     _choice("mitigations.spectral_target", mit.spectral_target, SPECTRAL_TARGETS)
     for method in s.methods:
-        for name in METHOD_STRENGTHS[method]:
+        for name in METHODS.get(method).reads:
             if getattr(mit, name) is None:
                 raise ConfigError(f"mitigations.{name} is not set, but sweep.methods includes {method}; set it "
                                   f"(e.g. --set mitigations.{name}=VALUE; the paper's values per model are in the "
                                   "experiments: experiments.MLP_MITIGATIONS, fig1_cifar.py, fig2_seq2seq.py)")
+        for name in METHODS.get(method).numbers:
+            if name not in (mit.custom or {}):
+                raise ConfigError(f"mitigations.custom.{name} is not set, but sweep.methods includes {method}; "
+                                  f"set it (e.g. --set mitigations.custom.{name}=VALUE)")
+
+
+def _check_strengths(config: ExperimentConfig) -> None:
+    """Each strength in its range; each custom number one that a registered method declares."""
+    mit = config.mitigations
     if mit.redo_every is not None:
         _positive_int("mitigations.redo_every", mit.redo_every)
     if mit.redo_after is not None and mit.redo_after < 0:
@@ -176,29 +242,47 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     for name in ("redo_max_fraction", "cbp_decay"):
         if getattr(mit, name) is not None:
             _number(f"mitigations.{name}", getattr(mit, name), high=1)
-    for delta in s.deltas:
+    declared = {number: method.name for method in METHODS.registered() for number in method.numbers}
+    for name in mit.custom or {}:
+        if name not in declared:
+            known = ", ".join(f"{number} ({method})" for number, method in declared.items()) or "none"
+            raise ConfigError(f"mitigations.custom.{name}: no registered method declares a number {name!r}; "
+                              f"declared: {known}")
+
+
+def _check_deltas(config: ExperimentConfig) -> None:
+    for delta in config.sweep.deltas:
         schedules.check_delta(delta, key="sweep.deltas", error=ConfigError)
         if delta < MIN_DELTA:
             raise ConfigError(f"sweep.deltas: Δ={delta!r} is below the smallest allowed, {MIN_DELTA:g} "
                               f"({1 / MIN_DELTA:,.0f} stages per transition)")
-    _check_unique(s)
-    _check_step_counts(config)
-    for lr in s.learning_rates:
+
+
+def _check_learning_rates(config: ExperimentConfig) -> None:
+    for lr in config.sweep.learning_rates:
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"sweep.learning_rates: {lr} is not a positive number")
-    _choice("metric", config.metric, METRICS)
-    if "bleu" in config.metric and not text:
-        raise ConfigError(f"metric={config.metric} is a text metric; task.family={t.family!r} is not a text family")
-    if config.metric.startswith("test_"):
-        if text and t.family != "bigram_cipher":
-            raise ConfigError(f"metric={config.metric} needs a test split; task.family={t.family} has none "
-                              "(bigram_cipher has one)")
-        if t.family == "random_labels":
-            raise ConfigError(f"metric={config.metric} needs a test split; task.family=random_labels has none "
-                              "(its labels are per-task permutations of the training labels; permuted_pixels "
-                              "has one)")
-        if not text and d.test_per_class == 0:
-            raise ConfigError(f"metric={config.metric} needs a test split: set data.test_per_class >= 1")
+
+
+def _check_metric(config: ExperimentConfig) -> None:
+    """A metric the family measures: BLEU-2 for text only, test metrics where there is a test split."""
+    metric, name, text = config.metric, config.task.family, _is_text(config)
+    family = families.get(name)
+    _choice("metric", metric, METRICS)
+    if "bleu" in metric and not text:
+        raise ConfigError(f"metric={metric} is a text metric; task.family={name!r} is not a text family")
+    if metric.startswith("test_"):
+        if not family.has_test:
+            why = f"{family.no_test}; " if family.no_test else ""
+            raise ConfigError(f"metric={metric} needs a test split; task.family={name} has none "
+                              f"({why}{_with_test(family.kind, '', 'has one')})")
+        if not text and config.data.test_per_class == 0:
+            raise ConfigError(f"metric={metric} needs a test split: set data.test_per_class >= 1")
+
+
+def _check_outputs(config: ExperimentConfig) -> None:
+    """Readout chunks, what a NaN does, checkpoints and snapshots."""
+    r = config.run
     _positive_int("run.eval_batch_size", r.eval_batch_size)
     _choice("run.on_nonfinite", r.on_nonfinite, ON_NONFINITE)
     if r.checkpoint_every < 0:
@@ -206,15 +290,23 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _positive_int("run.checkpoints_to_keep", r.checkpoints_to_keep)
     if r.snapshot_every < 0:
         raise ConfigError(f"run.snapshot_every={r.snapshot_every}: expected an integer >= 0 (0: never)")
-    g = config.diagnostics
+
+
+def _check_diagnostics(config: ExperimentConfig) -> None:
+    g, m = config.diagnostics, config.model
     _positive_int("diagnostics.hessian_iters", g.hessian_iters)
     _positive_int("diagnostics.probe_size", g.probe_size)
     for tau in g.dormant_taus:
         if not 0 <= tau < 1:
             raise ConfigError(f"diagnostics.dormant_taus: {tau} must lie in [0, 1)")
     _number("diagnostics.redo_threshold", g.redo_threshold)
-    if g.enabled and "hidden_sizes" in models.get(m.name).keys and not text:
+    if g.enabled and "hidden_sizes" in models.get(m.name).keys and not _is_text(config):
         _check_dormant_taus(config)
+
+
+def _check_execution(config: ExperimentConfig) -> None:
+    """How the lanes are laid out, and TensorBoard where it is asked for."""
+    r = config.run
     if r.lanes_per_chunk < 0:
         raise ConfigError(f"run.lanes_per_chunk={r.lanes_per_chunk}: expected an integer >= 0 (0: one chunk)")
     if r.vmap_lanes < 0:
@@ -222,13 +314,12 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if r.tensorboard and not tensorboard.installed():
         raise ConfigError(f"run.tensorboard=true needs {tensorboard.WRITER_PACKAGE}, which is not installed: "
                           f"{tensorboard.INSTALL}")
-    return config
 
 
-def _check_unique(sweep: Any) -> None:
+def _check_unique(config: ExperimentConfig) -> None:
     """A value twice in a sweep list would train the same lanes twice into duplicate rows."""
     for name in ("seeds", "schedules", "deltas", "learning_rates", "methods"):
-        values = getattr(sweep, name)
+        values = getattr(config.sweep, name)
         repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
         if repeated:
             raise ConfigError(f"sweep.{name}: {', '.join(map(str, repeated))} given more than once; list each "
@@ -239,7 +330,7 @@ def _check_step_counts(config: ExperimentConfig) -> None:
     """The step counter of a task, and a transition's stage index times its steps, are int32 on the
     device: refuse an E, k, data size or Δ that would overflow them (before any data is loaded)."""
     p, s = config.protocol, config.sweep
-    if families.get(config.task.family).kind == "text":
+    if _is_text(config):
         num_train = config.text.num_train
     else:
         num_train = config.data.train_per_class * NUM_CLASSES[config.data.dataset]
@@ -296,5 +387,8 @@ def _validate_text(config: ExperimentConfig) -> None:
         raise ConfigError(f"text.test_from_train needs text.num_test ({x.num_test}) <= text.num_train ({x.num_train})")
 
 
-# Keys that may differ when a run resumes: where the data lives, how long the run is,
-# and how it executes. Every other key must match the checkpoint's config.
+# What validate checks, in order: each step one group of fields.
+STEPS = (_check_types, _check_data, _check_family, _check_schedules, _check_protocol, _check_training_set,
+         _check_model, _check_optim, _check_seeds, _check_methods, _check_strengths, _check_deltas, _check_unique,
+         _check_step_counts, _check_learning_rates, _check_metric, _check_outputs, _check_diagnostics,
+         _check_execution)

@@ -4,7 +4,8 @@ A family declares its kind (``image``: the :class:`~gradual_jax.envs.image.Class
 problem over an image data set; ``text``: the T5's seq2seq problem), which of the schedules'
 :data:`~gradual_jax.envs.schedules.MOVES` it can move toward task t+1, the metric columns it
 has, and ``make``, what builds its tasks (an image family: the
-:class:`~gradual_jax.envs.image.TaskFamily`; a text family: its task generator). The schedules a
+:class:`~gradual_jax.envs.image.TaskFamily`; a text family: ``make(text)``, its task spec from
+the config's ``text`` section, :class:`~gradual_jax.envs.text.tasks.TextSpec`). The schedules a
 family runs are those that move something it can move, plus abrupt; the config's family
 tables and its refusals are read from here, so a family is one registration next to its code
 (``gradual_jax/envs/image.py``, ``gradual_jax/envs/text/tasks.py``). Those modules are
@@ -35,8 +36,8 @@ class Family:
       (``{schedule}`` is replaced by the schedule's name); without one the refusal says what it
       can move instead.
     make: what builds its tasks: an image family's :class:`~gradual_jax.envs.image.TaskFamily`;
-      a text family's spec from the config's ``text`` section (``make(text) -> spec``, the spec
-      giving ``sample(key, task)``, see :mod:`gradual_jax.envs.text.tasks`).
+      a text family's spec from the config's ``text`` section (``make(text) -> spec``, a
+      :class:`~gradual_jax.envs.text.tasks.TextSpec`: sizes and ``sample(key, task)``).
     """
 
     name: str
@@ -47,10 +48,16 @@ class Family:
     cannot_move: Mapping[str, str] = dataclasses.field(default_factory=dict)
     words: str = ""  # its name in figures: "random-label" (an image family, before its data set), "Bigram Cipher"
     caption: str = ""  # what one of its tasks is, for a figure's caption
+    no_test: str = ""  # why its tasks have no test split, for a family without one (the refusals quote it)
 
     @property
     def display(self) -> str:
         return self.words or self.name.replace("_", " ")
+
+    @property
+    def has_test(self) -> bool:
+        """Whether its tasks have a test split: it measures ``test_acc``."""
+        return "test_acc" in self.metrics
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -70,6 +77,11 @@ register, unregister = FAMILIES.register, FAMILIES.unregister
 def names(kind: str | None = None) -> tuple[str, ...]:
     """The registered families (of one kind): image families first, each kind in registration order."""
     return tuple(f.name for k in (KINDS if kind is None else (kind,)) for f in FAMILIES.registered() if f.kind == k)
+
+
+def with_test(kind: str) -> tuple[str, ...]:
+    """The registered families of ``kind`` whose tasks have a test split."""
+    return tuple(name for name in names(kind) if FAMILIES.get(name).has_test)
 
 
 def get(name: str) -> Family:

@@ -88,7 +88,8 @@ families.register(families.Family(
     make=RandomLabels(), cannot_move={
         "inputs": "{schedule} needs a task family whose inputs change (task.family=permuted_pixels); "
                   "random_labels only changes the labels"},
-    words="random-label", caption="each task a fresh random permutation of the labels"))
+    words="random-label", caption="each task a fresh random permutation of the labels",
+    no_test="its labels are per-task permutations of the training labels, so a test split has no meaningful label"))
 families.register(families.Family(
     "permuted_pixels", kind="image", moves=("inputs", "examples"),
     metrics=("online_train_acc", "train_acc", "test_acc"), make=PermutedPixels(), cannot_move={
