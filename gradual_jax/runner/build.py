@@ -77,23 +77,19 @@ def make_optimizer_factory(cfg: ExperimentConfig) -> Callable[[Any], optax.Gradi
     return make
 
 
-def text_spec(cfg: ExperimentConfig) -> text_lib.RandomSeq2SeqSpec | text_lib.BigramCipherSpec:
-    x = cfg.text
-    if cfg.task.family == "random_seq2seq":
-        return text_lib.RandomSeq2SeqSpec(num_pairs=x.num_train, input_words=x.input_words,
-                                          target_words=x.target_words, word_len=x.word_len,
-                                          max_input_len=x.max_input_len)
-    return text_lib.BigramCipherSpec(num_train=x.num_train, num_test=x.num_test, num_words=x.input_words,
-                                     word_len=x.word_len, max_input_len=x.max_input_len,
-                                     test_from_train=x.test_from_train)
+def text_spec(cfg: ExperimentConfig) -> text_lib.TextSpec:
+    """The text family's tasks, sized by the config's ``text`` section (``Family.make``)."""
+    return families.get(cfg.task.family).make(cfg.text)
 
 
 def make_problem(cfg: ExperimentConfig, prepared: PreparedData) -> Problem:
-    if families.get(cfg.task.family).kind == "text":
+    """What the engine learns: the family's kind decides the problem, the family its tasks."""
+    family = families.get(cfg.task.family)
+    if family.kind == "text":
         x = cfg.text
         return Seq2Seq(text_spec(cfg), mask_pad=x.mask_pad, bleu_examples=x.bleu_examples, beam_size=x.beam_size,
                        greedy_bleu=x.greedy_bleu, decode_batch_size=cfg.run.eval_batch_size)
-    return image.Classification(image.get_family(cfg.task.family), prepared.num_classes)
+    return image.Classification(family.make, prepared.num_classes)
 
 
 def build_program(cfg: ExperimentConfig, prepared: PreparedData,

@@ -33,7 +33,7 @@ from gradual_jax.envs.problem import Batch
 from gradual_jax.envs.text import bleu, decoding
 from gradual_jax.envs.text import tokenizer as tok
 from gradual_jax.envs.text.tokenizer import shift_right
-from gradual_jax.envs.text.tasks import BigramCipherSpec, RandomSeq2SeqSpec, TextTask, encipher_inputs, sample_task
+from gradual_jax.envs.text.tasks import TextSpec, TextTask
 
 
 def teacher_forced(inputs: jax.Array, targets: jax.Array) -> Batch:
@@ -61,7 +61,7 @@ def token_loss(logits: jax.Array, batch: Batch, counted: jax.Array) -> tuple[jax
 
 @dataclasses.dataclass(frozen=True)
 class Seq2Seq:
-    spec: RandomSeq2SeqSpec | BigramCipherSpec
+    spec: TextSpec  # the family's tasks (``Family.make(text)``)
     mask_pad: bool = True  # leave pad target tokens out of the loss and accuracy
     bleu_examples: int = 256  # pairs of each split decoded at every readout
     beam_size: int = 5  # 1: greedy only
@@ -70,24 +70,14 @@ class Seq2Seq:
     kv_cache: bool = True  # decode with the T5's key/value cache (False: re-run the decoder over the prefix)
 
     @property
-    def name(self) -> str:
-        return "bigram_cipher" if self.is_cipher else "random_seq2seq"
-
-    @property
-    def is_cipher(self) -> bool:
-        return isinstance(self.spec, BigramCipherSpec)
-
-    @property
     def splits(self) -> tuple[str, ...]:
-        return ("train", "test") if self.is_cipher else ("train",)
+        return ("train", "test") if self.spec.num_test > 0 else ("train",)
 
     def num_examples(self, data, split: str) -> int:
-        if split == "train":
-            return self.spec.num_train if self.is_cipher else self.spec.num_pairs
-        return self.spec.num_test if self.is_cipher else 0
+        return self.spec.num_train if split == "train" else self.spec.num_test
 
     def sample(self, key, task, data) -> TextTask:
-        return sample_task(self.spec, key, task)
+        return self.spec.sample(key, task)
 
     @staticmethod
     def _pairs(task: TextTask, split: str):
@@ -106,7 +96,8 @@ class Seq2Seq:
         inputs = jnp.where(take_new, new.train_inputs[index], old.train_inputs[index])
         y_chosen = jnp.where(take_new, new.train_targets[index], old.train_targets[index])
         # what task t+1 asks of these inputs (the cipher under π_t+1); only output interpolation weighs it
-        y_next = encipher_inputs(self.spec, new.cipher_perm, inputs) if self.is_cipher else y_chosen
+        targets_under = getattr(self.spec, "targets_under", None)
+        y_next = y_chosen if targets_under is None else targets_under(new, inputs)
         return self._batch(inputs, y_chosen, y_next, mix)
 
     def examples(self, data, task: TextTask, index, split: str) -> Batch:

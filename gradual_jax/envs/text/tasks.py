@@ -15,6 +15,10 @@ transition to task t+1 just generates t+1 alongside t.
   the same π on fresh inputs; ``test_from_train=True`` reproduces the released code, whose
   "test" set is its first ``num_test`` training pairs.
 
+A text family registers ``make(text) -> spec``, its :class:`TextSpec` from the config's ``text``
+section: the sizes the problem reads and ``sample(key, task)``. A new family is one such spec
+and one ``families.register`` line (``docs/examples/reversed_copy.py``).
+
 Token arrays follow :mod:`gradual_jax.envs.text.tokenizer`: ``inputs [P, L_in]`` are the input
 text plus eos, truncated to ``max_input_len`` (eos kept); ``targets [P, L_out]`` are the target
 text plus eos, padded with pad to ``target_len`` when given. Every example of a task has the
@@ -24,6 +28,7 @@ same lengths, so these shapes are static.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +38,22 @@ from gradual_jax.envs import families
 from gradual_jax.envs.text import tokenizer as tok
 
 PERM_STREAM, TRAIN_STREAM, TEST_STREAM, TARGET_STREAM = 0, 1, 2, 3
+
+
+class TextSpec(Protocol):
+    """What the seq2seq problem asks of a text family's tasks (static sizes, one sampler).
+
+    ``num_test`` is 0 for a family without a test split. A family whose transitions can move
+    the targets (``moves`` includes ``"targets"``) also gives ``targets_under(task, inputs)``:
+    the targets that ``task`` asks of other inputs, which output interpolation mixes in.
+    """
+
+    num_train: int  # training pairs per task
+    num_test: int  # held-out pairs per task (0: none)
+    input_len: int  # input tokens, eos included
+    output_len: int  # target tokens, eos included
+
+    def sample(self, key: jax.Array, task: Any) -> TextTask: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +67,12 @@ class RandomSeq2SeqSpec:
     max_input_len: int = tok.MAX_INPUT_LEN
     target_len: int | None = None  # pad targets to this length; None: their natural length
 
+    num_test = 0  # no test split: a task is memorised, not learned
+
+    @property
+    def num_train(self) -> int:
+        return self.num_pairs
+
     @property
     def input_len(self) -> int:
         return min(text_length(self.input_words, self.word_len), self.max_input_len)
@@ -53,6 +80,9 @@ class RandomSeq2SeqSpec:
     @property
     def output_len(self) -> int:
         return _target_len(text_length(self.target_words, self.word_len), self.target_len)
+
+    def sample(self, key: jax.Array, task) -> TextTask:
+        return random_seq2seq(key, task, self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +104,13 @@ class BigramCipherSpec:
     @property
     def output_len(self) -> int:
         return _target_len(text_length(self.num_words, self.word_len), self.target_len)
+
+    def sample(self, key: jax.Array, task) -> TextTask:
+        return bigram_cipher(key, task, self)
+
+    def targets_under(self, task: TextTask, inputs: jax.Array) -> jax.Array:
+        """The targets of ``inputs`` under ``task``'s cipher (what output interpolation mixes in)."""
+        return encipher_inputs(self, task.cipher_perm, inputs)
 
 
 @struct.dataclass
@@ -179,24 +216,33 @@ def encipher_inputs(spec: BigramCipherSpec, perm: jax.Array, inputs: jax.Array) 
     return letters_to_tokens(cipher_letters(perm, letters).reshape(shape), spec.output_len)
 
 
-def sample_task(spec: RandomSeq2SeqSpec | BigramCipherSpec, key: jax.Array, task) -> TextTask:
+def sample_task(spec: TextSpec, key: jax.Array, task) -> TextTask:
     """Task ``task`` of the family that ``spec`` describes (what the engine calls per lane)."""
-    if isinstance(spec, RandomSeq2SeqSpec):
-        return random_seq2seq(key, task, spec)
-    if isinstance(spec, BigramCipherSpec):
-        return bigram_cipher(key, task, spec)
-    raise TypeError(f"not a text task spec: {spec!r}")
+    return spec.sample(key, task)
+
+
+def random_seq2seq_spec(text) -> RandomSeq2SeqSpec:
+    """Random Seq2Seq sized by the config's ``text`` section."""
+    return RandomSeq2SeqSpec(num_pairs=text.num_train, input_words=text.input_words, target_words=text.target_words,
+                             word_len=text.word_len, max_input_len=text.max_input_len)
+
+
+def bigram_cipher_spec(text) -> BigramCipherSpec:
+    """Bigram Cipher sized by the config's ``text`` section (its targets have ``input_words`` words)."""
+    return BigramCipherSpec(num_train=text.num_train, num_test=text.num_test, num_words=text.input_words,
+                            word_len=text.word_len, max_input_len=text.max_input_len,
+                            test_from_train=text.test_from_train)
 
 
 _NOT_IMAGES = "{schedule} needs image inputs (task.family=permuted_pixels)"
 families.register(families.Family(
     "random_seq2seq", kind="text", moves=("examples",),
-    metrics=("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"), make=random_seq2seq,
+    metrics=("online_train_acc", "train_acc", "train_bleu2", "train_bleu2_greedy"), make=random_seq2seq_spec,
     cannot_move={"targets": "output interpolation needs task t+1's target for task t's inputs, which only the "
                             "cipher has", "inputs": _NOT_IMAGES},
     words="Random Seq2Seq", caption="random input words mapped to random target words, memorised"))
 families.register(families.Family(
     "bigram_cipher", kind="text", moves=("examples", "targets"),
     metrics=("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
-             "test_bleu2_greedy"), make=bigram_cipher, cannot_move={"inputs": _NOT_IMAGES},
+             "test_bleu2_greedy"), make=bigram_cipher_spec, cannot_move={"inputs": _NOT_IMAGES},
     words="Bigram Cipher", caption="each task a fresh secret letter permutation, enciphering letter pairs"))
