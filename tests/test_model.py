@@ -79,11 +79,11 @@ def test_registry_covers_every_model_key_once_and_builds_what_it_names():
     from gradual_jax.config import ModelConfig
 
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"name"}
-    read = set().union(*(set(spec.keys) for spec in models.MODELS.values()))
+    read = set().union(*(set(spec.keys) for spec in models.MODELS.registered()))
     assert read == fields
     shapes = {"images": models.DataShape((28, 28, 1), 10), "text": models.DataShape((), 30)}
     small = ModelConfig(hidden_sizes=(8, 8), width_multiplier=0.0625, d_model=16, num_heads=2, d_kv=8, d_ff=32)
-    for name, spec in models.MODELS.items():
+    for name, spec in zip(models.names(), models.MODELS.registered()):
         model = nnx.eval_shape(lambda spec=spec: spec.build(small, shapes[spec.inputs], nnx.Rngs(0)))
         layers = spec.unit_layers(nnx.state(model, nnx.Param))
         assert layers, name

@@ -31,7 +31,7 @@ def example():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    del models.MODELS["plain_mlp"]  # the other tests see the built-ins only
+    models.unregister("plain_mlp")  # the other tests see the built-ins only
 
 
 def test_the_readme_names_the_example():

@@ -18,7 +18,7 @@ from gradual_jax.mitigations import methods
 IMAGE_FAMILIES = families.names("image")
 TEXT_FAMILIES = families.names("text")
 FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
-MODELS = tuple(models.MODELS)  # the built-in models (validation reads the registry itself)
+MODELS = models.MODELS.built_in  # the built-in models (validation reads the registry itself)
 OPTIMIZERS = ("adam", "adamw")
 METRICS = ("online_train_acc", "train_acc", "test_acc", "train_bleu2", "test_bleu2", "train_bleu2_greedy",
            "test_bleu2_greedy")

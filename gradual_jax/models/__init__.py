@@ -2,9 +2,11 @@
 registry that tells the rest of the project what each one is.
 
 A model is one module (its network, its ``unit_layers``) plus one :class:`ModelSpec` line in
-:data:`MODELS`: how to build it from the config's ``model`` section, which of that section's
-keys it reads, what it takes as input, how to name it, and how the mitigations adapt to it.
-A model from outside the package joins with :func:`register`.
+:data:`MODELS`, a :class:`~gradual_jax.registry.Registry` like the schedules', families' and
+methods': how to build it from the config's ``model`` section, which of that section's keys it
+reads, what it takes as input, how to name it, and how the mitigations adapt to it. A model
+from outside the package joins with :func:`register` (and leaves with :func:`unregister`); the
+built-ins cannot be replaced.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gradual_jax.models import mlp, resnet, t5
 from gradual_jax.models.init import normal_fan_in
 from gradual_jax.models.mlp import MLP
 from gradual_jax.models.units import UnitLayer
+from gradual_jax.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,32 +93,33 @@ def _build_t5(m, shape: DataShape, rngs: nnx.Rngs) -> nnx.Module:
                              num_encoder_layers=m.num_layers, num_decoder_layers=m.num_layers), rngs=rngs)
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model", ModelSpec)
 
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a model to the registry (``model.name`` then accepts its name)."""
     if spec.inputs not in ("images", "text"):
         raise ValueError(f"ModelSpec.inputs must be 'images' or 'text', got {spec.inputs!r}")
-    MODELS[spec.name] = spec
-    return spec
+    return MODELS.register(spec)
+
+
+unregister = MODELS.unregister
 
 
 def names(inputs: str | None = None) -> tuple[str, ...]:
     """The registered models, or those taking ``inputs`` ("images" or "text")."""
-    return tuple(name for name, spec in MODELS.items() if inputs is None or spec.inputs == inputs)
+    return tuple(spec.name for spec in MODELS.registered() if inputs is None or spec.inputs == inputs)
 
 
 def reading(key: str) -> tuple[str, ...]:
     """The models that read the config key ``model.<key>``."""
-    return tuple(name for name, spec in MODELS.items() if key in spec.keys)
+    return tuple(spec.name for spec in MODELS.registered() if key in spec.keys)
 
 
 def get(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise KeyError(f"model.name={name!r}: unknown model; known: {', '.join(MODELS)}") from None
+    if name not in MODELS.names():
+        raise KeyError(f"model.name={name!r}: unknown model; known: {', '.join(names())}")
+    return MODELS.get(name)
 
 
 register(_mlp("relu", "mlp", "MLP", "the LayerNorm MLP (Linear → LayerNorm → ReLU), PyTorch's init"))
@@ -136,5 +140,6 @@ register(ModelSpec(
     # ReDo scores are the raw mean activation (the released code's absolute threshold); redrawn
     # FFN weights follow T5's N(0, 1/fan_in); no biases for the spectral term
     mitigation={"redo_normalize": False, "init_fn": normal_fan_in, "spectral_bias_l2": False}))
+MODELS.seal()
 
-__all__ = ["MLP", "MODELS", "DataShape", "ModelSpec", "get", "names", "reading", "register"]
+__all__ = ["MLP", "MODELS", "DataShape", "ModelSpec", "get", "names", "reading", "register", "unregister"]
