@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gradual_jax.runner import build, checkpoint, results, sharding, storage, sweep
+from gradual_jax.runner import build, checkpoint, programs, resume, results, sharding, storage, sweep
 from gradual_jax.core import engine
 from gradual_jax import config as config_lib
 from gradual_jax.config import ConfigError
@@ -52,11 +52,14 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
                                 "--set run.snapshot_every=1 (or N) to keep them")
     lanes = sweep.expand(cfg.sweep)
     prepared = build.prepare_data(cfg)
-    program = build.build_program(cfg, prepared)
-    layout, data, hparams = build.place_lanes(cfg, lanes, prepared)
-    # a snapshot is (readout parameters, readout batch statistics) of every lane
-    like = [jax.jit(jax.vmap(lambda hp: engine.init_variables(program, hp.seed)),
-                    out_shardings=layout.lane_sharding)(h) for h in hparams]
+    stored = json.loads((run_dir / results.CONFIG_FILE).read_text()).get(resume.PROGRAMS_KEY)
+    lane_programs = programs.build_all(cfg, lanes, prepared, groups=stored or [range(len(lanes))])
+    data = lane_programs[0].layout.replicate(prepared.task_data)
+    # a snapshot is (readout parameters, readout batch statistics) of every chunk of every program, in turn
+    chunks = [(p, h) for p in lane_programs for h in p.hparams]
+    like = [jax.jit(jax.vmap(lambda hp, program=p.program: engine.init_variables(program, hp.seed)),
+                    out_shardings=p.layout.lane_sharding)(h) for p, h in chunks]
+    program = lane_programs[0].program  # the readout's diagnostics do not depend on the mitigations compiled in
     diagnose = jax.jit(jax.vmap(lambda hp, now, prev, task: engine.diagnose_readout(
         program, hp.seed, now[0], prev[0], task, data, now[1], prev[1]), in_axes=(0, 0, 0, None)))
 
@@ -68,8 +71,10 @@ def analyze(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
             previous, known = store.restore(task - 1, like)[0], True
         else:  # before task 0 the previous readout is the initialisation
             previous, known = (like if task == 0 else params), task == 0
-        per_chunk = [sharding.to_host(diagnose(h, p, q, task)) for h, p, q in zip(hparams, params, previous)]
-        values = layout.join(per_chunk)
+        per_chunk = iter([sharding.to_host(diagnose(h, p, q, task))
+                          for (_, h), p, q in zip(chunks, params, previous)])
+        values = programs.in_lane_order(lane_programs, [p.layout.join([next(per_chunk) for _ in p.hparams])
+                                                        for p in lane_programs])
         if not known:
             values["representation_change"] = np.full(len(lanes), math.nan)
         rows += [{**identity[lane], "task": task,

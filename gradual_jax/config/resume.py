@@ -10,7 +10,8 @@ from gradual_jax.config.schema import ExperimentConfig
 
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.download", "task.num_tasks", "run.on_nonfinite",
                             "run.checkpoint_every", "run.checkpoints_to_keep", "run.distributed",
-                            "run.snapshot_every", "run.tensorboard"})
+                            "run.snapshot_every", "run.tensorboard",
+                            "run.split_programs"})  # resume checks the checkpoints' program layout itself
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

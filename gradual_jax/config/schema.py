@@ -229,6 +229,8 @@ class RunConfig:
     checkpoints_to_keep: int = setting(3, "newest checkpoints kept")
     lanes_per_chunk: int = setting(0, "0: all lanes in one program; N: chunks of N lanes sharing one executable "
                                       "(--lanes-per-chunk)")
+    split_programs: bool = setting(True, "one compiled program per mitigation structure, so a lane does only its own "
+                                         "method's work (false: one program with every method of the sweep)")
     vmap_lanes: int = setting(0, "lanes one vectorised step trains, groups run one after another (0: 4 on a CPU, "
                                  "all on a GPU/TPU)")
     distributed: bool = setting(False, "jax.distributed.initialize() for a multi-host run (--distributed)")

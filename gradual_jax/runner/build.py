@@ -22,7 +22,7 @@ from gradual_jax.envs import schedules
 from gradual_jax.envs import text as text_lib
 from gradual_jax.envs.problem import Problem
 from gradual_jax.envs.text.seq2seq import Seq2Seq
-from gradual_jax.runner import results, sharding, sweep
+from gradual_jax.runner import results, sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +134,3 @@ def diagnostics_spec(d: config_lib.DiagnosticsConfig) -> diagnostics.Diagnostics
 def readout_epochs(program: engine.Program, lanes: list[sweep.Lane]) -> list[int]:
     return [int(schedules.readout_epoch(schedules.schedule_id(lane.schedule), program.epochs_per_task,
                                         program.transition_epochs)) for lane in lanes]
-
-
-def place_lanes(cfg: ExperimentConfig, lanes: list[sweep.Lane], prepared: PreparedData):
-    """The lane layout, the replicated data and each chunk's lane-sharded hyperparameters."""
-    layout = sharding.LaneLayout.create(len(lanes), cfg.run.lanes_per_chunk)
-    hparams = [layout.to_devices(h) for h in layout.split(sweep.to_hparams(lanes, cfg.mitigations))]
-    return layout, layout.replicate(prepared.task_data), hparams

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Resumed:
 
 
 VERIFIED_KEY = "verified_checkpoints"  # config.json: every completed checkpoint of the run has a manifest
+PROGRAMS_KEY = "program_lanes"  # config.json: each compiled program's lanes, in checkpoint order
 RUN_SECTIONS = ("data", "task", "protocol", "model", "sweep")  # what every run's stored config holds
 SET_ASIDE = "{stem}.set-aside-{n}{suffix}"  # results kept when a run starts over
 
@@ -65,6 +66,20 @@ def _differences(meta: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
     return mismatched
 
 
+def _program_differences(meta: dict[str, Any], cfg: ExperimentConfig,
+                         program_lanes: Sequence[Sequence[int]]) -> list[str]:
+    """The checkpoints hold one list of lane states per compiled program (``runner.programs``):
+    a run whose lanes were grouped into other programs cannot restore them. A run that recorded
+    no grouping compiled all its lanes into one."""
+    stored = meta.get(PROGRAMS_KEY) or [list(range(len(meta.get("lanes") or sweep.expand(cfg.sweep))))]
+    now = [list(group) for group in program_lanes]
+    if [list(g) for g in stored] == now:
+        return []
+    hint = "false" if len(stored) == 1 else "true"
+    return [f"how lanes are compiled into programs (stored: {len(stored)} program(s), now: {len(now)}; resume with "
+            f"--set run.split_programs={hint})"]
+
+
 def check_force_new(out: str | Path) -> None:
     """``--force-new`` deletes the checkpoints and results in ``out``: refuse a folder that is no
     run's own (the current folder, one above it, the home folder, the root), before any work."""
@@ -92,7 +107,7 @@ def check_layout(out: Path, checkpoints: bool) -> None:
 
 
 def prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_states: list[Any],
-                   echo: Callable[[str], None]) -> Resumed | None:
+                   echo: Callable[[str], None], program_lanes: Sequence[Sequence[int]] | None = None) -> Resumed | None:
     """Start over, resume from the latest verified checkpoint, or refuse to mix two runs.
 
     The stored config is compared with ``cfg`` before anything is restored, so a changed key is
@@ -126,6 +141,8 @@ def prepare_output(cfg: ExperimentConfig, out: Path, force_new: bool, fresh_stat
                           "pass --force-new to recompute the run there (results are deterministic), or choose "
                           "another --out")
     mismatched = _differences(meta, cfg)
+    if has_checkpoints and program_lanes is not None:
+        mismatched += _program_differences(meta, cfg, program_lanes)
     if mismatched:
         raise ConfigError(f"cannot resume {out}: the run there differs in " + "; ".join(mismatched)
                           + "; run the same config to resume it, or choose another --out for this one")
