@@ -13,6 +13,7 @@ search's.
 from gradual_jax.analysis.claims import AllChecksHold, Arm, Claim, FinerVersusCoarser, Question, Run, Versus
 
 ACC, TEST_ACC, TRAIN_BLEU, TEST_BLEU = "online_train_acc", "test_acc", "train_bleu2", "test_bleu2"
+TASKS_LEARNED = "test_bleu2_learned"  # 1 where a task's test BLEU-2 reaches 0.5 (gradual_jax.analysis.runs.DERIVED)
 
 MLP = Run("fig1-mnist", "verdict")
 MLP_METHODS = Run("fig1-mnist", "verdict-methods")
@@ -80,6 +81,9 @@ FIG4 = Claim(
     questions=(
         Question("T5, bigram cipher: task sampling Δ=0.02 − abrupt", TEST_BLEU, _versus("task_sampling", 0.02),
                  (CIPHER,), search="fig4-cipher"),
+        Question("T5, bigram cipher: share of tasks learned (test BLEU-2 ≥ 0.5; 1 − the share failed), "
+                 "task sampling Δ=0.02 − abrupt", TASKS_LEARNED, _versus("task_sampling", 0.02), (CIPHER,),
+                 role="secondary", search="fig4-cipher"),
     ))
 
 FIG5 = Claim(

@@ -87,6 +87,27 @@ def test_a_posed_question_is_decided_on_its_declared_run(tmp_path, gradual, verd
     assert answer.flags == ("n < 8",)  # a primary comparison needs 8 seeds
 
 
+def test_the_share_of_tasks_learned_is_read_from_each_tasks_test_bleu(tmp_path):
+    """A cipher task is learned (test BLEU-2 near 1) or failed (near 0); the share learned over
+    the final window is a metric like any other, its drop gating the question as usual."""
+    run = write_run(tmp_path / "run", {ABRUPT: [0.5] * 3, GRADUAL: [0.9] * 3}, tasks=4)
+    frame = pd.read_csv(run / "results.csv")
+    bleu = {  # (schedule, seed) -> test BLEU-2 on tasks 0..3; the final window is tasks 1-3
+        ("abrupt", 10): [0.98, 0.97, 0.03, 0.01], ("abrupt", 11): [0.99, 0.02, 0.5, 0.04],
+        ("abrupt", 12): [0.97, 0.01, 0.02, np.nan],
+        ("output_interp", 10): [0.98, 0.99, 0.97, 0.99], ("output_interp", 11): [0.97, 0.96, 0.49, 0.98],
+        ("output_interp", 12): [0.99, 0.98, 0.99, 0.97]}
+    frame["test_bleu2"] = [bleu[(row.schedule, row.seed)][row.task] for row in frame.itertuples()]
+    frame.to_csv(run / "results.csv", index=False)
+    answer = verdicts.answer(question(metric="test_bleu2_learned"), runs.load([run]))
+    # learned shares over tasks 1-3 (NaN left out): abrupt 1/3, 1/3 (0.5 counts), 0/2; gradual 1, 2/3, 1
+    abrupt, gradual = np.array([1 / 3, 1 / 3, 0.0]), np.array([1.0, 2 / 3, 1.0])
+    assert answer.status == "decided"
+    assert answer.drop.first.mean == pytest.approx((1 - abrupt).mean())  # every abrupt seed learned task 0
+    [reading] = answer.readings
+    assert reading.paper.mean == pytest.approx((gradual - abrupt).mean()) and reading.paper.positive() == 3
+
+
 def test_not_posed_when_the_abrupt_arm_does_not_lose(tmp_path):
     """The gradual arm is far ahead, but the abrupt arm keeps its first task's level: no question."""
     run = write_run(tmp_path / "run", {ABRUPT: [0.9, 0.9, 0.95], GRADUAL: [1.0, 1.0, 1.0]},
@@ -247,7 +268,8 @@ def test_every_declared_question_names_arms_metrics_and_runs_that_exist():
                 if cfg is None:  # a custom runner (the theory check) or a setting that awaits its search
                     assert run.experiment == "theory" or run.preset not in experiments.presets(run.experiment)
                     continue
-                assert q.metric in config_lib.METRICS and q.metric in (cfg.metric, "online_train_acc")
+                metric = runs.DERIVED[q.metric][0] if q.metric in runs.DERIVED else q.metric  # read from its source
+                assert metric in config_lib.METRICS and metric in (cfg.metric, "online_train_acc")
                 if isinstance(q.comparison, Versus):
                     assert q.comparison.arm.schedule in schedules and q.comparison.baseline.schedule in schedules
                 if q.role == "primary" and run.experiment != "theory":

@@ -21,6 +21,11 @@ SETTING_SECTIONS = ("data", "task", "protocol", "optim", "model")
 IGNORED_KEYS = {"data.data_dir", "data.source", "data.download", "model.name"}
 EPOCHS_FILE = "epochs.csv"
 THEORY_FILE = "theory.csv"
+# A bigram-cipher task is learned or not: its test BLEU-2 sits near 1 or near 0. A task counts as
+# learned when its test BLEU-2 reaches this, and the share of tasks learned is read like any
+# metric (its complement is the share of failed tasks). Fixed before the verdict run.
+LEARNED_BLEU = 0.5
+DERIVED = {"test_bleu2_learned": ("test_bleu2", LEARNED_BLEU)}  # column -> (source column, threshold)
 
 
 @dataclasses.dataclass
@@ -78,11 +83,20 @@ def load(run_dirs: Sequence[str | Path]) -> list[RunPart]:
         for part in run_parts(run_dir):
             label = run_dir.name if part == run_dir else f"{run_dir.name}/{part.name}"
             frame, config = load_part(part, label)
+            frame = with_derived(frame)
             meta = json.loads((part / "config.json").read_text())
             _finished(meta, part)
             epochs = pd.read_csv(part / EPOCHS_FILE) if (part / EPOCHS_FILE).exists() else None
             loaded.append(RunPart(label, part, frame, config, meta, epochs))
     return loaded
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the :data:`DERIVED` columns its own columns allow: 1.0 where the source
+    reaches the threshold, 0.0 below it, NaN where the source is NaN."""
+    added = {name: (frame[source] >= threshold).astype(float).where(frame[source].notna())
+             for name, (source, threshold) in DERIVED.items() if source in frame}
+    return frame.assign(**added)
 
 
 def setting_key(config: dict) -> str:
