@@ -10,7 +10,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax.analysis.claims import ANY, Arm, Claim, Question, Run, Versus
 from gradual_jax.envs import schedules
 

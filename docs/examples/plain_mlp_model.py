@@ -12,7 +12,7 @@ import dataclasses
 import jax
 from flax import nnx
 
-import experiments
+from gradual_jax import experiments
 from gradual_jax import models
 from gradual_jax.models.init import torch_linear
 from gradual_jax.models.units import UnitLayer
