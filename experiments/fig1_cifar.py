@@ -73,6 +73,27 @@ SEARCH = (
 )
 
 
+#: A second search, declared whole before any of it runs: 32 tasks (the first search stopped at
+#: 8 and 16), 1,280 and 2,560 images, the paper's learning rate 1e-4 before 1e-3 at each size
+#: (so 1e-3 is chosen only where 1e-4 does not lose), then width 1/4; on seeds 100-102, which no
+#: verdict run uses. Cheapest first: ~20, 20, 40, 40 and ~55 minutes at the ~48 lane-steps/s the
+#: 1/8-width study run measured. ``gradual-jax search fig1-cifar --search tasks32 --out
+#: results/fig1-cifar-search-tasks32`` runs it (resumable: finished candidates are skipped).
+SEARCHES = {"tasks32": tuple(
+    Candidate(name, (*sizes, "task.num_tasks=32", f"sweep.learning_rates={rate}", "sweep.seeds=100,101,102"), why)
+    for name, sizes, rate, why in (
+        ("lr1e-4-images1280", ("data.train_per_class=128",), "0.0001",
+         "1,280 images over 32 tasks at the paper's learning rate"),
+        ("lr1e-3-images1280", ("data.train_per_class=128",), "0.001",
+         "the same at the cpu preset's learning rate"),
+        ("lr1e-4-images2560", ("data.train_per_class=256",), "0.0001",
+         "twice the random labels to memorise, the paper's learning rate"),
+        ("lr1e-3-images2560", ("data.train_per_class=256",), "0.001", "the same at 1e-3"),
+        ("lr1e-3-images1280-width4", ("data.train_per_class=128", "model.width_multiplier=0.25"), "0.001",
+         "a wider network (1/4 of ResNet-18's channels) on 1,280 images"),
+    ))}
+
+
 def study() -> ExperimentConfig:
     """The verdict run in the search's chosen setting, ``images1280-e10`` (the ``cpu`` preset
     with 128 MNIST images per class: the abrupt arm's accuracy peaks at about 0.96 over tasks

@@ -111,9 +111,11 @@ def get_config(name: str, preset: str) -> ExperimentConfig:
 
 
 def search_seeds(name: str) -> set[int]:
-    """Every seed the candidates of the experiment's ``SEARCH`` train (a verdict run must not reuse them)."""
+    """Every seed the candidates of the experiment's searches train (``SEARCH`` and each of
+    ``SEARCHES``): a verdict run must not reuse them."""
     mod = module(name)
-    candidates = getattr(mod, "SEARCH", ())
+    candidates = [*(getattr(mod, "SEARCH", None) or ()),
+                  *(c for found in (getattr(mod, "SEARCHES", None) or {}).values() for c in found)]
     if not candidates:
         return set()
     base = get_config(name, "cpu")

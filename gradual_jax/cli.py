@@ -268,7 +268,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from gradual_jax.analysis import search
 
     _experiment_and_preset(args)
-    chosen = search.candidates(args.experiment)
+    chosen = search.candidates(args.experiment, args.search)
     if args.only:
         names = {c.name for c in chosen}
         unknown = [n for n in args.only if n not in names]
@@ -293,8 +293,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                           command=search.run_command(args.experiment, args.preset, candidate, out))
             except resume.NonFiniteError as err:  # a diverged candidate is a finding: the table shows it
                 print(f"warning: {candidate.name}: {err}", file=sys.stderr)
-            search.write(args.experiment, args.preset, out)
-    print(search.write(args.experiment, args.preset, out))
+            search.write(args.experiment, args.preset, out, args.search)
+    print(search.write(args.experiment, args.preset, out, args.search))
     return 0
 
 
@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     search_p.add_argument("experiment", help="experiment name or file, optionally with its preset (default: cpu)")
     search_p.add_argument("--preset", help=f"the preset the candidates start from (default: {DEFAULT_PRESET})")
     search_p.add_argument("--out", required=True, help="folder of the candidates' runs and the search table")
+    search_p.add_argument("--search", default="", metavar="NAME", help="which of the experiment's searches "
+                                                                        "(its SEARCHES; default: its SEARCH)")
     search_p.add_argument("--only", nargs="+", metavar="NAME", help="run only these candidates")
     search_p.add_argument("--table-only", action="store_true", help="rewrite the table from the runs there, "
                                                                     "running nothing")

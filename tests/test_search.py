@@ -180,14 +180,34 @@ def test_search_runs_candidates_resumably_and_records_their_commands(tmp_path, c
     assert capsys.readouterr().out.count("finished earlier") == 2
 
 
-@pytest.mark.parametrize("experiment", ["fig1-cifar", "fig2-seq2seq", "fig4-cipher"])
-def test_the_figures_searches_validate_and_keep_model_and_protocol(experiment):
+def test_a_named_search_sits_beside_the_first_and_its_seeds_are_held_out_too(tmp_path, capsys):
+    file = tmp_path / "two_searches.py"
+    file.write_text(Path(write_experiment(tmp_path, CANDIDATES, "first_only")).read_text()
+                    + "SEARCHES = {'later': (Candidate('wide', ('model.hidden_sizes=16', 'sweep.seeds=7,8')),)}\n")
+    experiment = str(file)
+    assert [c.name for c in search.candidates(experiment)] == ["flat", "falls", "falls-too", "rises", "untried"]
+    assert [c.name for c in search.candidates(experiment, "later")] == ["wide"]
+    from gradual_jax import catalog
+    assert catalog.search_seeds(experiment) == {0, 1, 7, 8}  # TINY's seeds 0, 1 and the later search's
+    assert cli.main(["search", experiment, "--search", "nope", "--out", str(tmp_path / "x")]) == cli.EXIT_USAGE
+    assert "--search 'nope'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli.main(["search", experiment, "--search", "later", "--out", str(tmp_path / "later"),
+                     "--table-only"]) == 0
+    frame = pd.read_csv(tmp_path / "later" / "search.csv")
+    assert frame["candidate"].tolist() == ["wide"] and frame["search"].tolist() == ["later"]
+    assert "# Search: " in (tmp_path / "later" / "search.md").read_text().splitlines()[0]
+    assert "`later`" in (tmp_path / "later" / "search.md").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("experiment,name", [("fig1-cifar", ""), ("fig1-cifar", "tasks32"), ("fig2-seq2seq", ""),
+                                             ("fig4-cipher", "")])
+def test_the_figures_searches_validate_and_keep_model_and_protocol(experiment, name):
     """Every declared candidate resolves from the cpu preset, trains the abrupt arm only and
     changes sizes only: the model family, the optimizer, k and the batch size stay the preset's."""
     from gradual_jax import experiments
 
     base = experiments.get_config(experiment, "cpu")
-    cfgs = search.configs(experiment, "cpu", search.candidates(experiment))
+    cfgs = search.configs(experiment, "cpu", search.candidates(experiment, name))
     assert len(cfgs) >= 4
     for cfg in cfgs:
         assert cfg.sweep.schedules == ("abrupt",) and len(cfg.sweep.seeds) >= 3

@@ -296,8 +296,10 @@ def search_lines(searches: Sequence[tuple[Path, pd.DataFrame]], catalog: Catalog
              "drop [95% CI], seeds | drop from the first task (earlier criterion) | outcome | search |",
              "|---|---|---:|---|---|---|---|---|"]
     for path, frame in searches:
-        name = frame["experiment"].iloc[0]
-        keys = [c.key for c in catalog.claims if any(q.search == name for q in c.questions)]
+        experiment = frame["experiment"].iloc[0]
+        named = frame["search"].iloc[0] if "search" in frame and isinstance(frame["search"].iloc[0], str) else ""
+        name = f"{experiment} `{named}`" if named else experiment
+        keys = [c.key for c in catalog.claims if any(q.search == experiment for q in c.questions)]
         ran = int(frame["status"].eq("finished").sum())
         chosen = frame[frame["chosen"].astype(bool)]
         if len(chosen):

@@ -4,9 +4,13 @@ A claim that gradual change *preserves* plasticity can only be tested where the 
 *loses* it. At CPU size some figures' abrupt arms fit every task, so the question is not yet
 real there. A search tries settings that move only the sizes the paper's protocol has (pairs
 per task, words per input and target, epochs per task, model width, images per task, number
-of tasks) and keeps the model family and the protocol. To make sure the setting is not chosen
-for the gradual arm's sake, it trains the **abrupt arm only**: every candidate is run with
-:data:`ABRUPT_ONLY` on top of its overrides, and the choice is made from its numbers alone.
+of tasks), or the learning rate between the paper's and the ``cpu`` preset's, and keeps the
+model family and the protocol. To make sure the setting is not chosen for the gradual arm's
+sake, it trains the **abrupt arm only**: every candidate is run with :data:`ABRUPT_ONLY` on top
+of its overrides, and the choice is made from its numbers alone. A later search of the same
+experiment is declared whole, beside the earlier one, in the module's ``SEARCHES`` (by name,
+``gradual-jax search EXPERIMENT --search NAME``); every search's seeds are held out from the
+verdict runs.
 
 An experiment module declares its candidates, cheapest first, as ``SEARCH`` (a tuple of
 :class:`Candidate`). ``gradual-jax search EXPERIMENT --out DIR`` runs each one into
@@ -66,17 +70,32 @@ class Candidate:
     why: str = ""  # what the setting changes and why it might make the abrupt arm lose plasticity
 
 
-def candidates(experiment: str) -> tuple[Candidate, ...]:
-    """The experiment's ``SEARCH``; a clear error naming the experiments that declare one."""
-    found = getattr(catalog.module(experiment), "SEARCH", None)
-    if not found:
-        with_search = [name for name in catalog.MODULES if getattr(catalog.module(name), "SEARCH", None)]
+def declared(experiment: str) -> dict[str, tuple[Candidate, ...]]:
+    """Every search the experiment declares, by name: its ``SEARCH`` (named ``""``, the default)
+    and the named ones of ``SEARCHES`` (a later search, declared whole before it runs, beside
+    an earlier one whose table stays as it was)."""
+    mod = catalog.module(experiment)
+    found = {"": tuple(getattr(mod, "SEARCH", ()) or ())} if getattr(mod, "SEARCH", None) else {}
+    found.update({name: tuple(c) for name, c in (getattr(mod, "SEARCHES", None) or {}).items()})
+    return found
+
+
+def candidates(experiment: str, name: str = "") -> tuple[Candidate, ...]:
+    """The candidates of the experiment's search ``name`` (``""``: its ``SEARCH``); a clear error
+    naming the experiments that declare one, or the experiment's searches."""
+    searches = declared(experiment)
+    if not searches:
+        with_search = [n for n in catalog.MODULES if declared(n)]
         raise config_lib.ConfigError(f"{experiment} declares no SEARCH; experiments with one: "
                                      f"{', '.join(with_search) or 'none'}")
+    if name not in searches:
+        named = ", ".join(repr(n) if n else "'' (its SEARCH)" for n in searches)
+        raise config_lib.ConfigError(f"--search {name!r}: {experiment} declares no such search; choose one of: {named}")
+    found = searches[name]
     names = [c.name for c in found]
     if len(set(names)) != len(names) or not all(n and "/" not in n for n in names):
         raise config_lib.ConfigError(f"{experiment}: SEARCH names must be unique folder names, got {names}")
-    return tuple(found)
+    return found
 
 
 def overrides(candidate: Candidate) -> list[str]:
@@ -175,16 +194,17 @@ def _row(experiment: str, preset: str, metric: str, candidate: Candidate, out: P
     return row
 
 
-def table(experiment: str, preset: str, out: str | Path) -> pd.DataFrame:
-    """One row per declared candidate, in the declared order, whether or not it has run."""
+def table(experiment: str, preset: str, out: str | Path, name: str = "") -> pd.DataFrame:
+    """One row per declared candidate of search ``name``, in the declared order, whether or not it has run."""
     cfg = catalog.get_config(experiment, preset)
     out = Path(out)
-    rows = [_row(experiment, preset, cfg.metric, c, out) for c in candidates(experiment)]
+    rows = [_row(experiment, preset, cfg.metric, c, out) for c in candidates(experiment, name)]
     frame = pd.DataFrame(rows)
     if "abrupt_arm" not in frame:
         frame["abrupt_arm"] = None
     losing = frame.index[frame["abrupt_arm"].eq("loses").to_numpy()]
     frame["chosen"] = frame.index == (losing[0] if len(losing) else -1)
+    frame.insert(0, "search", name)
     frame.insert(0, "preset", preset)
     frame.insert(0, "experiment", experiment)  # so `gradual-jax report` knows whose claims a search is about
     return frame
@@ -204,9 +224,10 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
+def markdown(frame: pd.DataFrame, experiment: str, preset: str, name: str = "") -> str:
     metric = catalog.get_config(experiment, preset).metric
-    lines = [f"# Search: {experiment}, from the `{preset}` preset, abrupt arm only", "",
+    title = f"{experiment} `{name}`" if name else experiment
+    lines = [f"# Search: {title}, from the `{preset}` preset, abrupt arm only", "",
              f"Each candidate trains only the abrupt arm (`{' '.join('--set ' + o for o in ABRUPT_ONLY)}`), so the "
              "setting is chosen before the gradual arm is looked at. Metric: "
              f"`{metric}`; drop = best earlier window − final window, paired by seed (mean ± 95% Student-t "
@@ -236,11 +257,11 @@ def markdown(frame: pd.DataFrame, experiment: str, preset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(experiment: str, preset: str, out: str | Path) -> Path:
+def write(experiment: str, preset: str, out: str | Path, name: str = "") -> Path:
     """``search.md`` and ``search.csv`` in ``out`` (atomically, so a reader never sees half a table)."""
     out = Path(out)
-    frame = table(experiment, preset, out)
+    frame = table(experiment, preset, out, name)
     storage.atomic_write_text(out / CSV_FILE, frame.to_csv(index=False))
     path = out / TABLE_FILE
-    storage.atomic_write_text(path, markdown(frame, experiment, preset))
+    storage.atomic_write_text(path, markdown(frame, experiment, preset, name))
     return path
