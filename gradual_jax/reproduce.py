@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradual_jax import config as config_lib
-from gradual_jax.analysis import plan, report, runs
+from gradual_jax.analysis import plan, report, runs, search
 from gradual_jax.analysis.claims import Run
 
 SCALES = ("study", "paper")
@@ -34,9 +34,16 @@ class Step:
     def line(self) -> str:
         what = f"{self.run.folder}: {self.state}"
         if self.state == "awaits its search":
-            return f"{what} (run `gradual-jax search {self.run.experiment}` first and declare its `{self.run.preset}` " \
-                   "preset in the chosen setting)"
+            return f"{what} (run `{search_command(self.run.experiment)}` first and declare its " \
+                   f"`{self.run.preset}` preset in the chosen setting)"
         return what + (f"; {self.cost.text()}" if self.cost and self.state != "finished" else "")
+
+
+def search_command(experiment: str) -> str:
+    """The command of the experiment's latest declared search (the last of ``SEARCHES``, else ``SEARCH``)."""
+    names = list(search.declared(experiment)) or [""]
+    named = f" --search {names[-1]} --out results/{experiment}-search-{names[-1]}" if names[-1] else ""
+    return f"gradual-jax search {experiment}{named}"
 
 
 def declared_runs(catalog: report.Catalog) -> list[Run]:

@@ -313,7 +313,7 @@ def test_reproduce_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert cli.main(["reproduce", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "fig1-mnist-verdict: to run; 30 lanes, 1.44 M lane-steps" in out
-    assert "fig1-cifar-verdict: awaits its search" in out
+    assert "fig1-cifar-verdict: awaits its search (run `gradual-jax search fig1-cifar --search tasks32 " in out
     assert list(tmp_path.iterdir()) == []
 
 
