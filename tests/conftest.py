@@ -1,5 +1,8 @@
 """Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds), the
-shared markers and the closing notes.
+shared markers and the closing notes, and the helpers several test files use: a researcher's
+example file imported for a module's tests (:func:`example_module`), a hook that stops a run
+after a given task (:func:`stop_after`), and a README section read as a reader sees it
+(:func:`readme_section`, :func:`assert_readme_shows`).
 
 Markers: ``@pytest.mark.needs_mnist`` skips a test unless the bundled MNIST is installed,
 ``@pytest.mark.needs_torch`` unless PyTorch is (a benchmark-only dependency); ``slow`` is
@@ -14,8 +17,12 @@ from gradual_jax.runner.xla_flags import set_default_xla_flags
 
 set_default_xla_flags()  # the CLI's XLA:CPU flags, before jax is imported: tests compile what users run
 
+import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import re  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,6 +33,9 @@ from gradual_jax.core import engine  # noqa: E402
 from gradual_jax.envs.data import sources  # noqa: E402
 from gradual_jax.envs import image  # noqa: E402
 from gradual_jax.models import MLP  # noqa: E402
+from gradual_jax.registry import Registry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_optimizer(learning_rate):
@@ -58,6 +68,61 @@ def tiny_program(family="random_labels", *, num_train=48, num_features=12, num_c
 @pytest.fixture
 def data():
     return tiny_data()
+
+
+@contextlib.contextmanager
+def example_module(path: Path, registry: Registry, name: str) -> Iterator[ModuleType]:
+    """The example file at ``path``, imported as a researcher's file is (by path, not as part of
+    a package); the entry ``name`` it registers in ``registry`` is unregistered on leaving, so
+    the tests after it see the built-ins only."""
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        yield module
+    finally:
+        registry.unregister(name)
+
+
+class Stop(Exception):
+    """Raised by :func:`stop_after`'s hook: a run interrupted between tasks, as by a kill."""
+
+
+def stop_after(task: int) -> Callable[[int, object], None]:
+    """A run's ``on_task_end`` hook that stops the run once ``task`` has been written."""
+    def hook(done: int, rows) -> None:
+        if done == task:
+            raise Stop
+    return hook
+
+
+def readme_section(heading: str) -> str:
+    """The README's text under ``heading`` (``## Title`` or ``### Title``), up to the next
+    heading of the same or a higher level outside a code block."""
+    level = len(heading.split(" ", 1)[0])
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(heading) + 1
+    fenced = False
+    for end in range(start, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        marks = len(lines[end]) - len(lines[end].lstrip("#"))
+        if not fenced and 0 < marks <= level and lines[end][marks:marks + 1] == " ":
+            return "\n".join(lines[start:end])
+    return "\n".join(lines[start:])
+
+
+def python_blocks(text: str) -> list[str]:
+    """The ```python code blocks of ``text``."""
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def assert_readme_shows(heading: str, example: Path) -> None:
+    """The README section under ``heading`` names ``gradual-jax run`` of the example file, and its
+    code blocks are the file's own code, line for line, so the README cannot drift from it."""
+    section = readme_section(heading)
+    assert f"gradual-jax run {example.relative_to(ROOT)}:cpu" in section, heading
+    code = example.read_text()
+    assert all(block in code for block in python_blocks(section)), heading
 
 
 # marker -> (whether what it needs is here, how to get it); a test so marked is skipped without it

@@ -16,6 +16,7 @@ import pytest
 from gradual_jax import experiments
 from gradual_jax.runner import checkpoint, resume, results, storage, train
 from gradual_jax.config import ConfigError, apply_overrides
+from tests.conftest import Stop, stop_after
 
 pytestmark = [pytest.mark.needs_mnist, pytest.mark.slow]
 
@@ -38,17 +39,6 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     quiet_run(tiny(), out)
     return pd.read_csv(out / results.RESULTS_FILE)
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(j):
-    def hook(task, rows):
-        if task == j:
-            raise Stop
-    return hook
 
 
 def test_stop_and_resume_in_process_is_exact(tmp_path, reference):

@@ -12,6 +12,7 @@ import pytest
 from gradual_jax import experiments
 from gradual_jax.config import ConfigError, apply_overrides
 from gradual_jax.runner import programs, results, sweep, train
+from tests.conftest import Stop, stop_after
 
 MIXED = ["data.train_per_class=8", "protocol.epochs_per_task=2", "model.hidden_sizes=16", "protocol.batch_size=16",
          "sweep.seeds=0,1", "sweep.schedules=abrupt,output_interp", "sweep.deltas=0.5",
@@ -45,17 +46,6 @@ def test_in_lane_order_puts_each_programs_values_back_in_place():
 
 def quiet_run(cfg, out, **kwargs):
     return train.run(cfg, out, progress=False, echo=lambda *_: None, **kwargs)
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(j):
-    def hook(task, rows):
-        if task == j:
-            raise Stop
-    return hook
 
 
 @pytest.mark.needs_mnist
