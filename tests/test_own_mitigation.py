@@ -9,7 +9,6 @@ as without the method when c is larger than every weight, and name it by its wor
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -25,7 +24,7 @@ from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.core import engine
 from gradual_jax.mitigations.methods import METHODS
 from gradual_jax.runner.sweep import Lane, mitigation_structure, to_hparams
-from tests.conftest import tiny_data, tiny_program
+from tests.conftest import assert_readme_shows, example_module, tiny_data, tiny_program
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "weight_clipping.py"
@@ -36,13 +35,12 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
 
 @pytest.fixture(scope="module")
 def example():
-    """The example module, imported as a researcher's file; its method is unregistered after
-    these tests, so the other tests see the built-ins only."""
-    spec = importlib.util.spec_from_file_location("weight_clipping_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    METHODS.unregister(NAME)
+    with example_module(EXAMPLE, METHODS, NAME) as module:
+        yield module
+
+
+def test_the_readme_shows_the_example_and_its_command():
+    assert_readme_shows("### A mitigation", EXAMPLE)
 
 
 def test_the_hook_clips_by_hand(example):

@@ -8,7 +8,6 @@ text family), and a tiny run of its preset, with ReDo on its units, goes through
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from flax import nnx
 
 from gradual_jax import cli, experiments, models
 from gradual_jax.config import ConfigError, apply_overrides, validate
+from tests.conftest import assert_readme_shows, example_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "plain_mlp_model.py"
@@ -27,15 +27,12 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("plain_mlp_model_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    models.unregister("plain_mlp")  # the other tests see the built-ins only
+    with example_module(EXAMPLE, models.MODELS, "plain_mlp") as module:
+        yield module
 
 
-def test_the_readme_names_the_example():
-    assert str(EXAMPLE.relative_to(ROOT)) in (ROOT / "README.md").read_text()
+def test_the_readme_shows_the_example_and_its_command():
+    assert_readme_shows("### A model", EXAMPLE)
 
 
 def test_forward_and_units_against_numpy(example):

@@ -1,4 +1,4 @@
-"""The README's "Write your own schedule": its file registers a schedule that trains end to end.
+"""The README's own schedule: its file registers a schedule that trains end to end.
 
 ``docs/examples/exponential_schedule.py`` is the README's code; here its coefficients are
 checked against α = 2^(q/n) − 1 worked out by hand, config validation takes its name, and a
@@ -7,9 +7,7 @@ tiny run of its preset through the command line has its lanes with finite metric
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import re
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -20,6 +18,7 @@ import pytest
 from gradual_jax import cli
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.envs import schedules
+from tests.conftest import assert_readme_shows, example_module, python_blocks, readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "exponential_schedule.py"
@@ -30,21 +29,14 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
 
 @pytest.fixture(scope="module")
 def example():
-    """The example module, imported as a researcher's file; its schedule is unregistered after
-    these tests, so the other tests see the built-ins only."""
-    spec = importlib.util.spec_from_file_location("exponential_schedule_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    schedules.unregister(NAME)
+    with example_module(EXAMPLE, schedules.SCHEDULES, NAME) as module:
+        yield module
 
 
-def test_the_readme_shows_the_example_file():
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Write your own schedule\n", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert code == EXAMPLE.read_text()
-    assert f"gradual-jax run {EXAMPLE.relative_to(ROOT)}:cpu" in section
+def test_the_readme_shows_the_example_and_its_command():
+    assert_readme_shows("### A schedule", EXAMPLE)
+    (code,) = python_blocks(readme_section("### A schedule"))
+    assert code == EXAMPLE.read_text()  # the whole file
 
 
 def test_coefficients_follow_the_exponential_by_hand(example):

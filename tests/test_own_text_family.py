@@ -9,7 +9,6 @@ command line trains it.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -22,6 +21,7 @@ from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.envs import families
 from gradual_jax.envs.text import tokenizer as tok
 from gradual_jax.runner import build
+from tests.conftest import assert_readme_shows, example_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "reversed_copy.py"
@@ -33,13 +33,12 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "text.num_train=16", "text.bleu_exa
 
 @pytest.fixture(scope="module")
 def example():
-    """The example module, imported as a researcher's file; its family is unregistered after
-    these tests, so the other tests see the built-ins only."""
-    spec = importlib.util.spec_from_file_location("reversed_copy_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    families.unregister(NAME)
+    with example_module(EXAMPLE, families.FAMILIES, NAME) as module:
+        yield module
+
+
+def test_the_readme_shows_the_example_and_its_command():
+    assert_readme_shows("### A task family", EXAMPLE)
 
 
 def test_pairs_follow_the_rule_by_hand(example):

@@ -1,22 +1,20 @@
-"""The README's "Your own experiment" example: the file it shows is an experiment, and
-`gradual-jax show` lists the lanes the README says it has."""
+"""The README's own-code examples: the experiment file it shows is an experiment whose lanes
+`gradual-jax show` lists as the README says, and every example file in ``docs/examples/`` is
+shown in the section on plugging in one's own parts (each example's own test checks its part)."""
 
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 from gradual_jax import cli
+from tests.conftest import ROOT, python_blocks, readme_section
 
-ROOT = Path(__file__).resolve().parents[1]
+PLUG_IN = "## Plug in your own schedule, model, mitigation or task family"
 
 
 def readme_experiment_file() -> str:
     """The one ```python block of the README's "Your own experiment" section."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Your own experiment\n", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (code,) = python_blocks(readme_section("## Your own experiment"))
     return code
 
 
@@ -39,3 +37,11 @@ def test_the_experiment_file_shows_its_lanes(tmp_path, capsys):
     assert len(cpu["lanes"]) == 9  # 3 seeds × (abrupt + 2 Δ)
     assert sorted({lane["delta"] for lane in cpu["lanes"] if lane["schedule"] == "output_interp"}) == [0.05, 0.25]
     assert show([f"{file}:cpu"], capsys) == cpu
+
+
+def test_every_example_file_is_run_from_the_plug_in_section():
+    section = readme_section(PLUG_IN)
+    examples = sorted((ROOT / "docs" / "examples").glob("*.py"))
+    assert len(examples) >= 4
+    for example in examples:
+        assert f"gradual-jax run {example.relative_to(ROOT)}:cpu" in section, example.name
