@@ -9,6 +9,7 @@ command line trains it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -16,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradual_jax import cli
-from gradual_jax.config import ConfigError, apply_overrides, validate
+from gradual_jax import cli, experiments
+from gradual_jax.analysis import runs
+from gradual_jax.config import ConfigError, apply_overrides, to_dict, validate
 from gradual_jax.envs import families
 from gradual_jax.envs.text import tokenizer as tok
 from gradual_jax.runner import build
@@ -81,6 +83,17 @@ def test_the_runner_builds_its_problem_from_the_registered_make(example):
     problem = build.make_problem(cfg, build.prepare_data(cfg))
     assert problem.spec == spec and problem.splits == ("train",)
     assert problem.num_examples(None, "train") == 12 and problem.num_examples(None, "test") == 0
+
+
+def test_its_runs_are_told_apart_by_their_text_sizes(example):
+    """The analysis asks the registry, not a list of built-ins: a run of a registered text family
+    is a setting that includes its ``text`` section, as an image run's is not."""
+    ours, longer = (to_dict(apply_overrides(example.cpu(), overrides)) for overrides in ([], ["text.word_len=7"]))
+    assert ours["text"]["word_len"] != 7
+    assert json.loads(runs.setting_key(longer))["text.word_len"] == 7
+    assert runs.setting_key(ours) != runs.setting_key(longer)
+    image = experiments.get_config("fig1-mnist", "cpu")
+    assert runs.setting_key(to_dict(image)) == runs.setting_key(to_dict(apply_overrides(image, ["text.word_len=7"])))
 
 
 @pytest.mark.slow

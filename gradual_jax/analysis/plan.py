@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 
 from gradual_jax import config as config_lib
-from gradual_jax.analysis.runs import RunPart
+from gradual_jax.analysis.runs import RunPart, is_text
 from gradual_jax.envs.data import NUM_CLASSES
 
 
@@ -43,7 +43,7 @@ def _duration(seconds: float) -> str:
 
 def num_train(cfg: config_lib.ExperimentConfig) -> int:
     """Training examples per task: the text pairs, or the images per class × classes."""
-    if cfg.task.family in config_lib.TEXT_FAMILIES:
+    if is_text(cfg.task.family):
         return cfg.text.num_train
     return cfg.data.train_per_class * NUM_CLASSES[cfg.data.dataset]
 

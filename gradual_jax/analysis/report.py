@@ -25,7 +25,8 @@ from gradual_jax import config as config_lib
 from gradual_jax.analysis import plan, summary, verdicts
 from gradual_jax.analysis import search as search_lib
 from gradual_jax.analysis.claims import AllChecksHold, Arm, Claim, Question, Run, Versus
-from gradual_jax.analysis.runs import IGNORED_KEYS, SETTING_SECTIONS, RunPart, command, load, setting_key, wall
+from gradual_jax.analysis.runs import (IGNORED_KEYS, SETTING_SECTIONS, RunPart, command, is_text, load, setting_key,
+                                      wall)
 from gradual_jax.analysis.verdicts import Answer
 from gradual_jax.runner import storage
 
@@ -70,7 +71,7 @@ def _classes(parts: Sequence[RunPart]) -> int | None:
     from gradual_jax.envs.data import NUM_CLASSES
 
     for p in parts:
-        if p.config and p.config["task"]["family"] not in config_lib.TEXT_FAMILIES:
+        if p.config and not is_text(p.config["task"]["family"]):
             return NUM_CLASSES.get(p.config["data"]["dataset"])
     return None
 
@@ -174,8 +175,7 @@ def paper_differences(part: RunPart, catalog: Catalog) -> list[str]:
     if paper is None or not part.config:
         return []
     reference = config_lib.to_dict(paper)
-    keys = [*SETTING_SECTIONS, "text"] if part.config["task"]["family"] in config_lib.TEXT_FAMILIES \
-        else list(SETTING_SECTIONS)
+    keys = [*SETTING_SECTIONS, "text"] if is_text(part.config["task"]["family"]) else list(SETTING_SECTIONS)
     ours = config_lib.flatten({k: part.config[k] for k in keys})
     theirs = config_lib.flatten({k: reference[k] for k in keys})
     out = [f"{READABLE.get(k, k)} = {_fmt(ours[k])} (paper: {_fmt(theirs.get(k))})"

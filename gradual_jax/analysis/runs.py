@@ -16,6 +16,7 @@ import pandas as pd
 
 from gradual_jax import config as config_lib
 from gradual_jax.analysis.plotting import load_part, run_parts
+from gradual_jax.analysis.plotting.words import is_text
 
 SETTING_SECTIONS = ("data", "task", "protocol", "optim", "model")
 IGNORED_KEYS = {"data.data_dir", "data.source", "data.download", "model.name"}
@@ -104,7 +105,7 @@ def setting_key(config: dict) -> str:
     if not config:
         return ""
     sections = {k: config[k] for k in SETTING_SECTIONS}
-    if config["task"]["family"] in config_lib.TEXT_FAMILIES:
+    if is_text(config["task"]["family"]):
         sections["text"] = config["text"]
     flat = {k: v for k, v in config_lib.flatten(sections).items() if k not in IGNORED_KEYS}
     return json.dumps(flat, sort_keys=True, default=str)

@@ -124,6 +124,8 @@ def dataset_of(frame: pd.DataFrame, config: dict) -> str:
 
 
 def is_text(family: str) -> bool:
+    """Whether ``family`` is a text family, as its registry entry says (a family not registered
+    here reads as not text)."""
     return getattr(registered(families.FAMILIES, family), "kind", None) == "text"
 
 
