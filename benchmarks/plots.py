@@ -8,6 +8,9 @@ the file's ``benchmark`` field:
 * ``lane_scaling``: lane-steps/s against lanes, and memory against lanes (the program's bytes and
   the process's peak RSS), for one program and for the chunked sweep, the memory budget marked;
 * ``compare``: lane-steps/s of gradual-jax and of every PyTorch arrangement at each lane count.
+
+Figures are :class:`matplotlib.figure.Figure` objects of their own, never pyplot's, so drawing
+them needs no display and leaves the process's backend alone.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.figure
 
 SERIES = {"one_program": "one program", "chunked": "chunked"}
 
 
-def plot_lane_scaling(result: dict):
+def plot_lane_scaling(result: dict) -> matplotlib.figure.Figure:
     """Two panels: throughput and memory against the number of lanes (log2 axis)."""
-    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = matplotlib.figure.Figure(figsize=(10, 4), layout="constrained")
+    speed, memory = fig.subplots(1, 2)
     for key, label in SERIES.items():
         rows = result.get(key) or []
         if not rows:
@@ -54,12 +55,13 @@ def plot_lane_scaling(result: dict):
     return fig
 
 
-def plot_compare(result: dict):
+def plot_compare(result: dict) -> matplotlib.figure.Figure:
     """Grouped bars: lane-steps/s of every arrangement at each lane count (failed ones left out)."""
     from benchmarks.compare import LABELS, TORCH
 
     keys = ["jax", *[k for k in TORCH if any(k in row for row in result["rows"])]]
-    fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    fig = matplotlib.figure.Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
     width = 0.8 / len(keys)
     for i, key in enumerate(keys):
         xs, ys = [], []
@@ -101,7 +103,6 @@ def plot_file(path: str | Path, out_dir: str | Path | None = None) -> Path:
     out = Path(out_dir or path.parent) / f"{path.stem}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 

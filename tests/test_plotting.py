@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -23,6 +24,7 @@ from gradual_jax import cli, config as config_lib
 from gradual_jax.analysis import plotting
 from gradual_jax.runner import results
 
+ROOT = Path(__file__).resolve().parents[1]
 GRADUAL = (("abrupt", np.nan, "none"), ("output_interp", 0.5, "none"), ("output_interp", 0.25, "none"))
 MITIGATIONS = tuple(("abrupt", np.nan, m) for m in config_lib.METHODS) + (("output_interp", 0.5, "none"),
                                                                            ("output_interp", 0.1, "none"))
@@ -564,11 +566,14 @@ import numpy as np
 import gradual_jax, gradual_jax.analysis, gradual_jax.runner.train, gradual_jax.theory.experiment
 from gradual_jax.analysis import analyze, plotting, report, runs, verdicts
 from gradual_jax.theory import plot
+from benchmarks import plots as benchmark_plots
 assert matplotlib.get_backend() == sys.argv[1], matplotlib.get_backend()
 written = plotting.plot_runs([sys.argv[2]])
 plot.save_figure({"quadratic": {"distances": np.array([1.0, 0.5, 0.25]), "predicted": 0.5}},
                  [{"delta": 0.1, "max_error": 0.1, "bound": 0.2, "jump": 0.1}],
                  [{"delta": 1.0, "dead": True, "losses": np.array([1.0, 0.5])}], sys.argv[3])
+one_lane = {"lanes": 1, "lane_steps_per_s": 500.0, "program_mb": 5.0, "peak_rss_mb": 600.0}
+benchmark_plots.plot_lane_scaling({"one_program": [one_lane]}).savefig(sys.argv[4])
 assert matplotlib.get_backend() == sys.argv[1], matplotlib.get_backend()
 assert "matplotlib.pyplot" not in sys.modules
 print(" ".join(p.name for p in written))
@@ -577,15 +582,15 @@ print(" ".join(p.name for p in written))
 
 def test_importing_and_drawing_leave_the_backend_alone(tmp_path):
     """A fresh process whose backend does not exist: importing the package, the runner, the
-    analysis and the theory keeps it, and every figure is still drawn and written (PNG and
-    PDF), so no figure goes through pyplot or switches the backend."""
+    analysis, the theory and the benchmarks' figures keeps it, and every figure is still drawn
+    and written (PNG and PDF), so no figure goes through pyplot or switches the backend."""
     run = synthetic_run(tmp_path / "run")
-    theory = tmp_path / "theory.png"
+    theory, bench = tmp_path / "theory.png", tmp_path / "lane_scaling.png"
     env = {**os.environ, "MPLBACKEND": NO_BACKEND}
-    done = subprocess.run([sys.executable, "-c", DRAW_WITHOUT_A_BACKEND, NO_BACKEND, str(run), str(theory)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", DRAW_WITHOUT_A_BACKEND, NO_BACKEND, str(run), str(theory), str(bench)],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:4] == ["figure.png", "figure.pdf", "figure-diagnostics.png", "figure-diagnostics.pdf"]
-    for path in (run / "figure.png", run / "figure-diagnostics.png", theory):
+    for path in (run / "figure.png", run / "figure-diagnostics.png", theory, bench):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "figure.pdf").read_bytes()[:5] == b"%PDF-"
