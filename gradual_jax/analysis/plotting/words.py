@@ -1,14 +1,16 @@
 """Words for the codes in results and configs: metrics, arms, settings and captions.
 
 Schedules, task families, mitigations and models are named by their registry entries
-(``words``/``display``, ``color``), so a researcher's own registration is named in figures
-as it names itself. Only what has no registry is spelled here: the metric columns, the data
-sets and the optimisers.
+(``words``/``display``, ``color``), and a figure's caption says what each drawn schedule,
+mitigation and task family does in its entry's own ``caption``, so a researcher's own
+registration is named and described in figures as it describes itself. Only what has no
+registry is spelled here: the metric columns, the data sets and the optimisers.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -76,6 +78,31 @@ def display(registry, name: str) -> str:
     """The entry's own words; a name no entry claims, with spaces for underscores."""
     entry = registered(registry, name)
     return entry.display if entry is not None else name.replace("_", " ")
+
+
+def described(registry, name: str) -> str:
+    """The entry's words with its caption, when it has one: ``ReDo (dormant units recycled every
+    few steps)``."""
+    caption = getattr(registered(registry, name), "caption", "")
+    return f"{display(registry, name)} ({caption})" if caption else display(registry, name)
+
+
+def in_registry_order(registry, names: Iterable[str]) -> list[str]:
+    """``names`` once each, in the registry's order (names not registered here last)."""
+    known = registry.names()
+    return sorted(set(names), key=lambda name: (known.index(name) if name in known else len(known), name))
+
+
+def arms_caption(schedule_names: Iterable[str], method_names: Iterable[str]) -> str:
+    """What the drawn arms do, in their entries' captions: ``Schedules: abrupt (each task for all
+    (1+k)·E epochs), output interpolation (…). Mitigations: ReDo (…).`` (no mitigation: no
+    second sentence)."""
+    drawn = [described(schedules.SCHEDULES, s) for s in in_registry_order(schedules.SCHEDULES, schedule_names)]
+    methods = [described(METHODS, m) for m in in_registry_order(METHODS, method_names) if m != "none"]
+    sentences = [f"Schedules: {', '.join(drawn)}."]
+    if methods:
+        sentences.append(f"Mitigations: {', '.join(methods)}.")
+    return " ".join(sentences)
 
 
 def schedule_name(schedule: str, delta: float, *, with_schedule: bool = True) -> str:
@@ -157,7 +184,8 @@ def optimizer_words(optim: dict) -> str:
 
 
 def caption_of(config: dict, frame: pd.DataFrame) -> str:
-    """One line of the caption: the data, model, optimiser, protocol and seeds of a run."""
+    """One line of the caption: the data (with what one of its tasks is), model, optimiser,
+    protocol and seeds of a run."""
     d, p, o, family = config["data"], config["protocol"], config["optim"], config["task"]["family"]
     text = config.get("text")
     if is_text(family) and text:
@@ -169,6 +197,8 @@ def caption_of(config: dict, frame: pd.DataFrame) -> str:
     optimiser = optimizer_words(o)
     if o.get("weight_decay"):
         optimiser += f" (weight decay {o['weight_decay']:g})"
-    return (f"{setting_words(frame, config)}: {size}; {model_words(config['model'])}; {optimiser}, lr {rates}, "
+    task = getattr(registered(families.FAMILIES, family), "caption", "")
+    setting = f"{setting_words(frame, config)} ({task})" if task else setting_words(frame, config)
+    return (f"{setting}: {size}; {model_words(config['model'])}; {optimiser}, lr {rates}, "
             f"batch {p['batch_size']}; E = {p['epochs_per_task']} epochs per task, k = {p['transition_ratio']:g}, "
             f"{config['task']['num_tasks']} tasks; {frame['seed'].nunique()} seeds ({config['preset']} preset)")
