@@ -1,6 +1,7 @@
 """Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds), the
 shared markers and the closing notes, and the helpers several test files use: a researcher's
-example file imported for a module's tests (:func:`example_module`), a hook that stops a run
+example file imported for a module's tests and run through the command line
+(:func:`example_module`, :func:`example_fixture`, :func:`run_example`), a hook that stops a run
 after a given task (:func:`stop_after`), and a README section read as a reader sees it
 (:func:`readme_section`, :func:`assert_readme_shows`).
 
@@ -20,7 +21,7 @@ set_default_xla_flags()  # the CLI's XLA:CPU flags, before jax is imported: test
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import re  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 
@@ -82,6 +83,28 @@ def example_module(path: Path, registry: Registry, name: str) -> Iterator[Module
         yield module
     finally:
         registry.unregister(name)
+
+
+def example_fixture(path: Path, registry: Registry, name: str):
+    """A module-scoped ``example`` fixture of the example file at ``path`` (:func:`example_module`):
+    a test file says ``example = example_fixture(EXAMPLE, REGISTRY, NAME)``."""
+    @pytest.fixture(scope="module")
+    def example() -> Iterator[ModuleType]:
+        with example_module(path, registry, name) as module:
+            yield module
+    return example
+
+
+def run_example(example: Path, out: Path, overrides: Iterable[str]) -> Path:
+    """``gradual-jax run EXAMPLE:cpu --out OUT --set ...``, through the command line as a
+    researcher runs the file; ``out``, the run's folder, once it has finished."""
+    from gradual_jax import cli  # the whole command: imported only by the tests that run one
+
+    argv = ["run", f"{example}:cpu", "--out", str(out), "--no-progress"]
+    for item in overrides:
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    return out
 
 
 class Stop(Exception):

@@ -18,13 +18,12 @@ import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
 
-from gradual_jax import cli
 from gradual_jax.analysis import plotting
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.core import engine
 from gradual_jax.mitigations.methods import METHODS
 from gradual_jax.runner.sweep import Lane, mitigation_structure, to_hparams
-from tests.conftest import assert_readme_shows, example_module, tiny_data, tiny_program
+from tests.conftest import assert_readme_shows, example_fixture, run_example, tiny_data, tiny_program
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "weight_clipping.py"
@@ -33,10 +32,7 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
         "protocol.batch_size=8", "sweep.schedules=abrupt", "model.hidden_sizes=16", "diagnostics.enabled=false"]
 
 
-@pytest.fixture(scope="module")
-def example():
-    with example_module(EXAMPLE, METHODS, NAME) as module:
-        yield module
+example = example_fixture(EXAMPLE, METHODS, NAME)
 
 
 def test_the_readme_shows_the_example_and_its_command():
@@ -104,11 +100,7 @@ def test_lanes_of_one_program_clip_at_their_own_c(example):
 
 
 def _run(tmp_path, overrides) -> Path:
-    argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
-    for item in [*TINY, *overrides]:
-        argv += ["--set", item]
-    assert cli.main(argv) == 0
-    return tmp_path
+    return run_example(EXAMPLE, tmp_path, [*TINY, *overrides])
 
 
 def _parameters(out: Path) -> list[np.ndarray]:

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from flax import nnx
 
-from gradual_jax import cli, experiments, models
+from gradual_jax import experiments, models
 from gradual_jax.config import ConfigError, apply_overrides, validate
-from tests.conftest import assert_readme_shows, example_module
+from tests.conftest import assert_readme_shows, example_fixture, run_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "plain_mlp_model.py"
@@ -25,10 +25,7 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
         "protocol.batch_size=8", "sweep.deltas=0.5", "model.hidden_sizes=16,16"]
 
 
-@pytest.fixture(scope="module")
-def example():
-    with example_module(EXAMPLE, models.MODELS, "plain_mlp") as module:
-        yield module
+example = example_fixture(EXAMPLE, models.MODELS, "plain_mlp")
 
 
 def test_the_readme_shows_the_example_and_its_command():
@@ -61,11 +58,9 @@ def test_config_takes_its_name_for_images_only(example):
 @pytest.mark.slow
 @pytest.mark.needs_mnist
 def test_a_tiny_run_of_its_preset(example, tmp_path):
-    argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
-    for item in [*TINY, "sweep.methods=none,redo", "mitigations.redo_every=2", "mitigations.redo_after=0"]:
-        argv += ["--set", item]
-    assert cli.main(argv) == 0
-    frame = pd.read_csv(tmp_path / "results.csv")
+    out = run_example(EXAMPLE, tmp_path, [*TINY, "sweep.methods=none,redo", "mitigations.redo_every=2",
+                                          "mitigations.redo_after=0"])
+    frame = pd.read_csv(out / "results.csv")
     assert set(frame["method"]) == {"none", "redo"} and frame["finite"].all()
     assert frame["model"].str.startswith("plain_mlp 2x16").all()
     assert np.isfinite(frame["online_train_acc"]).all()

@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradual_jax import cli
 from gradual_jax.config import ConfigError, apply_overrides, validate
 from gradual_jax.envs import schedules
-from tests.conftest import assert_readme_shows, example_module, python_blocks, readme_section
+from tests.conftest import assert_readme_shows, example_fixture, run_example, python_blocks, readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "exponential_schedule.py"
@@ -27,10 +26,7 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "data.train_per_class=4", "protocol
         "protocol.batch_size=8", "sweep.deltas=0.5", "model.hidden_sizes=16"]
 
 
-@pytest.fixture(scope="module")
-def example():
-    with example_module(EXAMPLE, schedules.SCHEDULES, NAME) as module:
-        yield module
+example = example_fixture(EXAMPLE, schedules.SCHEDULES, NAME)
 
 
 def test_the_readme_shows_the_example_and_its_command():
@@ -64,11 +60,7 @@ def test_config_takes_the_registered_name(example):
 @pytest.mark.slow
 @pytest.mark.needs_mnist
 def test_a_tiny_run_of_the_preset(example, tmp_path):
-    argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
-    for item in TINY:
-        argv += ["--set", item]
-    assert cli.main(argv) == 0
-    frame = pd.read_csv(tmp_path / "results.csv")
+    frame = pd.read_csv(run_example(EXAMPLE, tmp_path, TINY) / "results.csv")
     assert sorted(set(frame["schedule"])) == ["abrupt", NAME, "output_mix"]
     ours = frame[frame["schedule"] == NAME]
     assert len(ours) == 2 and set(ours["task"]) == {0, 1}  # one lane, two tasks

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradual_jax import cli, experiments
+from gradual_jax import experiments
 from gradual_jax.analysis import runs
 from gradual_jax.config import ConfigError, apply_overrides, to_dict, validate
 from gradual_jax.envs import families
 from gradual_jax.envs.text import tokenizer as tok
 from gradual_jax.runner import build
-from tests.conftest import assert_readme_shows, example_module
+from tests.conftest import assert_readme_shows, example_fixture, run_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "reversed_copy.py"
@@ -33,10 +33,7 @@ TINY = ["task.num_tasks=2", "sweep.seeds=0", "text.num_train=16", "text.bleu_exa
         "model.num_heads=2", "model.d_kv=8", "model.d_ff=32", "text.beam_size=2", "diagnostics.enabled=false"]
 
 
-@pytest.fixture(scope="module")
-def example():
-    with example_module(EXAMPLE, families.FAMILIES, NAME) as module:
-        yield module
+example = example_fixture(EXAMPLE, families.FAMILIES, NAME)
 
 
 def test_the_readme_shows_the_example_and_its_command():
@@ -98,11 +95,7 @@ def test_its_runs_are_told_apart_by_their_text_sizes(example):
 
 @pytest.mark.slow
 def test_a_tiny_t5_run_of_its_preset(example, tmp_path):
-    argv = ["run", f"{EXAMPLE}:cpu", "--out", str(tmp_path), "--no-progress"]
-    for item in TINY:
-        argv += ["--set", item]
-    assert cli.main(argv) == 0
-    frame = pd.read_csv(tmp_path / "results.csv")
+    frame = pd.read_csv(run_example(EXAMPLE, tmp_path, TINY) / "results.csv")
     assert set(frame["family"]) == {NAME} and set(frame["schedule"]) == {"abrupt", "task_sampling"}
     assert len(frame) == 4 and frame["finite"].all()  # 2 lanes × 2 tasks
     for column in ("online_train_acc", "train_acc", "train_loss", "train_bleu2"):
