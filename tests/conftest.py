@@ -1,5 +1,5 @@
 """Shared tiny fixtures (a synthetic data set, a small program that compiles in seconds), the
-shared markers and the closing notes, and the helpers several test files use: a researcher's
+shared markers and the closing notes, and what several test files share: a researcher's
 example file imported for a module's tests and run through the command line
 (:func:`example_module`, :func:`example_fixture`, :func:`run_example`), a hook that stops a run
 after a given task (:func:`stop_after`), and a README section read as a reader sees it
