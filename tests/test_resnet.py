@@ -342,3 +342,98 @@ def test_matches_pytorch_reference():
     with torch.no_grad():
         eval_logits, _ = jax.jit(lambda p, s, x: resnet.apply(graphdef, p, s, x, train=False))(params, new_stats, x)
         np.testing.assert_allclose(eval_logits, net(xt).numpy(), rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- small maps as dots
+# (input side, kernel, stride, padding): every convolution of layers 3-4 at 28- or 32-pixel inputs
+SMALL_MAPS = {
+    "1x1 map, 3x3 stride 1": (1, 3, 1, 1),
+    "2x2 to 1x1, 3x3 stride 2": (2, 3, 2, 1),
+    "2x2 map, 3x3 stride 1": (2, 3, 1, 1),
+    "2x2 to 1x1, 1x1 downsample": (2, 1, 2, 0),
+    "4x4 to 2x2, 3x3 stride 2": (4, 3, 2, 1),
+    "4x4 to 2x2, 1x1 downsample": (4, 1, 2, 0),
+}
+BIG_MAPS = {"4x4 map, 3x3 stride 1": (4, 3, 1, 1), "8x8 to 4x4, 3x3 stride 2": (8, 3, 2, 1),
+            "7x7 map, 3x3 stride 1": (7, 3, 1, 1)}
+
+
+def conv_args(side, kernel, stride, padding, channels=(5, 6), batch=3):
+    x = jax.random.normal(jax.random.key(0), (batch, side, side, channels[0]))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, *channels))
+    return x, w, (stride, stride), ((padding, padding), (padding, padding))
+
+
+def lax_conv(x, w, strides, padding):
+    return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+
+
+def model_conv(x, w, strides, padding):
+    return resnet.conv_general_dilated(x, w, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+
+
+def has_convolution(fn, *args) -> bool:
+    return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_window_spans_by_hand():
+    # (first input index, first tap, taps) per output index
+    assert resnet.window_spans(1, 3, 1, (1, 1)) == [(0, 1, 1)]  # 1×1 map: the centre tap only
+    assert resnet.window_spans(2, 3, 2, (1, 1)) == [(0, 1, 2)]  # 2 → 1, stride 2: taps 1 and 2
+    assert resnet.window_spans(2, 3, 1, (1, 1)) == [(0, 1, 2), (0, 0, 2)]
+    assert resnet.window_spans(4, 3, 2, (1, 1)) == [(0, 1, 2), (1, 0, 3)]
+    assert resnet.window_spans(2, 1, 2, (0, 0)) == [(0, 0, 1)]
+    assert resnet.window_spans(1, 3, 1, (3, 3)) == [(0, 0, 0), (0, 2, 1), (0, 1, 1), (0, 0, 1), (0, 0, 0)]
+    x, w, strides, padding = conv_args(1, 3, 1, 3)  # windows wholly on padding give zeros
+    np.testing.assert_allclose(resnet.conv_by_dots(x, w, strides, padding), lax_conv(x, w, strides, padding),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_one_pixel_map_is_the_centre_tap_as_a_dense_layer():
+    x, w, strides, padding = conv_args(*SMALL_MAPS["1x1 map, 3x3 stride 1"])
+    np.testing.assert_allclose(model_conv(x, w, strides, padding)[:, 0, 0], x[:, 0, 0] @ w[1, 1], rtol=1e-6)
+    x, w, strides, padding = conv_args(*SMALL_MAPS["2x2 to 1x1, 3x3 stride 2"])
+    by_hand = sum(x[:, i, j] @ w[1 + i, 1 + j] for i in range(2) for j in range(2))
+    np.testing.assert_allclose(model_conv(x, w, strides, padding)[:, 0, 0], by_hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", list(SMALL_MAPS))
+def test_small_maps_are_dots_equal_to_the_convolution(case):
+    args = conv_args(*SMALL_MAPS[case])
+    x, w, strides, padding = args
+    assert resnet.uses_dots(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    want, want_vjp = jax.vjp(lambda x, w: lax_conv(x, w, strides, padding), x, w)
+    got, got_vjp = jax.vjp(lambda x, w: model_conv(x, w, strides, padding), x, w)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.key(2), want.shape)
+    for g, h in zip(got_vjp(cotangent), want_vjp(cotangent)):
+        np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-5)
+    grad = jax.grad(lambda x, w: jnp.sum(jnp.sin(model_conv(x, w, strides, padding))), argnums=(0, 1))
+    assert not has_convolution(grad, x, w)  # forward and backward: products only
+
+
+@pytest.mark.parametrize("case", list(BIG_MAPS))
+def test_big_maps_stay_convolutions(case):
+    x, w, strides, padding = conv_args(*BIG_MAPS[case])
+    assert not resnet.uses_dots(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    assert has_convolution(lambda x, w: model_conv(x, w, strides, padding), x, w)
+    np.testing.assert_array_equal(model_conv(x, w, strides, padding), lax_conv(x, w, strides, padding))
+
+
+def test_only_layers_3_and_4_become_dots_at_32_pixels(tiny):
+    """Stem, layer1 (8×8) and layer2 (4×4: conv1, conv2, conv1, conv2, downsample) stay 10
+    convolutions; the 10 convolutions of layers 3-4 (2×2 and 1×1 outputs) are products."""
+    graphdef, params, stats = resnet.split(tiny)
+    jaxpr = str(jax.make_jaxpr(lambda p: resnet.apply(graphdef, p, stats, jnp.zeros((2, 32, 32, 3)),
+                                                      train=True)[0])(params))
+    assert jaxpr.count("conv_general_dilated[") == 10
+
+
+def test_dots_keep_the_compute_dtype():
+    x, w, strides, padding = conv_args(*SMALL_MAPS["2x2 map, 3x3 stride 1"])
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    got = model_conv(x, w, strides, padding)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(got.astype(jnp.float32), lax_conv(x, w, strides, padding).astype(jnp.float32),
+                               rtol=2e-2, atol=5e-2)

@@ -13,6 +13,9 @@ Architecture (torchvision's ``resnet18``, the paper's model):
 Every padding is explicit and symmetric, as in PyTorch, so an ``H``-pixel input gives
 ``floor((H + 2p - k) / s) + 1`` pixels after each conv/pool (32 → 16 → 8 → 8 → 4 → 2 → 1 with the
 ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC float32 (normalised images).
+A conv whose output map has at most 4 pixels (layers 3–4 at 28- to 32-pixel inputs) is computed
+as matrix products over the taps that land inside its input map (:func:`conv_by_dots`): the same
+function with the same parameters, which XLA:CPU runs faster than a convolution there.
 
 Initialisation (``init=``):
 
@@ -78,13 +81,88 @@ def scaled_width(width: int, multiplier: float) -> int:
     return max(1, round(width * multiplier))
 
 
+# --------------------------------------------------------------------------- convolutions
+#: Output maps of at most this many pixels are computed by :func:`conv_by_dots`: layers 3 and 4
+#: of a 28- to 32-pixel input with the ImageNet stem (2×2 and 1×1 maps).
+MAX_DOT_OUTPUT_PIXELS = 4
+NHWC_HWIO = jax.lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+def window_spans(size: int, kernel: int, stride: int, padding: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """Along one axis, per output index: ``(first input index, first tap, taps)`` of the part of
+    its window that lies inside the map (the rest reads zero padding); ``(0, 0, 0)`` where all of it
+    lies on padding."""
+    out_size = (size + sum(padding) - kernel) // stride + 1
+    spans = []
+    for o in range(out_size):
+        start = o * stride - padding[0]  # the input index under tap 0
+        first, stop = max(0, -start), min(kernel, size - start)
+        spans.append((start + first, first, stop - first) if stop > first else (0, 0, 0))
+    return spans
+
+
+def uses_dots(input_shape, kernel_shape, strides, padding, lhs_dilation=None, rhs_dilation=None,
+              dimension_numbers=None, feature_group_count: int = 1) -> bool:
+    """Whether :func:`conv_general_dilated` computes this convolution by :func:`conv_by_dots`:
+    an NHWC/HWIO convolution without dilation or groups, explicit padding, and an output map of at
+    most ``MAX_DOT_OUTPUT_PIXELS`` pixels. Decided from static shapes, so at trace time."""
+    plain = (len(input_shape) == 4 and dimension_numbers == NHWC_HWIO and feature_group_count == 1
+             and not isinstance(padding, str)
+             and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation)))
+    if not plain:
+        return False
+    out_pixels = math.prod(len(window_spans(size, k, s, tuple(p)))
+                           for size, k, s, p in zip(input_shape[1:3], kernel_shape[:2], strides, padding))
+    return out_pixels <= MAX_DOT_OUTPUT_PIXELS
+
+
+def conv_by_dots(x: jax.Array, kernel: jax.Array, strides, padding, precision=None) -> jax.Array:
+    """A zero-padded NHWC convolution (HWIO kernel, no dilation, no groups) as one matrix product
+    per output pixel: the in-map part of the pixel's window, flattened, times the kernel taps that
+    land on it, flattened alike. The taps that land on padding are never multiplied, so a 3×3
+    stride-1 kernel on a 1×1 map is its centre tap as a dense layer, and a stride-2 one from 2×2
+    to 1×1 uses its 4 lower-right taps.
+
+    Why: on maps smaller than the kernel XLA:CPU runs convolutions far below its matrix-product
+    rate, and at one lane it swaps the operands of their backward convolutions (examples become
+    features), which then take most of a ResNet-18 step. Slices, reshapes and products
+    differentiate into the same, so the backward pass has no convolution either."""
+    n = x.shape[0]
+    kh, kw, _, out_channels = kernel.shape
+    rows = window_spans(x.shape[1], kh, strides[0], tuple(padding[0]))
+    cols = window_spans(x.shape[2], kw, strides[1], tuple(padding[1]))
+    pixels = []
+    for i, ti, nh in rows:
+        for j, tj, nw in cols:
+            if nh == 0 or nw == 0:  # the whole window on padding
+                pixels.append(jnp.zeros((n, out_channels), jnp.result_type(x, kernel)))
+                continue
+            patch = x[:, i:i + nh, j:j + nw, :].reshape(n, -1)
+            taps = kernel[ti:ti + nh, tj:tj + nw].reshape(-1, out_channels)
+            pixels.append(jnp.dot(patch, taps, precision=precision))
+    return jnp.stack(pixels, axis=1).reshape(n, len(rows), len(cols), out_channels)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """``lax.conv_general_dilated``, by :func:`conv_by_dots` where :func:`uses_dots` says so
+    (small output maps) and by the convolution otherwise. ``nnx.Conv`` calls it in its place."""
+    if uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                 dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
+        return conv_by_dots(lhs, rhs, window_strides, padding, precision)
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision, **kwargs)
+
+
 def conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, *,
          init: str = "torch", dtype=None, rngs: nnx.Rngs) -> nnx.Conv:
-    """``nn.Conv2d(in, out, kernel, stride, padding, bias=False)`` in NHWC."""
+    """``nn.Conv2d(in, out, kernel, stride, padding, bias=False)`` in NHWC; small output maps
+    are computed as matrix products (:func:`conv_general_dilated`), the same function."""
     return nnx.Conv(in_channels, out_channels, (kernel, kernel), (stride, stride),
                     padding=((padding, padding), (padding, padding)), use_bias=False,
                     dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=conv_kernel_init(init, in_channels, out_channels, kernel), rngs=rngs)
+                    kernel_init=conv_kernel_init(init, in_channels, out_channels, kernel),
+                    conv_general_dilated=conv_general_dilated, rngs=rngs)
 
 
 # --------------------------------------------------------------------------- BatchNorm
