@@ -86,11 +86,11 @@ def _adamw(learning_rate: float):
     return optax.adamw(learning_rate=learning_rate, weight_decay=0.0)
 
 
-def resnet_case(batch: int, width: float, image: int, cifar_stem: bool, dtype: str) -> Case:
+def resnet_case(batch: int, width: float, image: int, cifar_stem: bool, dtype: str, in_channels: int = 3) -> Case:
     compute_dtype = jnp.bfloat16 if dtype == "bfloat16" else None
 
     def factory(rngs):
-        return resnet.ResNet18(10, in_channels=3, width_multiplier=width, cifar_stem=cifar_stem,
+        return resnet.ResNet18(10, in_channels=in_channels, width_multiplier=width, cifar_stem=cifar_stem,
                                dtype=compute_dtype, rngs=rngs)
 
     graphdef = resnet.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))[0]
@@ -114,13 +114,13 @@ def resnet_case(batch: int, width: float, image: int, cifar_stem: bool, dtype: s
 
     def make_batch(lanes):
         kx, ky = jax.random.split(jax.random.key(42))
-        return (jax.random.normal(kx, (lanes, batch, image, image, 3), jnp.float32),
+        return (jax.random.normal(kx, (lanes, batch, image, image, in_channels), jnp.float32),
                 jax.random.randint(ky, (lanes, batch), 0, 10, jnp.int32))
 
-    macs = resnet.forward_macs(image, image, num_classes=10, in_channels=3, width_multiplier=width,
+    macs = resnet.forward_macs(image, image, num_classes=10, in_channels=in_channels, width_multiplier=width,
                                cifar_stem=cifar_stem)
     params = sum(int(v.size) for v in jax.tree.leaves(resnet.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))[1]))
-    sizes = {"batch": batch, "image": [image, image, 3], "width_multiplier": width,
+    sizes = {"batch": batch, "image": [image, image, in_channels], "width_multiplier": width,
              "widths": [resnet.scaled_width(w, width) for w in resnet.WIDTHS], "stem": "cifar" if cifar_stem else "imagenet",
              "compute_dtype": dtype, "classes": 10, "params": params, "optimizer": "adamw 1e-4, weight decay 0",
              "forward_macs_per_example": macs}
@@ -250,7 +250,7 @@ def build_case(name: str, args) -> Case:
     """The step of model ``name`` (resnet18 or t5) at the sizes of ``args`` (model_sizes.py's flags)."""
     if name == "resnet18":
         return resnet_case(args.resnet_batch, args.resnet_width, args.resnet_image, args.resnet_cifar_stem,
-                           getattr(args, "resnet_dtype", "float32"))
+                           getattr(args, "resnet_dtype", "float32"), getattr(args, "resnet_in_channels", 3))
     if name == "t5":
         return t5_case(args.t5_batch, args.t5_input_len, args.t5_target_len, t5_config(args))
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lanes", default="1,2,4", help="lane counts R (comma separated)")
     model_sizes.add_size_arguments(parser)
     parser.add_argument("--resnet-dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--resnet-in-channels", type=int, default=3,
+                        help="ResNet input channels (CIFAR: 3; the MNIST presets: 1, with --resnet-image 28)")
     parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timed measurement")
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="timed measurements per cell; the fastest is kept")

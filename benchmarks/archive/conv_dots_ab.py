@@ -1,0 +1,119 @@
+"""A/B of the ResNet-18 step with small output maps computed by convolutions or by matrix products
+(gradual_jax/models/resnet.py: ``conv_by_dots``), both variants in one process, interleaved.
+
+    python -m benchmarks.archive.conv_dots_ab [--settings cifar-0.125,cifar-0.25,mnist-0.125]
+        [--lanes 1,4] [--batch 250] [--repeats 3] [--seconds 3] [--json OUT.json]
+
+A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
+presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
+setting and lane count R, both variants' steps (``model_steps``' ResNet case: AdamW, batch
+statistics, ``jit(vmap(step))`` over R lanes) are compiled, then timed ``--repeats`` times each,
+alternating which goes first; the fastest timing of each is kept, and the ratio is dots /
+convolutions. The "convolutions" variant builds the model with ``lax.conv_general_dilated`` in
+every ``nnx.Conv`` (what the model did before), the "dots" variant is the model as it is. Each
+timing records the share of the CPU that other processes used meanwhile ("others' CPU"). The
+loss of each variant's first step is recorded too: both start from the same parameters and see the
+same batch, so the two agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common, model_steps
+from gradual_jax.models import resnet
+
+VARIANTS = {"convolutions": jax.lax.conv_general_dilated, "dots": resnet.conv_general_dilated}
+SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
+
+
+def setting_case(setting: str, batch: int, conv_fn) -> model_steps.Case:
+    """``model_steps``' ResNet case at ``setting`` (e.g. ``mnist-0.125``), its convs calling ``conv_fn``."""
+    shape, width = setting.split("-")
+    image, channels = SHAPES[shape]
+    with mock.patch.object(resnet, "conv_general_dilated", conv_fn):  # read by resnet.conv at build time
+        return model_steps.resnet_case(batch, float(width), image, False, "float32", in_channels=channels)
+
+
+def compiled_runner(case: model_steps.Case, lanes: int):
+    """``run(n)``: n steps of the compiled ``jit(vmap(step))`` on fixed data, blocking, -> the mean
+    loss of the last; the compile time; and the first step's mean loss."""
+    keys = jax.vmap(lambda i: jax.random.key(i, impl="rbg"))(jnp.arange(lanes))
+    box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
+    data = case.make_batch(lanes)
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(case.lane_step), donate_argnums=0).lower(box["state"], data).compile()
+    compile_s = time.perf_counter() - start
+
+    def run(n):
+        for _ in range(n):
+            box["state"], box["loss"] = compiled(box["state"], data)
+        jax.block_until_ready((box["state"], box["loss"]))
+        return float(jnp.mean(box["loss"]))
+
+    first_loss = run(1)  # also the warm-up
+    return run, compile_s, first_loss
+
+
+def compare(setting: str, lanes: int, *, batch: int, repeats: int, seconds: float) -> dict:
+    names = list(VARIANTS)
+    runners = {}
+    for name in names:
+        runners[name] = compiled_runner(setting_case(setting, batch, VARIANTS[name]), lanes)
+    one = min(common.best_time(lambda: runners[name][0](1), repeats=1, warmup=0)["seconds"] for name in names)
+    n = common.calibrated_steps(one, seconds, 2, 500)
+    timings = {name: [] for name in names}
+    for k in range(repeats):
+        for name in (names if k % 2 == 0 else names[::-1]):
+            timings[name].append(common.best_time(lambda: runners[name][0](n), repeats=1, warmup=0))
+    row = {"setting": setting, "lanes": lanes, "batch": batch, "steps": n}
+    for name in names:
+        best = min(timings[name], key=lambda t: t["seconds"])
+        row[name] = {"lane_steps_per_s": lanes * n / best["seconds"], "others_cpu": best["others_cpu"],
+                     "all_lane_steps_per_s": [lanes * n / t["seconds"] for t in timings[name]],
+                     "compile_s": runners[name][1], "first_loss": runners[name][2]}
+    row["ratio"] = row[names[1]]["lane_steps_per_s"] / row[names[0]]["lane_steps_per_s"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="cifar-0.125,cifar-0.25,mnist-0.125",
+                        help="comma separated SHAPE-WIDTH, SHAPE one of: " + ", ".join(SHAPES))
+    parser.add_argument("--lanes", default="1,4", help="lane counts R (comma separated)")
+    parser.add_argument("--batch", type=int, default=250, help="examples per lane-step")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per variant; the fastest is kept")
+    parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timing")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = []
+    for setting in args.settings.split(","):
+        for lanes in common.parse_ints(args.lanes):
+            row = compare(setting, lanes, batch=args.batch, repeats=args.repeats, seconds=args.seconds)
+            rows.append(row)
+            print(f"{setting}, R = {lanes}: " + ", ".join(
+                f"{n} {row[n]['lane_steps_per_s']:,.2f} lane-steps/s (others' CPU {100 * row[n]['others_cpu']:.0f}%)"
+                for n in VARIANTS) + f"; ratio {row['ratio']:.2f}×", flush=True)
+    names = list(VARIANTS)
+    print(f"\n| setting | lanes | {names[0]} | {names[1]} | ratio | others' CPU (max) |\n|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        others = max(row[n]["others_cpu"] for n in names)
+        print(f"| {row['setting']} | {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.2f} | "
+              f"{row[names[1]]['lane_steps_per_s']:,.2f} | {row['ratio']:.2f}× | {100 * others:.0f}% |")
+    result = {"variants": {n: f"{fn.__module__}.{fn.__qualname__}" for n, fn in VARIANTS.items()},
+              "batch": args.batch, "repeats": args.repeats, "selection": "fastest timing per variant",
+              "rows": rows, "total_seconds": time.perf_counter() - start}
+    print(f"\ntotal {result['total_seconds']:.0f} s")
+    if args.json:
+        common.write_json(args.json, "conv_dots_ab", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
