@@ -255,3 +255,27 @@ def write_json(path: str | Path, benchmark: str, result: dict, command: str | No
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
     return out
+
+
+# --------------------------------------------------------------------------- runs of the command
+def command_run(experiment: str, preset: str, overrides: list[str]) -> dict:
+    """One ``gradual-jax run`` of ``experiment``'s ``preset`` with ``overrides``, through the
+    runner's own code into a temporary folder: what its ``config.json`` records (lanes, programs,
+    compile and training seconds, lane-steps/s; compile apart) and the share of the CPU other
+    processes used meanwhile."""
+    import tempfile
+
+    from gradual_jax import experiments
+    from gradual_jax.config import apply_overrides
+    from gradual_jax.runner import train
+
+    cfg = apply_overrides(experiments.get_config(experiment, preset), overrides)
+    with tempfile.TemporaryDirectory() as out:
+        def run() -> dict:
+            train.run(cfg, out, progress=False, echo=lambda *_: None)
+            meta = json.loads((Path(out) / "config.json").read_text())
+            return {"lanes": len(meta["lanes"]), "programs": len(meta["program_lanes"]),
+                    "compile_seconds": meta["compile_seconds"], "train_seconds": meta["train_seconds"],
+                    "lane_steps_per_second": meta["lane_steps_per_second"]}
+
+        return measured(run)

@@ -532,6 +532,29 @@ def test_readout_share_runs(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_mixed_methods_runs_each_arrangement_through_the_runner(tmp_path):
+    out = tmp_path / "mixed.json"
+    proc = run_module("mixed_methods", "--quick", "--seeds", "10", "--epochs", 1, "--json", out)
+    assert "one program per method:" in proc.stdout
+    rows = read_record(out, "mixed_methods")["arrangements"]
+    # abrupt × Shrink & Perturb, ReDo, spectral, continual backprop: one seed each
+    assert {name: (r["lanes"], r["programs"]) for name, r in rows.items()} == {
+        "one program per method": (4, 4), "one program, every method": (4, 1), "plain (no method)": (4, 1)}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_crelu_cost_runs_both_models_alternately(tmp_path):
+    out = tmp_path / "crelu.json"
+    proc = run_module("crelu_cost", "--quick", "--lanes", 1, "--epochs", 1, "--repeats", 2, "--json", out)
+    assert "CReLU costs" in proc.stdout
+    result = read_record(out, "crelu_cost")
+    assert [len(result["runs"][m]) for m in ("relu", "crelu")] == [2, 2]
+    assert result["matmul_ratio"] == pytest.approx(599_040 / 399_872)  # the docstring's hand count
+
+
+@pytest.mark.slow
 def test_conv_profile_runs(tmp_path):
     """A tiny ResNet-18 at 1 and 2 lanes: one lane's step has swapped backward convolutions (its
     layer-3 and layer-4 maps are smaller than the 3×3 kernels), two vmapped lanes have none."""
