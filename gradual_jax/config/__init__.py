@@ -12,12 +12,12 @@ is loaded or anything is compiled.
 
 The package's modules: :mod:`~gradual_jax.config.schema` (the sections and their fields),
 :mod:`~gradual_jax.config.overrides` (``--set`` and the dict form), :mod:`~gradual_jax.config.validate`,
-:mod:`~gradual_jax.config.resume` (what a resumed run may change) and :mod:`~gradual_jax.config.keys`
+:mod:`~gradual_jax.config.resumable` (what a resumed run may change) and :mod:`~gradual_jax.config.keys`
 (the key tables of the docs and ``show``). Import from the package.
 """
 
 from gradual_jax.config.overrides import apply_overrides, from_dict, parse_value, to_dict
-from gradual_jax.config.resume import RESUMABLE_KEYS, flatten, resume_mismatches
+from gradual_jax.config.resumable import RESUMABLE_KEYS, flatten, resume_mismatches
 from gradual_jax.config.schema import (FAMILIES, FAMILY_METRICS, FAMILY_MODELS, FAMILY_SCHEDULES, MAX_SEED,
                                        METHOD_STRENGTHS, METHODS, METRICS, MODELS, TEXT_FAMILIES, TEXT_SCHEDULES,
                                        ConfigError, DataConfig, DiagnosticsConfig, ExperimentConfig,

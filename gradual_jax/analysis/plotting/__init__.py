@@ -28,12 +28,12 @@ them needs no backend and leaves the process's own alone.
 
 from gradual_jax.analysis.plotting.canvas import captions_of, heading_of
 from gradual_jax.analysis.plotting.curves import X_AXES, curves_figure, delta_figure, granularity_figure
-from gradual_jax.analysis.plotting.diagnostics import FIG6_PANELS, diagnostics_figure, has_diagnostics
+from gradual_jax.analysis.plotting.diagnostics_panels import FIG6_PANELS, diagnostics_figure, has_diagnostics
 from gradual_jax.analysis.plotting.files import plot_runs, save, write_summaries
 from gradual_jax.analysis.plotting.layouts import LAYOUTS, auto_layout, figure_of
 from gradual_jax.analysis.plotting.load import (Part, ResultsError, UsageError, check_metric, load_part,
                                                 load_runs, run_parts)
-from gradual_jax.analysis.plotting.methods import methods_figure
+from gradual_jax.analysis.plotting.methods_chart import methods_figure
 from gradual_jax.analysis.plotting.panels import Panel, panels_of
 from gradual_jax.analysis.plotting.words import arm_name, caption_of, metric_axis, metric_name, schedule_name
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from gradual_jax.analysis import summary
 from gradual_jax.analysis.plotting.curves import X_AXES
-from gradual_jax.analysis.plotting.diagnostics import diagnostics_figure, has_diagnostics
+from gradual_jax.analysis.plotting.diagnostics_panels import diagnostics_figure, has_diagnostics
 from gradual_jax.analysis.plotting.layouts import LAYOUTS, auto_layout, figure_of
 from gradual_jax.analysis.plotting.load import UsageError, check_metric, load_runs
 from gradual_jax.analysis.plotting.panels import panels_of

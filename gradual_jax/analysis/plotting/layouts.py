@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import matplotlib.figure
 
 from gradual_jax.analysis.plotting.curves import curves_figure, delta_figure, granularity_figure
-from gradual_jax.analysis.plotting.diagnostics import diagnostics_figure
-from gradual_jax.analysis.plotting.methods import methods_figure
+from gradual_jax.analysis.plotting.diagnostics_panels import diagnostics_figure
+from gradual_jax.analysis.plotting.methods_chart import methods_figure
 from gradual_jax.analysis.plotting.panels import Panel
 
 LAYOUTS = ("auto", "curves", "granularity", "delta", "methods", "diagnostics")

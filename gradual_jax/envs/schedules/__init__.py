@@ -36,7 +36,7 @@ from __future__ import annotations
 from gradual_jax.envs.schedules.base import MOVES, At, Mix, Schedule, linear_alpha, mixed_targets, one_over, pure, \
     targets_toward_new
 from gradual_jax.envs.schedules.mixing import batch_mix, is_gradual, readout_epoch
-from gradual_jax.envs.schedules.registry import BUILT_IN, SCHEDULES, get, names, register, registered, schedule_id, \
+from gradual_jax.envs.schedules.registered import BUILT_IN, SCHEDULES, get, names, register, registered, schedule_id, \
     unregister
 from gradual_jax.envs.schedules.stages import check_delta, describe, epochs_per_stage, num_stages, stage_at
 from gradual_jax.envs.schedules.task_sampling import new_task_count

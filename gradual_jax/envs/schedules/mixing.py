@@ -10,14 +10,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradual_jax.envs.schedules import registry
+from gradual_jax.envs.schedules.registered import registered
 from gradual_jax.envs.schedules.base import At, one_over, pure
 from gradual_jax.envs.schedules.stages import stage_of
 
 
 def is_gradual(schedule) -> jax.Array:
     """Whether the schedule with id ``schedule`` (may be traced) has a transition."""
-    return jnp.asarray([s.gradual for s in registry.registered()])[schedule]
+    return jnp.asarray([s.gradual for s in registered()])[schedule]
 
 
 def batch_mix(schedule, delta, step, pure_steps, transition_steps, batch_size, max_batch):
@@ -36,7 +36,7 @@ def batch_mix(schedule, delta, step, pure_steps, transition_steps, batch_size, m
     transition_step = jnp.maximum(i, 0)
     plain = pure(max_batch)
     mixed = plain
-    for sid, s in enumerate(registry.registered()):
+    for sid, s in enumerate(registered()):
         if s.gradual:
             at = At(stage_of(s, n, transition_step, transition_steps), n, batch_size, max_batch)
             mixed = jax.tree.map(lambda m, cur, sid=sid: jnp.where(schedule == sid, m, cur), s.mix(at), mixed)

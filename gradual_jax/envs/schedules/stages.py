@@ -6,7 +6,7 @@ import math
 
 import jax.numpy as jnp
 
-from gradual_jax.envs.schedules import registry
+from gradual_jax.envs.schedules.registered import get
 from gradual_jax.envs.schedules.base import Schedule, one_over
 
 
@@ -21,7 +21,7 @@ def check_delta(delta: float, *, key: str = "delta", error: type[Exception] = Va
 
 def num_stages(schedule: int | str, delta: float) -> int:
     """Number of constant-α stages in one transition (0 for abrupt)."""
-    s = registry.get(schedule)
+    s = get(schedule)
     return int(s.stages(one_over(delta))) if s.gradual else 0
 
 
@@ -43,7 +43,7 @@ def stage_of(schedule: Schedule, n, transition_step, transition_steps):
 def stage_at(schedule: int | str, delta, transition_step, transition_steps):
     """:func:`stage_of` for a registered schedule and Δ (all but ``schedule`` may be traced);
     0 for a schedule without stages (abrupt)."""
-    s = registry.get(schedule)
+    s = get(schedule)
     if not s.gradual:
         return jnp.int32(0)
     return stage_of(s, one_over(jnp.asarray(delta)), transition_step, transition_steps)
@@ -51,7 +51,7 @@ def stage_at(schedule: int | str, delta, transition_step, transition_steps):
 
 def describe(name: str, delta: float, epochs_per_task: int, transition_ratio: float) -> str:
     """One human-readable line on a schedule's stages, for ``gradual-jax show``."""
-    if not registry.get(name).gradual:
+    if not get(name).gradual:
         total = epochs_per_task * (1 + transition_ratio)
         return f"{name}: {total:g} epochs on each task"
     stages = num_stages(name, delta)
