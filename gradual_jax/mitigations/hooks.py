@@ -82,21 +82,23 @@ def penalty(params: Any, compiled: Compiled, lanes: Mapping[str, CustomLane]) ->
 
 def after_update(params: Any, compiled: Compiled, lanes: Mapping[str, CustomLane], key: jax.Array) -> Any:
     """Each compiled method's ``after_update``, where the lane uses it."""
-    for name, hooks in compiled:
-        if hooks.after_update is not None:
-            lane = lanes[name]
-            params = _keep_unless(lane.on, hooks.after_update(params, lane.numbers,
-                                                               jax.random.fold_in(key, stream(name))), params)
-    return params
+    return _transform("after_update", params, compiled, lanes, key)
 
 
 def at_boundary(params: Any, compiled: Compiled, lanes: Mapping[str, CustomLane], key: jax.Array) -> Any:
     """Each compiled method's ``at_boundary``, where the lane uses it."""
+    return _transform("at_boundary", params, compiled, lanes, key)
+
+
+def _transform(hook: str, params: Any, compiled: Compiled, lanes: Mapping[str, CustomLane], key: jax.Array) -> Any:
+    """The compiled methods' ``hook`` transforms in turn, each kept only where the lane uses it,
+    each with the key folded with its method's own stream."""
     for name, hooks in compiled:
-        if hooks.at_boundary is not None:
+        transform = getattr(hooks, hook)
+        if transform is not None:
             lane = lanes[name]
-            params = _keep_unless(lane.on, hooks.at_boundary(params, lane.numbers,
-                                                              jax.random.fold_in(key, stream(name))), params)
+            params = _keep_unless(lane.on, transform(params, lane.numbers, jax.random.fold_in(key, stream(name))),
+                                  params)
     return params
 
 
