@@ -660,3 +660,13 @@ def test_archived_optax_flatten_runs(tmp_path):
     result = read_record(out, "optax_flatten")
     row, = result["rows"]
     assert row["max_param_difference_plain_flatten"] < 1e-5 and row["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_archived_conv_dots_ab_runs(tmp_path):
+    out = tmp_path / "conv_dots.json"
+    run_module("archive.conv_dots_ab", "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1, "--repeats", 1,
+               "--seconds", 0.1, "--json", out)
+    result = read_record(out, "conv_dots_ab")
+    row, = result["rows"]
+    assert row["lanes"] == 1 and row["ratio"] > 0 and set(result["variants"]) <= set(row)
