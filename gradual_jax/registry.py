@@ -18,7 +18,11 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named entries of one type, in registration order."""
+    """Named entries of one type, in registration order. ``Registry.changes`` counts the
+    registrations and removals of every registry, so a result that depends on what is
+    registered (a validated config) can tell whether it still holds."""
+
+    changes = 0
 
     def __init__(self, kind: str, entry_type: type, *, load: Sequence[str] = ()):
         self.kind, self.entry_type, self._load = kind, entry_type, tuple(load)
@@ -37,6 +41,7 @@ class Registry(Generic[T]):
         if entry.name in self._built_in:
             raise ValueError(f"{entry.name} is a built-in {self.kind}; register yours under another name")
         self._entries[entry.name] = entry
+        Registry.changes += 1
         return entry
 
     def seal(self) -> None:
@@ -53,6 +58,7 @@ class Registry(Generic[T]):
         if name in self.built_in:
             raise ValueError(f"{name} is a built-in {self.kind} and stays registered")
         del self._entries[self.get(name).name]
+        Registry.changes += 1
 
     def registered(self) -> tuple[T, ...]:
         """Every entry, in id order."""

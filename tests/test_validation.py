@@ -4,6 +4,7 @@ CLI turns it into exit status 2 before loading data or compiling anything."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 
 import pytest
@@ -312,3 +313,24 @@ def test_force_new_refuses_a_folder_that_is_no_runs_own(where, capsys, no_comput
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --force-new deletes the checkpoints and results in --out") and "\n" not in err
     assert (here / "results.csv").read_text() == "precious\n"
+
+
+def test_a_config_is_validated_once_until_a_registry_changes(monkeypatch):
+    """The CLI checks every part before the first trains and the runner checks what it is
+    given: the second check of the same object runs no step, unless something was registered
+    or removed in between (which can change the answer)."""
+    validate_lib = importlib.import_module("gradual_jax.config.validate")  # the module (the package exports the function)
+
+    calls = []
+    monkeypatch.setattr(validate_lib, "STEPS", (lambda cfg: calls.append(cfg),))
+    cfg = config_lib.ExperimentConfig()
+    assert validate_lib.validate(cfg) is cfg and validate_lib.validate(cfg) is cfg
+    assert len(calls) == 1
+    validate_lib.validate(config_lib.ExperimentConfig())  # an equal but other object: checked
+    assert len(calls) == 2
+    schedules.register(dataclasses.replace(schedules.get("abrupt"), name="once_check"))
+    try:
+        validate_lib.validate(cfg)  # a registry changed: checked again
+        assert len(calls) == 3
+    finally:
+        schedules.unregister("once_check")

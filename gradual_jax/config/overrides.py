@@ -13,11 +13,11 @@ from typing import Any
 from gradual_jax.config.schema import ConfigError, ExperimentConfig
 
 
-def _is_config(obj: Any) -> bool:
+def is_config(obj: Any) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -106,16 +106,16 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str] | tuple[str, 
 
 
 def _set(node: Any, path: list[str], text: str, key: str) -> Any:
-    types_ = _field_types(type(node))
+    types_ = field_types(type(node))
     name = path[0]
     if name not in types_:
         where = key.rsplit(".", 1)[0] if "." in key else "the top level"
         raise ConfigError(f"unknown config key {key!r}; allowed in {where}: {', '.join(types_)}")
     child = getattr(node, name)
     if len(path) == 1:
-        if _is_config(child):
+        if is_config(child):
             raise ConfigError(f"{key} is a section; set one of its fields: "
-                              + ", ".join(f"{key}.{f}" for f in _field_types(type(child))))
+                              + ", ".join(f"{key}.{f}" for f in field_types(type(child))))
         return dataclasses.replace(node, **{name: parse_value(text, types_[name], key)})
     if len(path) == 2 and _is_mapping(types_[name]):  # one entry of a mapping: mitigations.custom.clip=0.5
         if text.strip().lower() in ("none", "null", ""):
@@ -123,7 +123,7 @@ def _set(node: Any, path: list[str], text: str, key: str) -> Any:
         else:
             entries = {**(child or {}), path[1]: parse_value(text, _mapping_value(types_[name]), key)}
         return dataclasses.replace(node, **{name: entries or None})
-    if not _is_config(child):
+    if not is_config(child):
         raise ConfigError(f"unknown config key {key!r}: {'.'.join(path[:1])} is not a section")
     return dataclasses.replace(node, **{name: _set(child, path[1:], text, key)})
 
@@ -135,7 +135,7 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
 def from_dict(data: dict[str, Any], cls: type = ExperimentConfig) -> Any:
     """Inverse of :func:`to_dict` (lists become tuples), for reading ``config.json`` back."""
     kwargs = {}
-    for name, annotation in _field_types(cls).items():
+    for name, annotation in field_types(cls).items():
         if name not in data:
             continue
         value = data[name]

@@ -9,7 +9,8 @@ import typing
 from typing import Any
 
 from gradual_jax import models
-from gradual_jax.config.overrides import _field_types, _is_config
+from gradual_jax.registry import Registry
+from gradual_jax.config.overrides import field_types, is_config
 from gradual_jax.config.schema import (COMPUTE_DTYPES, DATA_SOURCES, DATASETS, INITS, MAX_INT, MAX_SEED,
                                        METRICS, MIN_DELTA, ON_NONFINITE, OPTIMIZERS, SHRINK_PERTURB_AT,
                                        SPECTRAL_TARGETS, ConfigError, ExperimentConfig)
@@ -34,10 +35,10 @@ def _positive_int(key: str, value: Any) -> None:
 
 
 def _check_types(node: Any, prefix: str = "") -> None:
-    for name, annotation in _field_types(type(node)).items():
+    for name, annotation in field_types(type(node)).items():
         key = f"{prefix}{name}"
         value = getattr(node, name)
-        if _is_config(value):
+        if is_config(value):
             _check_types(value, key + ".")
             continue
         origin = typing.get_origin(annotation)
@@ -93,10 +94,25 @@ def _number(key: str, value: float, *, low: float = 0.0, high: float | None = No
 
 def validate(config: ExperimentConfig) -> ExperimentConfig:
     """Check every field; return the config unchanged or raise ConfigError (the first of
-    :data:`STEPS` to find a fault says what it is)."""
+    :data:`STEPS` to find a fault says what it is).
+
+    A command validates each config once: the CLI checks every part of an experiment before the
+    first part trains, and the runner, which checks whatever config it is given, finds the same
+    object already checked (while no schedule, model, family or method has been registered or
+    removed since, which could change the answer)."""
+    seen = _checked.get(id(config))  # held here, so its id is not reused while remembered
+    if seen is not None and seen[0] is config and seen[1] == Registry.changes:
+        return config
     for step in STEPS:
         step(config)
+    _checked[id(config)] = (config, Registry.changes)
+    while len(_checked) > _CHECKED_KEPT:
+        del _checked[next(iter(_checked))]
     return config
+
+
+_CHECKED_KEPT = 64  # the configs remembered as checked, newest last
+_checked: dict[int, tuple[ExperimentConfig, int]] = {}
 
 
 def _is_text(config: ExperimentConfig) -> bool:
