@@ -664,10 +664,14 @@ def test_archived_optax_flatten_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_archived_conv_dots_ab_runs(tmp_path):
-    out = tmp_path / "conv_dots.json"
-    run_module("archive.conv_dots_ab", "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1, "--repeats", 1,
-               "--seconds", 0.1, "--json", out)
-    result = read_record(out, "conv_dots_ab")
+@pytest.mark.parametrize("change", ["conv-dots", "max-pool"])
+def test_archived_resnet_ab_runs(tmp_path, change):
+    out = tmp_path / "resnet_ab.json"
+    run_module("archive.resnet_ab", "--change", change, "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1,
+               "--repeats", 1, "--seconds", 0.1, "--json", out)
+    result = read_record(out, "resnet_ab")
     row, = result["rows"]
-    assert row["lanes"] == 1 and row["ratio"] > 0 and set(result["variants"]) <= set(row)
+    assert result["change"] == change and row["lanes"] == 1 and row["ratio"] > 0
+    assert set(result["variants"]) == {"before", "after"} <= set(row)
+    # same parameters, same batch: the first losses agree to float32 rounding
+    assert row["before"]["first_loss"] == pytest.approx(row["after"]["first_loss"], rel=1e-4)

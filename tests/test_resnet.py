@@ -92,8 +92,37 @@ def test_spatial_sizes_match_pytorch_formula(size, cifar_stem):
 def test_max_pool_pads_with_minus_infinity():
     # All-negative input: zero padding would put 0 on the border; -inf padding never wins.
     x = -1.0 - jnp.arange(16.0).reshape(1, 4, 4, 1)
-    y = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    y = resnet.max_pool(x, 3, 2, 1)
     np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], [[-1.0, -2.0], [-5.0, -6.0]])
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_by_hand():
+    # 2×2 map, 3×3 window, stride 2, padding 1: one output whose window is the whole map.
+    x = jnp.array([[3.0, 5.0], [5.0, 1.0]]).reshape(1, 2, 2, 1)  # the max 5 twice: (0, 1) comes first
+    grad = jax.grad(lambda x: resnet.max_pool(x, 3, 2, 1).sum())(x)
+    np.testing.assert_array_equal(np.asarray(grad)[0, :, :, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16, 4), (2, 7, 9, 3), (2, 2, 2, 1)])
+def test_max_pool_equals_reduce_window_and_its_gradient(shape):
+    """Against lax.reduce_window (what nnx.max_pool runs) and its select_and_scatter gradient, on
+    post-ReLU inputs (ties at zero in most windows) and on inputs with ties between positive values."""
+    x = jax.nn.relu(jax.random.normal(jax.random.key(0), shape))
+    x = x.at[:, ::2].set(jnp.round(x[:, ::2]))  # windows holding equal positive maxima too
+
+    def reference(x):
+        return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+    want, want_vjp = jax.vjp(reference, x)
+    got, got_vjp = jax.vjp(lambda x: resnet.max_pool(x, 3, 2, 1), x)
+    np.testing.assert_array_equal(got, want)
+    cotangent = jax.random.normal(jax.random.key(1), want.shape)
+    np.testing.assert_allclose(got_vjp(cotangent)[0], want_vjp(cotangent)[0], rtol=1e-6, atol=1e-6)
+    lanes = jnp.stack([x, 2.0 * x])  # vmapped over lanes, as the engine runs it
+    np.testing.assert_allclose(jax.vmap(jax.grad(lambda x: jnp.sum(resnet.max_pool(x, 3, 2, 1) ** 2)))(lanes)[1],
+                               jax.grad(lambda x: jnp.sum(reference(x) ** 2))(2.0 * x), rtol=1e-6)
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda x: resnet.max_pool(x, 3, 2, 1).sum()))(x))
+    assert "reduce_window" not in jaxpr and "select_and_scatter" not in jaxpr
 
 
 @pytest.mark.slow

@@ -1,17 +1,22 @@
-"""A/B of the ResNet-18 step with small output maps computed by convolutions or by matrix products
-(gradual_jax/models/resnet.py: ``conv_by_dots``), both variants in one process, interleaved.
+"""A/B of one change to the ResNet-18 step: the model before the change against the model as it is,
+both in one process, interleaved.
 
-    python -m benchmarks.archive.conv_dots_ab [--settings cifar-0.125,cifar-0.25,mnist-0.125]
+    python -m benchmarks.archive.resnet_ab --change conv-dots [--settings cifar-0.125,cifar-0.25,mnist-0.125]
         [--lanes 1,4] [--batch 250] [--repeats 3] [--seconds 3] [--json OUT.json]
+
+Changes (``--change``; gradual_jax/models/resnet.py):
+
+* ``conv-dots``: output maps of at most 4 pixels computed by matrix products (``conv_by_dots``),
+  against ``lax.conv_general_dilated`` in every ``nnx.Conv``;
+* ``max-pool``: the stem's max-pool as strided slices with a first-maximum gradient
+  (``max_pool``), against ``nnx.max_pool`` (a ``reduce_window``, differentiated by XLA).
 
 A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
 presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
 setting and lane count R, both variants' steps (``model_steps``' ResNet case: AdamW, batch
 statistics, ``jit(vmap(step))`` over R lanes) are compiled, then timed ``--repeats`` times each,
-alternating which goes first; the fastest timing of each is kept, and the ratio is dots /
-convolutions. The "convolutions" variant builds the model with ``lax.conv_general_dilated`` in
-every ``nnx.Conv`` (what the model did before), the "dots" variant is the model as it is. Each
-timing records the share of the CPU that other processes used meanwhile ("others' CPU"). The
+alternating which goes first; the fastest timing of each is kept, and the ratio is after /
+before. Each timing records the share of the CPU that other processes used meanwhile ("others' CPU"). The
 loss of each variant's first step is recorded too: both start from the same parameters and see the
 same batch, so the two agree to float32 rounding.
 """
@@ -19,25 +24,42 @@ same batch, so the two agree to float32 rounding.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from unittest import mock
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from benchmarks import common, model_steps
 from gradual_jax.models import resnet
 
-VARIANTS = {"convolutions": jax.lax.conv_general_dilated, "dots": resnet.conv_general_dilated}
+
+def _reduce_window_pool(x, window, stride, padding):
+    return nnx.max_pool(x, (window, window), strides=(stride, stride), padding=((padding, padding),) * 2)
+
+
+#: change -> the attribute of gradual_jax.models.resnet it replaces and what was there before it.
+#: (``conv_general_dilated`` is read when the model is built, ``max_pool`` when it is traced: the
+#: "before" variant is patched in for both.)
+CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated),
+           "max-pool": ("max_pool", _reduce_window_pool)}
+VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 
 
-def setting_case(setting: str, batch: int, conv_fn) -> model_steps.Case:
-    """``model_steps``' ResNet case at ``setting`` (e.g. ``mnist-0.125``), its convs calling ``conv_fn``."""
+def variant(change: str, name: str):
+    """A context in which ``resnet`` is the model ``before`` the change or ``after`` it (as it is)."""
+    attribute, before = CHANGES[change]
+    return mock.patch.object(resnet, attribute, before) if name == "before" else contextlib.nullcontext()
+
+
+def setting_case(setting: str, batch: int) -> model_steps.Case:
+    """``model_steps``' ResNet case at ``setting`` (e.g. ``mnist-0.125``)."""
     shape, width = setting.split("-")
     image, channels = SHAPES[shape]
-    with mock.patch.object(resnet, "conv_general_dilated", conv_fn):  # read by resnet.conv at build time
-        return model_steps.resnet_case(batch, float(width), image, False, "float32", in_channels=channels)
+    return model_steps.resnet_case(batch, float(width), image, False, "float32", in_channels=channels)
 
 
 def compiled_runner(case: model_steps.Case, lanes: int):
@@ -60,11 +82,12 @@ def compiled_runner(case: model_steps.Case, lanes: int):
     return run, compile_s, first_loss
 
 
-def compare(setting: str, lanes: int, *, batch: int, repeats: int, seconds: float) -> dict:
+def compare(change: str, setting: str, lanes: int, *, batch: int, repeats: int, seconds: float) -> dict:
     names = list(VARIANTS)
     runners = {}
     for name in names:
-        runners[name] = compiled_runner(setting_case(setting, batch, VARIANTS[name]), lanes)
+        with variant(change, name):
+            runners[name] = compiled_runner(setting_case(setting, batch), lanes)
     one = min(common.best_time(lambda: runners[name][0](1), repeats=1, warmup=0)["seconds"] for name in names)
     n = common.calibrated_steps(one, seconds, 2, 500)
     timings = {name: [] for name in names}
@@ -83,6 +106,7 @@ def compare(setting: str, lanes: int, *, batch: int, repeats: int, seconds: floa
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--change", choices=sorted(CHANGES), required=True, help="the change to measure")
     parser.add_argument("--settings", default="cifar-0.125,cifar-0.25,mnist-0.125",
                         help="comma separated SHAPE-WIDTH, SHAPE one of: " + ", ".join(SHAPES))
     parser.add_argument("--lanes", default="1,4", help="lane counts R (comma separated)")
@@ -95,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for setting in args.settings.split(","):
         for lanes in common.parse_ints(args.lanes):
-            row = compare(setting, lanes, batch=args.batch, repeats=args.repeats, seconds=args.seconds)
+            row = compare(args.change, setting, lanes, batch=args.batch, repeats=args.repeats, seconds=args.seconds)
             rows.append(row)
             print(f"{setting}, R = {lanes}: " + ", ".join(
                 f"{n} {row[n]['lane_steps_per_s']:,.2f} lane-steps/s (others' CPU {100 * row[n]['others_cpu']:.0f}%)"
@@ -106,12 +130,15 @@ def main(argv: list[str] | None = None) -> dict:
         others = max(row[n]["others_cpu"] for n in names)
         print(f"| {row['setting']} | {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.2f} | "
               f"{row[names[1]]['lane_steps_per_s']:,.2f} | {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    result = {"variants": {n: f"{fn.__module__}.{fn.__qualname__}" for n, fn in VARIANTS.items()},
+    attribute, before = CHANGES[args.change]
+    result = {"change": args.change,
+              "variants": {"before": f"resnet.{attribute} = {before.__module__}.{before.__qualname__}",
+                           "after": f"resnet.{attribute} as it is"},
               "batch": args.batch, "repeats": args.repeats, "selection": "fastest timing per variant",
               "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
-        common.write_json(args.json, "conv_dots_ab", result)
+        common.write_json(args.json, "resnet_ab", result)
     return result
 
 
