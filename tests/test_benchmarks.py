@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import common, compare, conv_profile, lane_scaling, model_sizes, model_steps, plots, throughput
+from benchmarks import common, compare, conv_profile, lane_groups, lane_scaling, model_sizes, model_steps, plots, throughput
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
@@ -541,6 +541,22 @@ def test_mixed_methods_runs_each_arrangement_through_the_runner(tmp_path):
     # abrupt × Shrink & Perturb, ReDo, spectral, continual backprop: one seed each
     assert {name: (r["lanes"], r["programs"]) for name, r in rows.items()} == {
         "one program per method": (4, 4), "one program, every method": (4, 1), "plain (no method)": (4, 1)}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_lane_groups_runs_each_grouping_through_the_runner(tmp_path):
+    out = tmp_path / "groups.json"
+    run_module("lane_groups", "--experiment", "fig1-mnist", "--preset", "cpu", "--seeds", "0,1", "--groups", "1,all",
+               "--epochs", 1, "--set", "data.train_per_class=8", "--set", "model.hidden_sizes=16,16",
+               "--set", "protocol.batch_size=16", "--json", out)
+    rows = read_record(out, "lane_groups")["groupings"]
+    assert list(rows) == ["automatic", "1 at a time", "all lanes"]
+    assert [r["vmap_lanes"] for r in rows.values()][:2] == [0, 1]
+    assert len({r["lanes"] for r in rows.values()}) == 1  # the same lanes, grouped three ways
+    assert rows["automatic"]["over_automatic"] == 1.0
+    with pytest.raises(SystemExit):
+        lane_groups.groupings("1,0", lanes=4)
 
 
 @pytest.mark.slow
