@@ -14,8 +14,9 @@ stem, 32×32×3 inputs, 10 classes; T5 at the paper's dims (d_model 256, 4 heads
 Every cell (model × framework × lane count × arrangement) runs in a fresh process of its own, so
 its peak RSS is its own: gradual-jax is ``model_steps.measure`` (one ``jit(vmap(step))`` of R
 lanes, state donated; the command's XLA flags), PyTorch is ``torch_steps.py`` (``loop``: the R
-models one after another; ``vmap``: torch.func over stacked lanes; both at R = 1 are the same
-plain step, so only ``loop`` runs there), all torch threads. Steps are calibrated to about
+models one after another; ``compile``: that loop with each model ``torch.compile``-d, its
+compilation in the warm-up; ``vmap``: torch.func over stacked lanes, which at R = 1 is the plain
+step, so it runs only from R = 2), all torch threads; ``--torch`` picks the arrangements. Steps are calibrated to about
 ``--seconds`` a measurement, best of ``--repeats``. "jax / best torch" divides gradual-jax's rate
 by the faster PyTorch arrangement. Memory: each process's peak RSS, and for gradual-jax also the
 compiled program's own bytes (``compiled.memory_analysis()``: arguments + outputs + temporaries).
@@ -87,7 +88,7 @@ def compare_case(model: str, overrides: dict, lane_counts: list[int], args, peak
     rows = []
     for r in lane_counts:
         row = {"lanes": r, "jax": run_cell("jax", model, r, "", args, overrides)}
-        for arrangement in ("loop", "vmap") if r > 1 else ("loop",):
+        for arrangement in (a for a in args.torch.split(",") if r > 1 or a != "vmap"):
             row[f"torch_{arrangement}"] = run_cell("torch", model, r, arrangement, args, overrides)
         torch_rates = {k: v["lane_steps_per_s"] for k, v in row.items()
                        if k.startswith("torch_") and "lane_steps_per_s" in v}
@@ -117,14 +118,14 @@ def _mb(v) -> str:
 
 
 def table(result: dict) -> str:
-    lines = ["| case | lanes | gradual-jax | torch loop | torch vmap | jax / best torch | GFLOP / lane-step "
-             "(XLA; torch; analytic) | % of matmul (jax; best torch) | RSS jax (program) | RSS torch loop | "
+    lines = ["| case | lanes | gradual-jax | torch loop | torch compile | torch vmap | jax / best torch | GFLOP / "
+             "lane-step (XLA; torch; analytic) | % of matmul (jax; best torch) | RSS jax (program) | RSS torch loop | "
              "RSS torch vmap | others' CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in result["cases"]:
         for row in case["rows"]:
             jx = row["jax"]
-            loop, vm = row.get("torch_loop", {}), row.get("torch_vmap", {})
+            loop, compiled, vm = (row.get(f"torch_{a}", {}) for a in ("loop", "compile", "vmap"))
 
             def rate(v):
                 return "–" if not v else ("failed" if "error" in v else f"{v['lane_steps_per_s']:,.2f}")
@@ -135,7 +136,8 @@ def table(result: dict) -> str:
                      f"{jx['analytic_flops_per_lane_step'] / 1e9:,.3f}")
             share = f"{100 * jx['fraction_of_matmul']:.0f}%; " + (f"{100 * best['fraction_of_matmul']:.0f}%"
                                                                    if "fraction_of_matmul" in best else "–")
-            lines.append(f"| {case['label']} | {row['lanes']} | {rate(jx)} | {rate(loop)} | {rate(vm)} | {ratio} | "
+            lines.append(f"| {case['label']} | {row['lanes']} | {rate(jx)} | {rate(loop)} | {rate(compiled)} | "
+                         f"{rate(vm)} | {ratio} | "
                          f"{flops} | {share} | {_mb(jx['peak_rss_mb'])} ({_mb(jx.get('device_memory_mb'))}) | "
                          f"{_mb(loop.get('peak_rss_mb'))} | {_mb(vm.get('peak_rss_mb'))} | "
                          f"{100 * row['others_cpu_max']:.0f}% |")
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--lanes", default="1,4", help="lane counts R (comma separated)")
     model_sizes.add_size_arguments(parser)
     parser.set_defaults(resnet_batch=RESNET_BATCH)
+    parser.add_argument("--torch", default="loop,compile,vmap",
+                        help="PyTorch arrangements (comma separated): loop, compile, vmap")
     parser.add_argument("--t5-batches", default=T5_BATCHES, help="T5 batches per lane, one case each")
     parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timed measurement")
     parser.add_argument("--min-steps", type=int, default=3)
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    unknown = set(args.torch.split(",")) - {"loop", "compile", "vmap"}
+    if unknown or "loop" not in args.torch.split(","):
+        parser.error(f"--torch: {args.torch!r}; choose a comma separated list of loop, compile, vmap that "
+                     "includes loop")
     if args.jax_worker:
         print(json.dumps(jax_worker(args)))
         return None

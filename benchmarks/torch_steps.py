@@ -6,9 +6,11 @@
 A step is forward, loss, backward and AdamW (lr 1e-4, weight decay 0, fused where this PyTorch
 has it on the CPU, else foreach) of every lane, each lane with its own parameters, optimizer
 state, BatchNorm statistics and batch of random inputs (model_steps.py's shapes; NCHW images).
-Two arrangements of the R lanes:
+Three arrangements of the R lanes:
 
 * ``loop``: R models stepped one after another (what a PyTorch user writes without torch.func);
+* ``compile``: the same loop with each model ``torch.compile``-d (Inductor; its compilation is
+  part of the warm-up step, not of the timing);
 * ``vmap``: parameters and buffers stacked (``torch.func.stack_module_state``), one
   ``torch.func.vmap`` of ``functional_call`` for all lanes, the lanes' losses summed, one AdamW
   over the stacked tensors (elementwise, so each lane's own AdamW).
@@ -37,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks import common, model_sizes
 from benchmarks import torch_models as tm
 
-ARRANGEMENTS = ("loop", "vmap")
+ARRANGEMENTS = ("loop", "compile", "vmap")
 
 
 @dataclasses.dataclass
@@ -116,9 +118,13 @@ def lane(batch: tuple, r: int) -> tuple:
     return tuple(t[r] for t in batch)
 
 
-def loop_step(case: TorchCase, lanes: int, batch: tuple):
-    """``(step, optimizer kind)``: one call trains every lane's own model once, one after another."""
+def loop_step(case: TorchCase, lanes: int, batch: tuple, compiled: bool = False):
+    """``(step, optimizer kind)``: one call trains every lane's own model once, one after another
+    (``compiled``: each model through ``torch.compile``)."""
     models = [case.build(r).train() for r in range(lanes)]
+    if compiled:
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 2 * lanes)
+        models = [torch.compile(m) for m in models]
     opts = [adamw(m.parameters()) for m in models]
 
     def step():
@@ -166,7 +172,10 @@ def measure(case: TorchCase, lanes: int, arrangement: str, *, seconds: float, mi
             repeats: int) -> dict:
     batch = case.make_batch(lanes)
     start = time.perf_counter()
-    step, optimizer = (vmap_step if arrangement == "vmap" else loop_step)(case, lanes, batch)
+    if arrangement == "vmap":
+        step, optimizer = vmap_step(case, lanes, batch)
+    else:
+        step, optimizer = loop_step(case, lanes, batch, compiled=arrangement == "compile")
     step()  # warm-up: lazy initialisation
     warmup_s = time.perf_counter() - start
     one = common.best_time(step, repeats=1, warmup=0)["seconds"]

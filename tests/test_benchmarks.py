@@ -611,7 +611,7 @@ def test_model_steps_runs(tmp_path):
 @needs_torch
 def test_models_vs_torch_runs(tmp_path):
     out = tmp_path / "models.json"
-    proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--json", out)
+    proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--torch", "loop,vmap", "--json", out)
     assert "| case | lanes | gradual-jax |" in proc.stdout
     result = read_record(out, "models_vs_torch")
     assert [c["label"] for c in result["cases"]] == ["resnet18 b4", "t5 b2"]
@@ -626,6 +626,20 @@ def test_models_vs_torch_runs(tmp_path):
         analytic = row["jax"]["analytic_flops_per_lane_step"]
         assert analytic * 2 / 3 < row["torch_loop"]["flops_per_lane_step"] <= analytic
         assert row["best_torch"] in ("torch_loop", "torch_vmap")
+
+
+@pytest.mark.slow
+@needs_torch
+def test_models_vs_torch_compiles_the_torch_loop(tmp_path):
+    out = tmp_path / "models.json"
+    proc = run_module("models_vs_torch", "--quick", "--models", "t5", "--lanes", "1", "--torch", "loop,compile",
+                      "--json", out)
+    assert "| torch compile |" in proc.stdout
+    row, = read_record(out, "models_vs_torch")["cases"][0]["rows"]
+    assert "torch_vmap" not in row and "error" not in row["torch_compile"], row["torch_compile"].get("error")
+    assert row["torch_compile"]["arrangement"] == "compile" and row["torch_compile"]["lane_steps_per_s"] > 0
+    assert row["torch_compile"]["flops_per_lane_step"] == row["torch_loop"]["flops_per_lane_step"]  # one model
+    assert row["best_torch"] in ("torch_loop", "torch_compile")
 
 
 @pytest.mark.slow
