@@ -15,7 +15,9 @@ Every padding is explicit and symmetric, as in PyTorch, so an ``H``-pixel input 
 ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC float32 (normalised images).
 A conv whose output map has at most 4 pixels (layers 3–4 at 28- to 32-pixel inputs) is computed
 as matrix products over the taps that land inside its input map (:func:`conv_by_dots`): the same
-function with the same parameters, which XLA:CPU runs faster than a convolution there.
+function with the same parameters, which XLA:CPU runs faster than a convolution there; the stem's
+max-pool is strided slices with PyTorch's first-maximum gradient (:func:`max_pool`), for the same
+reason.
 
 Initialisation (``init=``):
 
