@@ -188,15 +188,35 @@ def _cost_flops(compiled) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
+def lanes_step(lane_step: Callable, groups: int = 1) -> Callable:
+    """One step of R lanes: one ``vmap`` of all of them (``groups`` 1), or ``groups`` equal groups,
+    each ``vmap``-ed, run one after another by ``lax.map``: the two arrangements ``run.vmap_lanes``
+    chooses between (``groups`` = R: lanes one at a time)."""
+    step = jax.vmap(lane_step)
+    if groups == 1:
+        return step
+
+    def grouped(state, data):
+        def split(x):
+            return x.reshape(groups, x.shape[0] // groups, *x.shape[1:])
+
+        out = jax.lax.map(lambda group: step(*group), jax.tree.map(split, (state, data)))
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+    return grouped
+
+
 def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps: int, peak: float,
-            repeats: int = 1) -> dict:
+            repeats: int = 1, groups: int = 1) -> dict:
+    if groups < 1 or lanes % groups:
+        raise ValueError(f"groups={groups}: expected a divisor of lanes={lanes}")
     # RBG keys: the init program then compiles in ~2 s instead of ~11 s (threefry, ResNet-18 on CPU);
     # the values are as random either way and do not change the step's cost.
     keys = jax.vmap(lambda i: jax.random.key(i, impl="rbg"))(jnp.arange(lanes))
     box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
     jax.block_until_ready((box["state"], data))
-    step = jax.jit(jax.vmap(case.lane_step), donate_argnums=0)
+    step = jax.jit(lanes_step(case.lane_step, groups), donate_argnums=0)
     start = time.perf_counter()
     compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
@@ -214,7 +234,7 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     elapsed = timing["seconds"]
     rate = lanes * n / elapsed
     program_bytes = sharding.program_bytes(compiled)
-    return {"lanes": lanes, "steps": n, "seconds": elapsed, "step_ms": 1e3 * elapsed / n,
+    return {"lanes": lanes, "groups": groups, "steps": n, "seconds": elapsed, "step_ms": 1e3 * elapsed / n,
             "others_cpu": timing["others_cpu"], "all_lane_steps_per_s": [lanes * n / t for t in timing["all_seconds"]],
             "lane_steps_per_s": rate, "compile_s": compile_s,
             "xla_flops_per_lane_step": xla_flops, "analytic_flops_per_lane_step": case.analytic_flops_per_lane_step,

@@ -13,12 +13,13 @@ stem, 32×32×3 inputs, 10 classes; T5 at the paper's dims (d_model 256, 4 heads
 
 Every cell (model × framework × lane count × arrangement) runs in a fresh process of its own, so
 its peak RSS is its own: gradual-jax is ``model_steps.measure`` (one ``jit(vmap(step))`` of R
-lanes, state donated; the command's XLA flags), PyTorch is ``torch_steps.py`` (``loop``: the R
+lanes, state donated; the command's XLA flags; from R = 2 also the lanes one at a time,
+``lax.map`` over single-lane steps in one program, what ``run.vmap_lanes=1`` runs), PyTorch is ``torch_steps.py`` (``loop``: the R
 models one after another; ``compile``: that loop with each model ``torch.compile``-d, its
 compilation in the warm-up; ``vmap``: torch.func over stacked lanes, which at R = 1 is the plain
 step, so it runs only from R = 2), all torch threads; ``--torch`` picks the arrangements. Steps are calibrated to about
 ``--seconds`` a measurement, best of ``--repeats``. "jax / best torch" divides gradual-jax's rate
-by the faster PyTorch arrangement. Memory: each process's peak RSS, and for gradual-jax also the
+by the faster PyTorch arrangement, from the faster gradual-jax one. Memory: each process's peak RSS, and for gradual-jax also the
 compiled program's own bytes (``compiled.memory_analysis()``: arguments + outputs + temporaries).
 FLOPs per lane-step: XLA's cost analysis (JAX), FlopCounterMode (PyTorch, dense, forward +
 backward) and the analytic count (6 × forward MACs × batch), against a float32 matmul timed by
@@ -65,7 +66,8 @@ def jax_worker(args) -> dict:
 
     case = model_steps.build_case(args.model, args)
     row = model_steps.measure(case, int(args.lanes), seconds=args.seconds, min_steps=args.min_steps,
-                              max_steps=args.max_steps, peak=float("inf"), repeats=args.repeats)
+                              max_steps=args.max_steps, peak=float("inf"), repeats=args.repeats,
+                              groups=int(args.groups))
     for key in ("model_flops_per_s", "fraction_of_matmul", "analytic_fraction_of_matmul"):
         row.pop(key)  # against the orchestrator's matmul reference instead
     return {"framework": "gradual-jax", "model": args.model, "sizes": case.sizes,
@@ -76,8 +78,9 @@ def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, ove
     cell = argparse.Namespace(**{**vars(args), **overrides})
     sizes = model_sizes.size_argv(cell)
     if framework == "jax":
-        cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes, *sizes,
-                                *timing_argv(args))
+        groups = lanes if arrangement == "map" else 1
+        cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes,
+                                "--groups", groups, *sizes, *timing_argv(args))
     else:
         cmd = common.module_cmd("torch_steps", "--model", model, "--lanes", lanes, "--arrangement", arrangement,
                                 *sizes, *timing_argv(args))
@@ -87,24 +90,30 @@ def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, ove
 def compare_case(model: str, overrides: dict, lane_counts: list[int], args, peak: float, echo=print) -> dict:
     rows = []
     for r in lane_counts:
-        row = {"lanes": r, "jax": run_cell("jax", model, r, "", args, overrides)}
+        row = {"lanes": r, "jax": run_cell("jax", model, r, "vmap", args, overrides)}
+        if r > 1:
+            row["jax_map"] = run_cell("jax", model, r, "map", args, overrides)
         for arrangement in (a for a in args.torch.split(",") if r > 1 or a != "vmap"):
             row[f"torch_{arrangement}"] = run_cell("torch", model, r, arrangement, args, overrides)
         torch_rates = {k: v["lane_steps_per_s"] for k, v in row.items()
                        if k.startswith("torch_") and "lane_steps_per_s" in v}
-        jx = row["jax"]
-        jx["model_flops_per_s"] = jx["lane_steps_per_s"] * jx["xla_flops_per_lane_step"]
-        jx["fraction_of_matmul"] = jx["model_flops_per_s"] / peak
+        jax_rates = {k: row[k]["lane_steps_per_s"] for k in ("jax", "jax_map") if "lane_steps_per_s" in row.get(k, {})}
+        for key in jax_rates:
+            v = row[key]
+            v["model_flops_per_s"] = v["lane_steps_per_s"] * v["xla_flops_per_lane_step"]
+            v["fraction_of_matmul"] = v["model_flops_per_s"] / peak
+        row["best_jax"] = max(jax_rates, key=jax_rates.get, default="jax")
+        jx = row[row["best_jax"]]
         for key in torch_rates:
             v = row[key]
             v["model_flops_per_s"] = v["lane_steps_per_s"] * v["flops_per_lane_step"]
             v["fraction_of_matmul"] = v["model_flops_per_s"] / peak
-        if torch_rates:
+        if torch_rates and jax_rates:
             row["best_torch"] = max(torch_rates, key=torch_rates.get)
             row["jax_over_best_torch"] = jx["lane_steps_per_s"] / torch_rates[row["best_torch"]]
         row["others_cpu_max"] = max(v.get("others_cpu", 0.0) for k, v in row.items() if isinstance(v, dict))
         rows.append(row)
-        echo(f"  R = {r}: gradual-jax {jx['lane_steps_per_s']:,.2f}, "
+        echo(f"  R = {r}: gradual-jax " + ", ".join(f"{k} {v:,.2f}" for k, v in jax_rates.items()) + ", "
              + ", ".join(f"{k} {row[k]['lane_steps_per_s']:,.2f}" if "lane_steps_per_s" in row[k]
                          else f"{k} failed ({row[k].get('error', '')[:80]})" for k in row if k.startswith("torch_"))
              + " lane-steps/s", flush=True)
@@ -118,13 +127,13 @@ def _mb(v) -> str:
 
 
 def table(result: dict) -> str:
-    lines = ["| case | lanes | gradual-jax | torch loop | torch compile | torch vmap | jax / best torch | GFLOP / "
-             "lane-step (XLA; torch; analytic) | % of matmul (jax; best torch) | RSS jax (program) | RSS torch loop | "
-             "RSS torch vmap | others' CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| case | lanes | gradual-jax vmap | gradual-jax one at a time | torch loop | torch compile | torch vmap | "
+             "best jax / best torch | GFLOP / lane-step (XLA; torch; analytic) | % of matmul (best jax; best torch) | "
+             "RSS jax (program) | RSS torch loop | RSS torch vmap | others' CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in result["cases"]:
         for row in case["rows"]:
-            jx = row["jax"]
+            jx = row[row.get("best_jax", "jax")]
             loop, compiled, vm = (row.get(f"torch_{a}", {}) for a in ("loop", "compile", "vmap"))
 
             def rate(v):
@@ -136,7 +145,8 @@ def table(result: dict) -> str:
                      f"{jx['analytic_flops_per_lane_step'] / 1e9:,.3f}")
             share = f"{100 * jx['fraction_of_matmul']:.0f}%; " + (f"{100 * best['fraction_of_matmul']:.0f}%"
                                                                    if "fraction_of_matmul" in best else "–")
-            lines.append(f"| {case['label']} | {row['lanes']} | {rate(jx)} | {rate(loop)} | {rate(compiled)} | "
+            lines.append(f"| {case['label']} | {row['lanes']} | {rate(row['jax'])} | {rate(row.get('jax_map'))} | "
+                         f"{rate(loop)} | {rate(compiled)} | "
                          f"{rate(vm)} | {ratio} | "
                          f"{flops} | {share} | {_mb(jx['peak_rss_mb'])} ({_mb(jx.get('device_memory_mb'))}) | "
                          f"{_mb(loop.get('peak_rss_mb'))} | {_mb(vm.get('peak_rss_mb'))} | "
@@ -161,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--groups", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.torch.split(",")) - {"loop", "compile", "vmap"}
     if unknown or "loop" not in args.torch.split(","):

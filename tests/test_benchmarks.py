@@ -612,14 +612,16 @@ def test_model_steps_runs(tmp_path):
 def test_models_vs_torch_runs(tmp_path):
     out = tmp_path / "models.json"
     proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--torch", "loop,vmap", "--json", out)
-    assert "| case | lanes | gradual-jax |" in proc.stdout
+    assert "| case | lanes | gradual-jax vmap | gradual-jax one at a time |" in proc.stdout
     result = read_record(out, "models_vs_torch")
     assert [c["label"] for c in result["cases"]] == ["resnet18 b4", "t5 b2"]
     for case in result["cases"]:
         row, = case["rows"]
         assert case["jax_sizes"]["params"] == case["torch_sizes"]["params"]  # the same models on both sides
-        for key in ("jax", "torch_loop", "torch_vmap"):
+        for key in ("jax", "jax_map", "torch_loop", "torch_vmap"):
             assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0, (case["label"], key)
+        assert (row["jax"]["groups"], row["jax_map"]["groups"]) == (1, 2)  # one vmap; the lanes one at a time
+        assert row["best_jax"] in ("jax", "jax_map")
         assert row["jax"]["device_memory_mb"] > 0
         # PyTorch counts dense FLOPs of forward + backward (no input gradient of the first layer):
         # below the analytic 6 × MACs × batch, above forward + weight gradients
@@ -705,3 +707,22 @@ def test_archived_resnet_ab_runs(tmp_path, change):
     assert set(result["variants"]) == {"before", "after"} <= set(row)
     # same parameters, same batch: the first losses agree to float32 rounding
     assert row["before"]["first_loss"] == pytest.approx(row["after"]["first_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_lanes_step_in_groups_is_the_vmapped_step(groups):
+    """lax.map over groups of vmapped lanes computes what one vmap of every lane computes."""
+    def lane_step(state, data):
+        w, count = state
+        loss = jnp.sum(jnp.tanh(data @ w) ** 2)
+        return (w - 0.1 * jax.grad(lambda w: jnp.sum(jnp.tanh(data @ w) ** 2))(w), count + 1), loss
+
+    state = (jax.random.normal(jax.random.key(0), (4, 3, 2)), jnp.arange(4))
+    data = jax.random.normal(jax.random.key(1), (4, 5, 3))
+    want = jax.vmap(lane_step)(state, data)
+    got = model_steps.lanes_step(lane_step, groups)(state, data)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+    with pytest.raises(ValueError, match="groups=3"):
+        model_steps.measure(model_steps.Case("x", {}, None, lane_step, None, 1.0, ""), 4, seconds=0.1, min_steps=1,
+                            max_steps=1, peak=1.0, groups=3)
