@@ -220,7 +220,8 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     start = time.perf_counter()
     compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
-    xla_flops = _cost_flops(compiled) / lanes
+    # XLA's cost analysis counts a while loop's body once: with lanes in groups, one group's FLOPs
+    xla_flops = _cost_flops(compiled) * groups / lanes
 
     def run(n):
         for _ in range(n):

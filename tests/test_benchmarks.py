@@ -621,6 +621,10 @@ def test_models_vs_torch_runs(tmp_path):
         for key in ("jax", "jax_map", "torch_loop", "torch_vmap"):
             assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0, (case["label"], key)
         assert (row["jax"]["groups"], row["jax_map"]["groups"]) == (1, 2)  # one vmap; the lanes one at a time
+        # the same step either way: XLA's FLOPs per lane-step agree to the loop's slicing (a loop's body is
+        # counted once, so a missed factor of groups would read half here)
+        assert row["jax_map"]["xla_flops_per_lane_step"] == pytest.approx(row["jax"]["xla_flops_per_lane_step"],
+                                                                          rel=0.2)
         assert row["best_jax"] in ("jax", "jax_map")
         assert row["jax"]["device_memory_mb"] > 0
         # PyTorch counts dense FLOPs of forward + backward (no input gradient of the first layer):
