@@ -31,7 +31,7 @@ from gradual_jax.catalog import (MODULES, get_config, get_configs, is_custom_run
 from gradual_jax.config import METHODS, ExperimentConfig, MitigationsConfig, apply_overrides
 
 __all__ = ["MODULES", "get_config", "get_configs", "is_custom_runner", "is_path", "module", "presets", "search_seeds",
-           "split_spec", "MLP_MITIGATIONS", "VERDICT_SEEDS", "LONG_RUN_SEEDS", "baselines", "searched"]
+           "split_spec", "MLP_MITIGATIONS", "VERDICT_SEEDS", "LONG_RUN_SEEDS", "REVISED_SEEDS", "baselines", "searched"]
 
 #: The mitigation strengths of the paper's MLP experiments (docs/protocol.md, Mitigations);
 #: the ResNet-18 and T5 experiments start from these and change what their protocol changes.
@@ -44,6 +44,8 @@ MLP_MITIGATIONS = MitigationsConfig(l2=1e-3, l2_init=0.1, shrink=0.9, perturb=0.
 VERDICT_SEEDS = tuple(range(10, 20))
 #: Seeds of a longer-E verdict run, fresh again (it must not reuse the E = 10 run's lanes).
 LONG_RUN_SEEDS = tuple(range(20, 28))
+#: Seeds of a question whose criterion changed after its runs were seen: it is decided again on these.
+REVISED_SEEDS = tuple(range(28, 36))
 
 def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with every mitigation crossed with its abrupt lanes (strengths from

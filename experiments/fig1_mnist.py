@@ -11,7 +11,7 @@ recorded.
 
 import dataclasses
 
-from gradual_jax.experiments import LONG_RUN_SEEDS, MLP_MITIGATIONS, VERDICT_SEEDS, baselines
+from gradual_jax.experiments import LONG_RUN_SEEDS, MLP_MITIGATIONS, REVISED_SEEDS, VERDICT_SEEDS, baselines
 from gradual_jax.experiments.claims import FIG1, FIG5, TLDR
 from gradual_jax.config import (METHODS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ProtocolConfig,
                                 SweepConfig, TaskConfig)
@@ -113,7 +113,21 @@ def verdict_e20() -> ExperimentConfig:
                                sweep=dataclasses.replace(cfg.sweep, seeds=LONG_RUN_SEEDS, deltas=(0.5,)))
 
 
+def verdict_crelu_fresh() -> dict[str, ExperimentConfig]:
+    """CReLU against output interpolation again, on 8 seeds of its own, because its gate changed
+    after the ``verdict-crelu`` run was seen (it now asks whether the plain network's abrupt arm
+    loses, as for every other mitigation). Two parts, one command: ``mlp`` (the plain network:
+    abrupt, for the gate, and output interpolation at Δ = 0.5) and ``crelu`` (abrupt CReLU)."""
+    plain = verdict()
+    sweep = dataclasses.replace(plain.sweep, seeds=REVISED_SEEDS, deltas=(0.5,))
+    crelu = verdict_crelu()
+    return {"mlp": dataclasses.replace(plain, preset="verdict-crelu-fresh", sweep=sweep),
+            "crelu": dataclasses.replace(crelu, preset="verdict-crelu-fresh",
+                                         sweep=dataclasses.replace(crelu.sweep, seeds=REVISED_SEEDS))}
+
+
 PRESETS = {"paper": paper, "cpu": cpu, "study": study, "study-crelu": study_crelu, "verdict": verdict,
            "verdict-methods": verdict_methods, "verdict-crelu": verdict_crelu, "verdict-e20": verdict_e20,
+           "verdict-crelu-fresh": verdict_crelu_fresh,
            "paper-baselines": lambda: baselines(paper()),
            "cpu-baselines": lambda: baselines(cpu())}

@@ -130,6 +130,30 @@ def test_a_drop_below_the_declared_minimum_is_not_posed(tmp_path):
     assert verdicts.answer(question(min_drop=0.01), runs.load([run])).status == "decided"
 
 
+def test_against_a_mitigating_architecture_the_gate_reads_the_plain_networks_abrupt_arm(tmp_path):
+    """CReLU keeps its level (no loss of its own) while the plain network's abrupt arm falls: the
+    question "does gradual change beat CReLU" is posed, and CReLU's lead reads reversed."""
+    plain = write_run(tmp_path / "plain", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.7, 0.7, 0.7]})
+    crelu = write_run(tmp_path / "crelu", {ABRUPT: [0.95, 0.96, 0.97]}, preset="verdict-crelu", model="crelu_mlp",
+                      first={ABRUPT: [0.95, 0.96, 0.97]})
+    versus_crelu = Versus(Arm("output_interp", 0.5, model="mlp"), Arm("abrupt", model="crelu_mlp"))
+    answer = verdicts.answer(question(comparison=versus_crelu, runs=(Run("fig1-mnist", "verdict"),
+                                                                     Run("fig1-mnist", "verdict-crelu"))),
+                             runs.load([plain, crelu]))
+    assert answer.status == "decided"
+    assert answer.drop.first.mean == pytest.approx(0.5)  # the plain abrupt arm: 1.0 -> 0.5, 0.6, 0.4
+    assert answer.readings[0].paper.mean == pytest.approx(0.7 - 0.96) and answer.verdict == "reversed"
+
+
+def test_a_revised_criterion_is_flagged_and_said_in_the_report(tmp_path):
+    run = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    revised = question(revised="the gate now reads the plain arm")
+    assert "criterion revised" in verdicts.answer(revised, runs.load([run])).flags
+    assert "criterion revised" not in verdicts.answer(question(), runs.load([run])).flags
+    text = report.render(catalog(revised), runs.load([run]), tmp_path / "R.md", "test")
+    assert "- criterion changed after earlier runs were seen: the gate now reads the plain arm;" in text
+
+
 def test_matching_or_surpassing_holds_within_the_margin(tmp_path):
     mitigated = ("abrupt", np.nan, "redo")
     run = write_run(tmp_path / "run", {ABRUPT: [0.5, 0.5, 0.5], GRADUAL: [0.80, 0.80, 0.79],

@@ -100,7 +100,9 @@ class Question:
     setting add up); ``min_drop`` (None: no gate) is the abrupt arm's own loss required before
     a preservation question is posed; ``margin`` > 0 reads "matching or surpassing": the
     question holds when the interval's lower end lies above −margin; ``search`` names the
-    experiment whose ``SEARCH`` chose the setting, whose seeds the runs must not reuse."""
+    experiment whose ``SEARCH`` chose the setting, whose seeds the runs must not reuse;
+    ``revised`` says how its criterion changed after earlier runs were seen (the report shows
+    it, and the declared runs must then be fresh seeds: the earlier runs become replicates)."""
 
     label: str
     metric: str
@@ -110,6 +112,7 @@ class Question:
     min_drop: float | None = 0.05
     margin: float = 0.0
     search: str | None = None
+    revised: str = ""
 
     def __post_init__(self):
         if self.role not in ROLES:

@@ -269,6 +269,9 @@ def _answer_details(a: Answer, catalog: Catalog, parts: Sequence[RunPart], out: 
         lines.append(f"- `{part.label}`: seeds {', '.join(map(str, part.seeds)) or '–'}; `{cmd}` at {revision}; "
                      f"{wall(part.meta)}; {_figure(part, out)}"
                      + (f"; differs from the paper in: {'; '.join(differences)}" if differences else ""))
+    if q.revised:
+        lines.append(f"- criterion changed after earlier runs were seen: {q.revised}; the declared runs use fresh "
+                     "seeds, and the runs seen before are listed as replicates")
     if a.drop is not None:
         lines.append(f"- abrupt arm's own loss: {_drop_text(a.drop)}; posed when above 0 and at least {q.min_drop} → "
                      + ("**posed**" if a.drop.posed else "**not posed at this scale**"))
@@ -356,11 +359,13 @@ RULES = [
     "final-window means (the last max(3, round(T/10)) tasks), with its 95% Student-t interval: **holds** when",
     "the interval lies above 0 (above −margin for \"matching or surpassing\"), **reversed** when below,",
     "**inconclusive** otherwise. A claim that gradual change preserves something is first checked to be",
-    "posed: the abrupt arm must lose (its drop from its best earlier window to the final window has an",
-    "interval above 0 and a mean of at least the declared minimum; picking the best window biases this",
-    "drop upward a little, so the drop from the first task is shown too); otherwise it reads **not posed at",
-    "this scale**. Verdict runs use seeds no search used. Other runs of the same setting are *replicates*:",
-    "they do not decide, and a replicate whose verdict differs is flagged. *At epoch E* reads every lane",
+    "posed: the plain abrupt arm (no mitigation, on the gradual arm's network) must lose (its drop from its",
+    "best earlier window to the final window has an interval above 0 and a mean of at least the declared",
+    "minimum; picking the best window biases this drop upward a little, so the drop from the first task is",
+    "shown too); otherwise it reads **not posed at this scale**. Verdict runs use seeds no search used. Other",
+    "runs of the same setting are *replicates*: they do not decide, and a replicate whose verdict differs is",
+    "flagged. A question whose criterion changed after its runs were seen is flagged *criterion revised*,",
+    "says what changed, and is decided on fresh seeds. *At epoch E* reads every lane",
     "after E epochs of a task (abrupt lanes are otherwise read after (1+k)·E); *equal exposure* reads",
     "abrupt lanes after (1 + k/2)·E, the epochs a gradual lane has spent on a task when it is read.",
 ]

@@ -6,12 +6,15 @@
    differs, never deciding. A declared run that is missing makes the question **not run**.
 2. **Held-out seeds.** A declared run whose seeds overlap those of the search that chose its
    setting is refused (:class:`OverlappingSeedsError`).
-3. **Is the question posed?** For a preservation question (``min_drop`` set) the abrupt arm's
-   own loss on the same seeds comes first: its drop from the best earlier window to the final
-   window (paired by seed; the best window is the maximum of several, so this drop leans
-   upward on a flat, noisy curve) must have its 95% interval above 0 and its mean at least
-   ``min_drop``. Otherwise the question reads **not posed at this scale**, whatever the
-   comparison gives. The drop from the first task is shown beside it.
+3. **Is the question posed?** For a preservation question (``min_drop`` set) the loss of the
+   plain abrupt arm (no mitigation, on the network the gradual arm trains) on the same seeds
+   comes first. Against a mitigation the question is whether gradual change does better on a
+   network that loses plasticity, so a mitigation that removes the loss (a method, or an
+   architecture such as CReLU) leaves the question posed instead of hiding it. That loss, the
+   drop from the best earlier window to the final window (paired by seed; the best window is
+   the maximum of several, so this drop leans upward on a flat, noisy curve), must have its 95%
+   interval above 0 and its mean at least ``min_drop``. Otherwise the question reads **not
+   posed at this scale**, whatever the comparison gives. The drop from the first task is shown beside it.
 4. **Three readouts.** The paper's (a gradual lane after E pure epochs, an abrupt lane after
    (1+k)·E), *at epoch E* (every lane after E epochs: less exposure for abrupt) and *equal
    exposure* (abrupt after (1 + k/2)·E epochs, the E pure epochs plus the k·E/2 fade-in epochs a
@@ -109,6 +112,8 @@ class Answer:
         flags = []
         if self.question.role == "extension":
             flags.append("extension")
+        if self.question.revised:
+            flags.append("criterion revised")
         if self.status == "decided" and self.question.role == "primary" and 0 < self.n < claims_lib.MIN_PRIMARY_SEEDS:
             flags.append(f"n < {claims_lib.MIN_PRIMARY_SEEDS}")
         if self.status == "not posed":
@@ -237,10 +242,11 @@ def _theory_reading(parts: Sequence[RunPart]) -> Reading:
 
 
 def abrupt_drop(question: Question, parts: Sequence[RunPart]) -> Drop | None:
-    """The abrupt, unmitigated arm's own drop over the question's runs (of the baseline's model)."""
+    """The abrupt, unmitigated arm's own drop over the question's runs, on the network the
+    gradual arm trains (the plain one where the baseline is a mitigating architecture)."""
     if question.min_drop is None:
         return None
-    model = question.comparison.baseline.model if isinstance(question.comparison, Versus) else None
+    model = question.comparison.arm.model if isinstance(question.comparison, Versus) else None
     frame = _pooled(parts, question.metric)
     abrupt = frame[frame["schedule"].eq("abrupt") & frame.get("method", "none").eq("none")]
     if model is not None:
