@@ -328,6 +328,22 @@ def test_methods_layout_puts_a_crelu_run_beside_the_relu_one(tmp_path):
     assert labels[7] == "abrupt (CReLU MLP 4×256)" and labels[8].startswith("output interpolation")
 
 
+def test_methods_layout_names_runs_of_one_network_by_preset_and_the_other_network_by_its_name(tmp_path):
+    """The plain network's two runs share their network, so the preset tells them apart; the
+    CReLU run is named by its network alone (the panel's title names the plain one)."""
+    plain = synthetic_run(tmp_path / "verdict", preset="verdict", arms=(("abrupt", np.nan, "none"),
+                                                                        ("output_interp", 0.5, "none")),
+                          tasks=10, base=("fig1-mnist", "verdict"))
+    methods = synthetic_run(tmp_path / "methods", preset="verdict-methods", arms=(("abrupt", np.nan, "redo"),),
+                            tasks=10, base=("fig1-mnist", "verdict-methods"))
+    crelu = synthetic_run(tmp_path / "crelu", preset="verdict-crelu", arms=(("abrupt", np.nan, "none"),), tasks=10,
+                          base=("fig1-mnist", "verdict-crelu"))
+    [panel] = panels_of(plain, methods, crelu)
+    labels = [t.get_text() for t in plotting.figure_of([panel], "methods").axes[0].get_yticklabels()]
+    assert labels == ["abrupt (verdict preset)", "abrupt + ReDo (verdict-methods preset)",
+                      "abrupt (CReLU MLP 4×256)", "output interpolation Δ = 0.5 (verdict preset)"]
+
+
 # ---------------------------------------------------------------------------
 # Fig. 6
 

@@ -46,8 +46,9 @@ def arm_rows(panel: Panel, metric: str) -> list[ArmRow]:
             same = ((seeds["schedule"] == r["schedule"]) & (seeds["method"] == r["method"])
                     & ((seeds["delta"] == r["delta"]) | (seeds["delta"].isna() & pd.isna(r["delta"]))))
             label = words.arm_name(r["schedule"], r["delta"], r["method"])
-            if variant and variant not in panel.setting:  # the panel's title names its own network
-                label += f" ({variant})"
+            own = [piece for piece in variant.split(", ") if piece not in panel.setting]  # the title names the rest
+            if own:
+                label += f" ({', '.join(own)})"
             order = words.arm_rank(r["schedule"], r["delta"], r["method"])
             rows.append(ArmRow((order[0], i, order[1:]),
                                label, r["schedule"], r["delta"], r["method"], r["final"],

@@ -56,16 +56,16 @@ VARIANT_FIELDS = (  # what may set overlaid runs apart, in words, most telling f
 
 
 def variant_names(configs: Sequence[dict], fallback: Sequence[str]) -> list[str]:
-    """Overlaid runs named by the config fields in which they differ (``E = 10``, ``E = 20``);
-    then by preset, then by ``fallback`` (their folder names). '' for a single run."""
+    """Overlaid runs named by the config fields in which they differ (``E = 10``, ``E = 20``),
+    with the preset added to a name two runs share (``MLP 4×256, verdict preset`` beside
+    ``CReLU MLP 4×256``), then by ``fallback`` (their folder names). '' for a single run."""
     if len(configs) < 2:
         return [""] * len(configs)
-    for fields in ([f for f in VARIANT_FIELDS if len({f(c) for c in configs}) > 1],
-                   [lambda c: f"{c['preset']} preset"]):
-        names = [", ".join(f(c) for f in fields) for c in configs]
-        if fields and len(set(names)) == len(names):
-            return names
-    return list(fallback)
+    fields = [f for f in VARIANT_FIELDS if len({f(c) for c in configs}) > 1]
+    names = [", ".join(f(c) for f in fields) for c in configs]
+    names = [n if names.count(n) == 1 else ", ".join(filter(None, (n, f"{c['preset']} preset")))
+             for n, c in zip(names, configs)]
+    return names if len(set(names)) == len(names) else list(fallback)
 
 
 def panels_of(parts: Sequence[tuple[str, Part]], metric: str | None) -> list[Panel]:
