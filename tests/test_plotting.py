@@ -344,6 +344,23 @@ def test_methods_layout_names_runs_of_one_network_by_preset_and_the_other_networ
                       "abrupt (CReLU MLP 4×256)", "output interpolation Δ = 0.5 (verdict preset)"]
 
 
+def test_two_parts_of_one_run_drawn_in_one_panel_are_titled_by_their_setting_not_one_part(tmp_path):
+    """A run whose parts are the plain and the CReLU network: one panel, whose title names
+    neither part (it holds both), and a legend naming each network."""
+    run = tmp_path / "fresh"
+    synthetic_run(run / "crelu", preset="verdict-crelu-fresh", arms=(("abrupt", np.nan, "none"),),
+                  base=("fig1-mnist", "verdict-crelu"))
+    synthetic_run(run / "mlp", preset="verdict-crelu-fresh", arms=(("abrupt", np.nan, "none"),
+                                                                   ("output_interp", 0.5, "none")),
+                  base=("fig1-mnist", "verdict"))
+    [panel] = panels_of(run)
+    assert panel.part == "" and {p.name for p in panel.parts} == {"crelu", "mlp"}
+    fig = plotting.figure_of([panel], "curves")
+    assert "Fig. 1 — random-label MNIST, MLP 4×256" in every_text(fig)
+    assert not any(ax.get_title().startswith("crelu") for ax in fig.axes)
+    assert {"CReLU MLP 4×256", "MLP 4×256"} <= set(legend_texts(fig))
+
+
 # ---------------------------------------------------------------------------
 # Fig. 6
 

@@ -80,7 +80,9 @@ def panels_of(parts: Sequence[tuple[str, Part]], metric: str | None) -> list[Pan
         network = networks.pop() if len(networks) == 1 else key[2]
         setting = f"{words.setting_words(first.frame, first.config)}, {network}"
         variants = variant_names([p.config for _, p in members], [f or p.name for f, p in members])
-        panels.append(Panel(first.name, setting, key[-1], tuple(p for _, p in members), tuple(variants)))
+        names = {p.name for _, p in members}  # parts of one run drawn together: no single part to name
+        panels.append(Panel(first.name if len(names) == 1 else "", setting, key[-1], tuple(p for _, p in members),
+                            tuple(variants)))
     # as the paper: trainability first
     return sorted(panels, key=lambda p: words.purpose_of(p.metric) != "trainability")
 
