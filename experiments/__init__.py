@@ -55,10 +55,10 @@ def baselines(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def searched(cfg: ExperimentConfig, search: tuple, name: str, preset: str, **sweep) -> ExperimentConfig:
-    """``cfg`` at the sizes of the search candidate ``name`` (its ``--set`` overrides, seeds
+    """``cfg`` at the setting of the search candidate ``name`` (its ``--set`` overrides, seeds
     excepted: the verdict run sets its own), with every arm of ``cfg`` and the ``sweep`` fields
     given: the verdict preset of a setting chosen by ``gradual-jax search``."""
     (candidate,) = [c for c in search if c.name == name]
-    sizes = [o for o in candidate.overrides if not o.startswith("sweep.")]
-    found = apply_overrides(cfg, sizes)
+    setting = [o for o in candidate.overrides if not o.startswith("sweep.seeds=")]
+    found = apply_overrides(cfg, setting)
     return dataclasses.replace(found, preset=preset, sweep=dataclasses.replace(found.sweep, **sweep))

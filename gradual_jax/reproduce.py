@@ -47,8 +47,10 @@ def search_command(experiment: str) -> str:
 
 
 def declared_runs(catalog: report.Catalog) -> list[Run]:
-    """Every run the claims' questions declare, once, in declared order."""
-    return list(dict.fromkeys(r for c in catalog.claims for q in c.questions for r in q.runs))
+    """Every run the claims' questions declare, once, in declared order (a multi-part run once,
+    whole: one command trains all its parts)."""
+    return list(dict.fromkeys(dataclasses.replace(r, part="") for c in catalog.claims for q in c.questions
+                              for r in q.runs))
 
 
 def at_scale(cfg: config_lib.ExperimentConfig, paper: config_lib.ExperimentConfig,
@@ -98,10 +100,16 @@ def steps(catalog: report.Catalog, root: Path, scale: str, finished: Sequence[ru
 
 
 def plan_text(todo: Sequence[Step]) -> str:
-    known = [s.cost.seconds for s in todo if s.state in ("to run", "partial") and s.cost and s.cost.seconds]
+    making = [s for s in todo if s.state in ("to run", "partial")]
+    known = [s.cost.seconds for s in making if s.cost and s.cost.seconds]
+    timed = [s for s in making if s.cost]  # the theory check has no cost: seconds
     lines = [s.line() for s in todo]
-    lines.append(f"{sum(s.state in ('to run', 'partial') for s in todo)} run(s) to make, "
-                 f"~{sum(known) / 3600:.1f} h at the measured rates of this machine (partial runs resume, so less)")
+    if timed and not known:
+        time = "no measured rate on this machine yet to time them"
+    else:
+        some = f" for {len(known)} of them" if len(known) < len(timed) else ""
+        time = f"~{sum(known) / 3600:.1f} h at the measured rates of this machine{some} (partial runs resume, so less)"
+    lines.append(f"{len(making)} run(s) to make, {time}")
     return "\n".join(lines)
 
 

@@ -241,3 +241,32 @@ def test_the_study_preset_is_the_committed_searchs_chosen_setting(experiment, sc
     assert {k: flat[k] for k in unchanged} == {k: cpu[k] for k in unchanged}
     assert set(study.sweep.schedules) == {"abrupt", schedule} and len(study.sweep.seeds) >= 5
     assert len(study.sweep.deltas) == 2
+
+
+def test_the_resnet_verdict_runs_train_the_later_searchs_choice_on_fresh_seeds():
+    """The ``tasks32`` search's chosen candidate (read afresh from its committed runs), its
+    learning rate included, with its seeds replaced by 8 that no search trains; the arms split
+    over runs of at most 16 lanes on those same seeds, each arm in exactly one run."""
+    from gradual_jax import catalog, experiments
+    from gradual_jax.runner import sweep as sweep_lib
+
+    fresh = search.table("fig1-cifar", "cpu", RESULTS / "fig1-cifar-search-tasks32", "tasks32")
+    (chosen,) = fresh.loc[fresh["chosen"], "candidate"]
+    (candidate,) = [c for c in search.candidates("fig1-cifar", "tasks32") if c.name == chosen]
+    setting = [o for o in candidate.overrides if not o.startswith("sweep.seeds=")]
+    assert any(o.startswith("sweep.learning_rates=") for o in setting)
+    expected = config_lib.flatten(config_lib.to_dict(
+        config_lib.apply_overrides(experiments.get_config("fig1-cifar", "cpu"), setting)))
+    presets = ["verdict", "verdict-methods-sp-redo", "verdict-methods-spectral-l2", "verdict-coarse-l2init"]
+    arms, seeds = [], set()
+    for preset in presets:
+        cfg = config_lib.validate(experiments.get_config("fig1-cifar", preset))
+        flat = config_lib.flatten(config_lib.to_dict(cfg))
+        for key in (o.split("=", 1)[0] for o in setting):
+            assert flat[key] == expected[key], key
+        lanes = sweep_lib.expand(cfg.sweep)
+        assert len(lanes) <= 16
+        seeds |= set(cfg.sweep.seeds)
+        arms += sorted({(lane.schedule, lane.delta, lane.method) for lane in lanes})
+    assert len(arms) == len(set(arms)) == 8  # abrupt, Δ = 0.05 and 0.5, five mitigations
+    assert len(seeds) == 8 and not seeds & catalog.search_seeds("fig1-cifar")
