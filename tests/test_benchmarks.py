@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import common, compare, conv_profile, lane_groups, lane_scaling, model_sizes, model_steps, plots, throughput
+from benchmarks import (common, compare, conv_profile, lane_groups, lane_scaling, model_sizes, model_steps, plots,
+                        study_rerun, throughput)
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
@@ -557,6 +558,79 @@ def test_lane_groups_runs_each_grouping_through_the_runner(tmp_path):
     assert rows["automatic"]["over_automatic"] == 1.0
     with pytest.raises(SystemExit):
         lane_groups.groupings("1,0", lanes=4)
+
+
+def rows_of(values: dict[tuple, list[float]], tasks: int = 2) -> "pd.DataFrame":
+    """Results rows: per arm (schedule, Δ) one lane per seed, ``values[arm][seed]`` on every task."""
+    import pandas as pd
+
+    rows, lane = [], 0
+    for (schedule, delta), per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            rows += [{"lane": lane, "seed": seed, "task": t, "schedule": schedule, "delta": delta, "method": "none",
+                      "online_train_acc": value, "train_loss": 1 - value} for t in range(tasks)]
+            lane += 1
+    return pd.DataFrame(rows)
+
+
+def test_study_rerun_compares_rows_to_rounding_and_arm_means_by_welch():
+    """Equal rows are equal to rounding; one chaotic lane (0.2 off) breaks rounding but not the
+    arm's mean, whose seeds spread; a whole arm shifted by 0.1 with tight seeds differs."""
+    from scipy import stats
+
+    old = rows_of({("abrupt", np.nan): [0.5, 0.7, 0.6], ("output_interp", 0.5): [0.80, 0.81, 0.82]}, tasks=3)
+    same = study_rerun.compare_rows(old[old["task"] < 2].copy(), old, "online_train_acc")
+    assert same["to_rounding"] and same["arm_means"]["agree"]
+    assert same["largest_difference"] == {"online_train_acc": 0.0, "train_loss": 0.0}
+
+    chaotic = rows_of({("abrupt", np.nan): [0.7, 0.7, 0.6], ("output_interp", 0.5): [0.80, 0.81, 0.82]})
+    found = study_rerun.compare_rows(chaotic, old, "online_train_acc")
+    assert not found["to_rounding"] and found["largest_difference"]["online_train_acc"] == pytest.approx(0.2)
+    # by hand: a = (0.7, 0.7, 0.6), b = (0.5, 0.7, 0.6); Welch's interval of mean(a) − mean(b)
+    a, b = np.array([0.7, 0.7, 0.6]), np.array([0.5, 0.7, 0.6])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    arm = found["arm_means"]["arms"]["abrupt nan none"]
+    assert arm["difference"] == pytest.approx(0.2 / 3) and arm["half_width"] == pytest.approx(half)
+    assert found["arm_means"]["agree"] == (0.2 / 3 <= half)
+
+    shifted = rows_of({("abrupt", np.nan): [0.5, 0.7, 0.6], ("output_interp", 0.5): [0.90, 0.91, 0.92]})
+    assert not study_rerun.compare_rows(shifted, old, "online_train_acc")["arm_means"]["agree"]
+
+
+def test_study_rerun_refuses_rows_of_other_lanes():
+    old = rows_of({("abrupt", np.nan): [0.5, 0.7, 0.6]})
+    other = old.assign(seed=old["seed"] + 1)
+    with pytest.raises(SystemExit, match="not the committed run's"):
+        study_rerun.compare_rows(other, old, "online_train_acc")
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_study_rerun_reproduces_a_run_of_the_same_code_exactly(tmp_path):
+    """A tiny run made here, then its first two tasks again through the benchmark: the same
+    code on the same machine gives the same rows; a tampered committed row is found."""
+    from gradual_jax import cli
+
+    run = tmp_path / "study"
+    assert cli.main(["run", "fig1-mnist", "--preset", "cpu", "--out", str(run), "--no-progress",
+                     "--set", "sweep.seeds=0,1", "--set", "task.num_tasks=3", "--set", "data.train_per_class=8",
+                     "--set", "model.hidden_sizes=16,16", "--set", "protocol.batch_size=16",
+                     "--set", "protocol.epochs_per_task=1"]) == 0
+    out = tmp_path / "rerun.json"
+    run_module("study_rerun", "--runs", run, "--json", out)
+    [row] = read_record(out, "study_rerun")["runs"]
+    assert row["to_rounding"] and row["arm_means"]["agree"] and row["tasks_rerun"] == 2
+    assert row["rerun"]["lane_steps_per_second"] > 0 and row["speedup"] > 0
+    import pandas as pd
+
+    table = pd.read_csv(run / "results.csv")
+    table.loc[table["task"] == 1, "online_train_acc"] += 0.3
+    table.to_csv(run / "results.csv", index=False)
+    run_module("study_rerun", "--runs", run, "--json", out)
+    [row] = read_record(out, "study_rerun")["runs"]
+    assert not row["to_rounding"] and row["largest_difference"]["online_train_acc"] == pytest.approx(0.3)
 
 
 @pytest.mark.slow
