@@ -773,8 +773,37 @@ def test_archived_optax_flatten_runs(tmp_path):
     assert row["max_param_difference_plain_flatten"] < 1e-5 and row["ratio"] > 0
 
 
+@pytest.mark.parametrize("side,kernel,stride,padding", [(7, 3, 1, 1), (8, 3, 2, 1), (9, 7, 2, 3), (8, 1, 2, 0), (5, 3, 1, 0)])
+def test_conv_by_patches_is_the_convolution_and_its_gradient(side, kernel, stride, padding):
+    """The candidate convolution of ``archive.resnet_ab`` against ``lax.conv_general_dilated``:
+    outputs and both gradients, at the strides and paddings a ResNet-18 uses, under vmap over lanes."""
+    from benchmarks.archive import resnet_ab
+
+    kx, kk = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (2, 3, side, side, 4))  # lanes, examples, H, W, C
+    w = jax.random.normal(kk, (2, kernel, kernel, 4, 5))
+    pads = ((padding, padding), (padding, padding))
+
+    def loss(conv, x, w):
+        out = jax.vmap(lambda x, w: conv(x, w, (stride, stride), pads))(x, w)
+        return jnp.sum(jnp.sin(out)), out
+
+    def reference(x, w, strides, pads):
+        return jax.lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            precision="highest")
+
+    def candidate(x, w, strides, pads):
+        return resnet_ab.conv_by_patches(x, w, strides, pads, precision="highest")
+
+    (_, want), want_grads = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(reference, x, w)
+    (_, got), got_grads = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(candidate, x, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, r in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("change", ["conv-dots", "max-pool"])
+@pytest.mark.parametrize("change", ["conv-dots", "max-pool", "conv-patches"])
 def test_archived_resnet_ab_runs(tmp_path, change):
     out = tmp_path / "resnet_ab.json"
     run_module("archive.resnet_ab", "--change", change, "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1,

@@ -9,7 +9,11 @@ Changes (``--change``; gradual_jax/models/resnet.py):
 * ``conv-dots``: output maps of at most 4 pixels computed by matrix products (``conv_by_dots``),
   against ``lax.conv_general_dilated`` in every ``nnx.Conv``;
 * ``max-pool``: the stem's max-pool as strided slices with a first-maximum gradient
-  (``max_pool``), against ``nnx.max_pool`` (a ``reduce_window``, differentiated by XLA).
+  (``max_pool``), against ``nnx.max_pool`` (a ``reduce_window``, differentiated by XLA);
+* ``conv-patches`` (a candidate, not in the model: "before" is the model as it is, "after" has
+  the candidate patched in): every other convolution as one matrix product of its patches
+  (:func:`conv_by_patches`: the kh·kw strided views of the padded map side by side, times the
+  flattened kernel), so that lanes batch a product rather than group a convolution.
 
 A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
 presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
@@ -40,19 +44,53 @@ def _reduce_window_pool(x, window, stride, padding):
     return nnx.max_pool(x, (window, window), strides=(stride, stride), padding=((padding, padding),) * 2)
 
 
-#: change -> the attribute of gradual_jax.models.resnet it replaces and what was there before it.
-#: (``conv_general_dilated`` is read when the model is built, ``max_pool`` when it is traced: the
-#: "before" variant is patched in for both.)
-CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated),
-           "max-pool": ("max_pool", _reduce_window_pool)}
+def conv_by_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision=None) -> jax.Array:
+    """A zero-padded NHWC convolution (HWIO kernel, no dilation, no groups) as one product: the
+    kh·kw strided views of the padded map concatenated along channels (tap-major, as the HWIO
+    kernel flattens), times the kernel flattened to [kh·kw·in, out]."""
+    kh, kw, _, out_channels = kernel.shape
+    padded = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    n, h, w, c = padded.shape
+    oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    taps = [jax.lax.slice(padded, (0, i, j, 0), (n, i + strides[0] * (oh - 1) + 1, j + strides[1] * (ow - 1) + 1, c),
+                          (1, strides[0], strides[1], 1))
+            for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(taps, axis=-1) if len(taps) > 1 else taps[0]
+    return jnp.dot(patches, kernel.reshape(-1, out_channels), precision=precision)
+
+
+def patches_or_dots(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                    dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """The candidate in ``resnet.conv_general_dilated``'s place: small output maps by
+    ``resnet.conv_by_dots`` as now, every other plain NHWC convolution by :func:`conv_by_patches`."""
+    plain = (dimension_numbers == resnet.NHWC_HWIO and feature_group_count == 1 and not isinstance(padding, str)
+             and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+             and all(v is None for v in kwargs.values()))
+    if plain and not resnet.uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                                      dimension_numbers, feature_group_count):
+        return conv_by_patches(lhs, rhs, window_strides, padding, precision)
+    return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, precision, **kwargs)
+
+
+_MODEL_CONV = resnet.conv_general_dilated  # the model's own, kept before the candidate is patched in
+
+
+#: change -> the attribute of gradual_jax.models.resnet it swaps, the "before" variant and the
+#: "after" one (None: the model as it is). ``conv_general_dilated`` is read when the model is
+#: built, ``max_pool`` when it is traced.
+CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, None),
+           "max-pool": ("max_pool", _reduce_window_pool, None),
+           "conv-patches": ("conv_general_dilated", None, patches_or_dots)}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 
 
 def variant(change: str, name: str):
-    """A context in which ``resnet`` is the model ``before`` the change or ``after`` it (as it is)."""
-    attribute, before = CHANGES[change]
-    return mock.patch.object(resnet, attribute, before) if name == "before" else contextlib.nullcontext()
+    """A context in which ``resnet`` is the model ``before`` the change or ``after`` it."""
+    attribute, *variants = CHANGES[change]
+    swapped = dict(zip(VARIANTS, variants))[name]
+    return contextlib.nullcontext() if swapped is None else mock.patch.object(resnet, attribute, swapped)
 
 
 def setting_case(setting: str, batch: int) -> model_steps.Case:
@@ -130,10 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
         others = max(row[n]["others_cpu"] for n in names)
         print(f"| {row['setting']} | {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.2f} | "
               f"{row[names[1]]['lane_steps_per_s']:,.2f} | {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    attribute, before = CHANGES[args.change]
+    attribute, *variants = CHANGES[args.change]
     result = {"change": args.change,
-              "variants": {"before": f"resnet.{attribute} = {before.__module__}.{before.__qualname__}",
-                           "after": f"resnet.{attribute} as it is"},
+              "variants": {name: f"resnet.{attribute} as it is" if fn is None else
+                           f"resnet.{attribute} = {fn.__module__}.{fn.__qualname__}"
+                           for name, fn in zip(VARIANTS, variants)},
               "batch": args.batch, "repeats": args.repeats, "selection": "fastest timing per variant",
               "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
