@@ -124,7 +124,7 @@ def study(run: Path, tasks: int) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = ["| run | lanes | committed lane-steps/s | now | × | committed wall → at today's rate | rows to "
-             "rounding | largest difference | arm means (Welch 95%) | others' CPU |",
+             "rounding | largest difference of its metric | arm means (Welch 95%) | others' CPU |",
              "|---|---:|---:|---:|---:|---|---|---:|---|---:|"]
     for r in rows:
         name = r["run"].split("/")[-1] + (f"/{r['part']}" if r["part"] else "")
@@ -134,17 +134,22 @@ def table(rows: list[dict]) -> str:
             f"| `{name}` | {r['lanes']} | {r['committed']['lane_steps_per_second'] or float('nan'):,.1f} | "
             f"{r['rerun']['lane_steps_per_second']:,.1f} | {r['speedup'] or float('nan'):.2f} | "
             f"{(wall or 0) / 60:.0f} → {(after or 0) / 60:.0f} min | {'yes' if r['to_rounding'] else 'no'} | "
-            f"{max(r['largest_difference'].values(), default=0.0):.2g} | "
+            f"{r['metric']} {r['largest_difference'].get(r['metric'], float('nan')):.2g} | "
             f"{'agree' if r['arm_means']['agree'] else 'differ'} | {r['rerun']['others_cpu']:.0%} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=[str(common.ROOT / "results" / s) for s in STUDIES])
+    parser.add_argument("--runs", nargs="+", default=[str(Path("results") / s) for s in STUDIES])
     parser.add_argument("--tasks", type=int, default=2, help="the first tasks to train again (default 2)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--table", metavar="JSON", help="only print the table of an earlier --json file")
     args = parser.parse_args(argv)
+    if args.table:
+        rows = json.loads(Path(args.table).read_text())["runs"]
+        print(table(rows))
+        return {"runs": rows}
     if args.tasks < 1:
         raise SystemExit(f"--tasks={args.tasks}: must be a positive integer")
     runs = [Path(r) for r in args.runs]

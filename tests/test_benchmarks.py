@@ -623,6 +623,8 @@ def test_study_rerun_reproduces_a_run_of_the_same_code_exactly(tmp_path):
     [row] = read_record(out, "study_rerun")["runs"]
     assert row["to_rounding"] and row["arm_means"]["agree"] and row["tasks_rerun"] == 2
     assert row["rerun"]["lane_steps_per_second"] > 0 and row["speedup"] > 0
+    table = run_module("study_rerun", "--table", out).stdout
+    assert "| `study` | 6 |" in table and "online_train_acc 0 |" in table and "| agree |" in table
     import pandas as pd
 
     table = pd.read_csv(run / "results.csv")
