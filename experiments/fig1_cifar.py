@@ -108,7 +108,7 @@ def _verdict(preset: str, **sweep) -> ExperimentConfig:
     paper's learning rate 1e-4; its abrupt arm lost +0.033 [+0.022, +0.044] on seeds 100–102), on
     8 fresh seeds. One run of all its arms would take about 7 hours here (about 7 minutes a lane
     at the ~46 lane-steps/s the search measured), so the arms are split over runs of at most 16
-    lanes (about 2 hours each), all on the same seeds, which the report reads together by arm."""
+    lanes (2 to 2.5 hours each), all on the same seeds, which the report reads together by arm."""
     return searched(cpu(), SEARCHES["tasks32"], "lr1e-4-images1280", preset,
                     **{"seeds": VERDICT_SEEDS[:8], **sweep})
 
