@@ -9,6 +9,7 @@ strengths of docs/protocol.md (``cpu-baselines`` / ``paper-baselines``).
 """
 
 import dataclasses
+from collections.abc import Callable
 
 from gradual_jax.experiments import MLP_MITIGATIONS, VERDICT_SEEDS, baselines, searched
 from gradual_jax.experiments.claims import FIG1, TLDR
@@ -106,11 +107,31 @@ def study() -> ExperimentConfig:
 def _verdict(preset: str, **sweep) -> ExperimentConfig:
     """The ``tasks32`` search's choice, ``lr1e-4-images1280`` (1,280 MNIST images, 32 tasks, the
     paper's learning rate 1e-4; its abrupt arm lost +0.033 [+0.022, +0.044] on seeds 100–102), on
-    8 fresh seeds. One run of all its arms would take about 7 hours here (about 7 minutes a lane
-    at the ~46 lane-steps/s the search measured), so the arms are split over runs of at most 16
-    lanes (2 to 2.5 hours each), all on the same seeds, which the report reads together by arm."""
+    8 fresh seeds. One run of all its arms would take about 9 hours here (about 9 minutes a lane
+    at the ~35 lane-steps/s the ResNet runs measured), so each group of arms is split into two
+    runs of 4 seeds (8 lanes, about 1.2 hours each), which the report reads together by arm."""
     return searched(cpu(), SEARCHES["tasks32"], "lr1e-4-images1280", preset,
                     **{"seeds": VERDICT_SEEDS[:8], **sweep})
+
+
+#: The verdict's seeds in two halves: each group of arms runs once per half (``GROUP-seeds10-13``
+#: and ``GROUP-seeds14-17``).
+VERDICT_HALVES = (VERDICT_SEEDS[:4], VERDICT_SEEDS[4:8])
+
+
+def half_name(preset: str, seeds: tuple[int, ...]) -> str:
+    return f"{preset}-seeds{seeds[0]}-{seeds[-1]}"
+
+
+def _halves(preset: str, build: Callable[[], ExperimentConfig]) -> dict[str, Callable[[], ExperimentConfig]]:
+    """``build``'s run split by seeds into ``VERDICT_HALVES``: two presets named by their seeds."""
+    def half(seeds: tuple[int, ...]) -> Callable[[], ExperimentConfig]:
+        def make() -> ExperimentConfig:
+            cfg = build()
+            return dataclasses.replace(cfg, preset=half_name(preset, seeds),
+                                       sweep=dataclasses.replace(cfg.sweep, seeds=seeds))
+        return make
+    return {half_name(preset, seeds): half(seeds) for seeds in VERDICT_HALVES}
 
 
 def verdict() -> ExperimentConfig:
@@ -131,8 +152,14 @@ def verdict_coarse_l2init() -> ExperimentConfig:
                             deltas=(0.5,))
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "study": study, "verdict": verdict,
-           "verdict-methods-sp-redo": lambda: _verdict_methods("verdict-methods-sp-redo", ("shrink_perturb", "redo")),
-           "verdict-methods-spectral-l2": lambda: _verdict_methods("verdict-methods-spectral-l2", ("spectral", "l2")),
-           "verdict-coarse-l2init": verdict_coarse_l2init,
+#: The verdict's groups of arms, each run in two halves by seed (``VERDICT_HALVES``).
+VERDICT_GROUPS = {
+    "verdict": verdict,
+    "verdict-methods-sp-redo": lambda: _verdict_methods("verdict-methods-sp-redo", ("shrink_perturb", "redo")),
+    "verdict-methods-spectral-l2": lambda: _verdict_methods("verdict-methods-spectral-l2", ("spectral", "l2")),
+    "verdict-coarse-l2init": verdict_coarse_l2init,
+}
+
+PRESETS = {"paper": paper, "cpu": cpu, "study": study,
+           **{name: build for group, full in VERDICT_GROUPS.items() for name, build in _halves(group, full).items()},
            "paper-baselines": lambda: baselines(paper()), "cpu-baselines": lambda: baselines(cpu())}

@@ -337,7 +337,7 @@ def test_reproduce_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert cli.main(["reproduce", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "fig1-mnist-verdict: to run; 30 lanes, 1.44 M lane-steps" in out
-    assert "fig1-cifar-verdict: to run; 16 lanes, 0.31 M lane-steps" in out
+    assert "fig1-cifar-verdict-seeds10-13: to run; 8 lanes, 0.15 M lane-steps" in out
     # a multi-part run is one command: listed once, with the lanes of both parts (16 + 8)
     assert "fig1-mnist-verdict-crelu-fresh: to run; 24 lanes" in out and "verdict-crelu-fresh/" not in out
     assert list(tmp_path.iterdir()) == []

@@ -246,7 +246,7 @@ def test_the_study_preset_is_the_committed_searchs_chosen_setting(experiment, sc
 def test_the_resnet_verdict_runs_train_the_later_searchs_choice_on_fresh_seeds():
     """The ``tasks32`` search's chosen candidate (read afresh from its committed runs), its
     learning rate included, with its seeds replaced by 8 that no search trains; the arms split
-    over runs of at most 16 lanes on those same seeds, each arm in exactly one run."""
+    over groups, each group run in two halves of 4 seeds, each arm and seed in exactly one run."""
     from gradual_jax import catalog, experiments
     from gradual_jax.runner import sweep as sweep_lib
 
@@ -257,16 +257,21 @@ def test_the_resnet_verdict_runs_train_the_later_searchs_choice_on_fresh_seeds()
     assert any(o.startswith("sweep.learning_rates=") for o in setting)
     expected = config_lib.flatten(config_lib.to_dict(
         config_lib.apply_overrides(experiments.get_config("fig1-cifar", "cpu"), setting)))
-    presets = ["verdict", "verdict-methods-sp-redo", "verdict-methods-spectral-l2", "verdict-coarse-l2init"]
-    arms, seeds = [], set()
-    for preset in presets:
+    groups = ["verdict", "verdict-methods-sp-redo", "verdict-methods-spectral-l2", "verdict-coarse-l2init"]
+    presets = {f"{g}-seeds{h}" for g in groups for h in ("10-13", "14-17")}
+    assert {p for p in catalog.presets("fig1-cifar") if p.startswith("verdict")} == presets
+    lanes_of = []
+    for preset in sorted(presets):
         cfg = config_lib.validate(experiments.get_config("fig1-cifar", preset))
+        assert cfg.preset == preset
         flat = config_lib.flatten(config_lib.to_dict(cfg))
         for key in (o.split("=", 1)[0] for o in setting):
             assert flat[key] == expected[key], key
         lanes = sweep_lib.expand(cfg.sweep)
-        assert len(lanes) <= 16
-        seeds |= set(cfg.sweep.seeds)
-        arms += sorted({(lane.schedule, lane.delta, lane.method) for lane in lanes})
-    assert len(arms) == len(set(arms)) == 8  # abrupt, Δ = 0.05 and 0.5, five mitigations
+        assert len(lanes) <= 8 and len(cfg.sweep.seeds) == 4
+        lanes_of += [(lane.schedule, lane.delta, lane.method, lane.seed) for lane in lanes]
+    assert len(lanes_of) == len(set(lanes_of)) == 8 * 8  # 8 arms × 8 seeds, each lane in one run
+    arms = {lane[:3] for lane in lanes_of}
+    assert len(arms) == 8  # abrupt, Δ = 0.05 and 0.5, five mitigations
+    seeds = {lane[3] for lane in lanes_of}
     assert len(seeds) == 8 and not seeds & catalog.search_seeds("fig1-cifar")
