@@ -15,7 +15,9 @@ Every padding is explicit and symmetric, as in PyTorch, so an ``H``-pixel input 
 ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC float32 (normalised images).
 A conv whose output map has at most 4 pixels (layers 3–4 at 28- to 32-pixel inputs) is computed
 as matrix products over the taps that land inside its input map (:func:`conv_by_dots`): the same
-function with the same parameters, which XLA:CPU runs faster than a convolution there; the stem's
+function with the same parameters, which XLA:CPU runs faster than a convolution there; on CPU the
+other convolutions differentiate into canonical-layout ones (:mod:`canonical_conv`), which
+XLA:CPU runs fast inside the training scan as well; the stem's
 max-pool is strided slices with PyTorch's first-maximum gradient (:func:`max_pool`), for the same
 reason.
 
@@ -60,6 +62,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gradual_jax.models import canonical_conv
 from gradual_jax.models.init import normal, torch_linear, uniform
 from gradual_jax.models.paths import leaf_dict
 from gradual_jax.models.units import UnitLayer
@@ -104,15 +107,20 @@ def window_spans(size: int, kernel: int, stride: int, padding: tuple[int, int]) 
     return spans
 
 
+def is_plain(input_shape, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+             feature_group_count: int = 1) -> bool:
+    """An NHWC/HWIO convolution without dilation or groups, with explicit padding."""
+    return (len(input_shape) == 4 and dimension_numbers == NHWC_HWIO and feature_group_count == 1
+            and not isinstance(padding, str)
+            and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation)))
+
+
 def uses_dots(input_shape, kernel_shape, strides, padding, lhs_dilation=None, rhs_dilation=None,
               dimension_numbers=None, feature_group_count: int = 1) -> bool:
     """Whether :func:`conv_general_dilated` computes this convolution by :func:`conv_by_dots`:
     an NHWC/HWIO convolution without dilation or groups, explicit padding, and an output map of at
     most ``MAX_DOT_OUTPUT_PIXELS`` pixels. Decided from static shapes, so at trace time."""
-    plain = (len(input_shape) == 4 and dimension_numbers == NHWC_HWIO and feature_group_count == 1
-             and not isinstance(padding, str)
-             and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation)))
-    if not plain:
+    if not is_plain(input_shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count):
         return False
     out_pixels = math.prod(len(window_spans(size, k, s, tuple(p)))
                            for size, k, s, p in zip(input_shape[1:3], kernel_shape[:2], strides, padding))
@@ -149,10 +157,16 @@ def conv_by_dots(x: jax.Array, kernel: jax.Array, strides, padding, precision=No
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """``lax.conv_general_dilated``, by :func:`conv_by_dots` where :func:`uses_dots` says so
-    (small output maps) and by the convolution otherwise. ``nnx.Conv`` calls it in its place."""
-    if uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
-                 dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
+    (small output maps); on CPU by :func:`canonical_conv.conv` (whose gradients XLA:CPU runs fast
+    inside a scan) for the other plain NHWC convolutions; by the convolution otherwise (GPU and
+    TPU compilers lay out every convolution themselves). ``nnx.Conv`` calls it in its place."""
+    plain = is_plain(lhs.shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count) \
+        and all(v is None for v in kwargs.values())
+    if plain and uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                           dimension_numbers, feature_group_count):
         return conv_by_dots(lhs, rhs, window_strides, padding, precision)
+    if plain and jax.default_backend() == "cpu":
+        return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, precision=precision, **kwargs)
 
