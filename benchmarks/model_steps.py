@@ -206,8 +206,23 @@ def lanes_step(lane_step: Callable, groups: int = 1) -> Callable:
     return grouped
 
 
+def scanned(step: Callable, steps_per_call: int) -> Callable:
+    """``steps_per_call`` steps on the same data in one ``lax.scan``: the engine's form, whose
+    body XLA compiles apart from the top level (where ``steps_per_call`` is 1: the step itself)."""
+    if steps_per_call == 1:
+        return step
+
+    def run(state, data):
+        state, losses = jax.lax.scan(lambda s, _: step(s, data), state, None, length=steps_per_call)
+        return state, losses[-1]
+
+    return run
+
+
 def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps: int, peak: float,
-            repeats: int = 1, groups: int = 1) -> dict:
+            repeats: int = 1, groups: int = 1, steps_per_call: int = 1) -> dict:
+    """``steps_per_call`` > 1 times the steps inside a ``lax.scan`` (:func:`scanned`), as the
+    engine runs them; the counts of steps are then calls of it."""
     if groups < 1 or lanes % groups:
         raise ValueError(f"groups={groups}: expected a divisor of lanes={lanes}")
     # RBG keys: the init program then compiles in ~2 s instead of ~11 s (threefry, ResNet-18 on CPU);
@@ -216,11 +231,12 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
     jax.block_until_ready((box["state"], data))
-    step = jax.jit(lanes_step(case.lane_step, groups), donate_argnums=0)
+    step = jax.jit(scanned(lanes_step(case.lane_step, groups), steps_per_call), donate_argnums=0)
     start = time.perf_counter()
     compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
     # XLA's cost analysis counts a while loop's body once: with lanes in groups, one group's FLOPs
+    # (and in a scan of steps, one step's)
     xla_flops = _cost_flops(compiled) * groups / lanes
 
     def run(n):
@@ -232,11 +248,12 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     one = common.best_time(lambda: run(1), repeats=1, warmup=0)["seconds"]
     n = common.calibrated_steps(one, seconds, min_steps, max_steps)
     timing = common.best_time(lambda: run(n), repeats=repeats, warmup=0)
-    elapsed = timing["seconds"]
-    rate = lanes * n / elapsed
+    elapsed, steps = timing["seconds"], n * steps_per_call
+    rate = lanes * steps / elapsed
     program_bytes = sharding.program_bytes(compiled)
-    return {"lanes": lanes, "groups": groups, "steps": n, "seconds": elapsed, "step_ms": 1e3 * elapsed / n,
-            "others_cpu": timing["others_cpu"], "all_lane_steps_per_s": [lanes * n / t for t in timing["all_seconds"]],
+    return {"lanes": lanes, "groups": groups, "steps_per_call": steps_per_call, "steps": steps, "seconds": elapsed,
+            "step_ms": 1e3 * elapsed / steps, "others_cpu": timing["others_cpu"],
+            "all_lane_steps_per_s": [lanes * steps / t for t in timing["all_seconds"]],
             "lane_steps_per_s": rate, "compile_s": compile_s,
             "xla_flops_per_lane_step": xla_flops, "analytic_flops_per_lane_step": case.analytic_flops_per_lane_step,
             "xla_over_analytic": xla_flops / case.analytic_flops_per_lane_step,
@@ -292,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="timed measurements per cell; the fastest is kept")
     parser.add_argument("--max-steps", type=int, default=500)
+    parser.add_argument("--scan", type=int, default=1, metavar="K",
+                        help="time K steps per call in a lax.scan, as the engine runs them (default 1: the step alone)")
     parser.add_argument("--matmul-size", type=int, help="reference matmul n (default: 2048 on CPU, 8192 otherwise)")
     parser.add_argument("--matmul-seconds", type=float, default=1.0, help="time spent timing the reference matmul")
     parser.add_argument("--paper", action="store_true", help="the paper's sizes: ResNet width 1, batch 250; T5 batch 64")
@@ -323,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows = []
         for r in common.parse_ints(args.lanes):
             row = measure(case, r, seconds=args.seconds, min_steps=args.min_steps, max_steps=args.max_steps,
-                          peak=peak, repeats=args.repeats)
+                          peak=peak, repeats=args.repeats, steps_per_call=args.scan)
             rows.append(row)
             print(f"  R = {r}: {row['lane_steps_per_s']:,.2f} lane-steps/s ({row['steps']} steps, "
                   f"{row['step_ms']:,.1f} ms a step), compile {row['compile_s']:.1f} s, "

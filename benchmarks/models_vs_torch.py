@@ -67,7 +67,7 @@ def jax_worker(args) -> dict:
     case = model_steps.build_case(args.model, args)
     row = model_steps.measure(case, int(args.lanes), seconds=args.seconds, min_steps=args.min_steps,
                               max_steps=args.max_steps, peak=float("inf"), repeats=args.repeats,
-                              groups=int(args.groups))
+                              groups=int(args.groups), steps_per_call=int(args.steps_per_call))
     for key in ("model_flops_per_s", "fraction_of_matmul", "analytic_fraction_of_matmul"):
         row.pop(key)  # against the orchestrator's matmul reference instead
     return {"framework": "gradual-jax", "model": args.model, "sizes": case.sizes,
@@ -79,8 +79,9 @@ def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, ove
     sizes = model_sizes.size_argv(cell)
     if framework == "jax":
         groups = lanes if arrangement == "map" else 1
+        steps_per_call = args.scan if arrangement == "scan" else 1
         cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes,
-                                "--groups", groups, *sizes, *timing_argv(args))
+                                "--groups", groups, "--steps-per-call", steps_per_call, *sizes, *timing_argv(args))
     else:
         cmd = common.module_cmd("torch_steps", "--model", model, "--lanes", lanes, "--arrangement", arrangement,
                                 *sizes, *timing_argv(args))
@@ -91,13 +92,16 @@ def compare_case(model: str, overrides: dict, lane_counts: list[int], args, peak
     rows = []
     for r in lane_counts:
         row = {"lanes": r, "jax": run_cell("jax", model, r, "vmap", args, overrides)}
+        if args.scan > 1:
+            row["jax_scan"] = run_cell("jax", model, r, "scan", args, overrides)
         if r > 1:
             row["jax_map"] = run_cell("jax", model, r, "map", args, overrides)
         for arrangement in (a for a in args.torch.split(",") if r > 1 or a != "vmap"):
             row[f"torch_{arrangement}"] = run_cell("torch", model, r, arrangement, args, overrides)
         torch_rates = {k: v["lane_steps_per_s"] for k, v in row.items()
                        if k.startswith("torch_") and "lane_steps_per_s" in v}
-        jax_rates = {k: row[k]["lane_steps_per_s"] for k in ("jax", "jax_map") if "lane_steps_per_s" in row.get(k, {})}
+        jax_rates = {k: row[k]["lane_steps_per_s"] for k in ("jax", "jax_scan", "jax_map")
+                     if "lane_steps_per_s" in row.get(k, {})}
         for key in jax_rates:
             v = row[key]
             v["model_flops_per_s"] = v["lane_steps_per_s"] * v["xla_flops_per_lane_step"]
@@ -127,10 +131,10 @@ def _mb(v) -> str:
 
 
 def table(result: dict) -> str:
-    lines = ["| case | lanes | gradual-jax vmap | gradual-jax one at a time | torch loop | torch compile | torch vmap | "
-             "best jax / best torch | GFLOP / lane-step (XLA; torch; analytic) | % of matmul (best jax; best torch) | "
+    lines = ["| case | lanes | gradual-jax vmap | gradual-jax vmap in a scan | gradual-jax one at a time | torch loop | "
+             "torch compile | torch vmap | best jax / best torch | scan / best torch | GFLOP / lane-step (XLA; torch; analytic) | % of matmul (best jax; best torch) | "
              "RSS jax (program) | RSS torch loop | RSS torch vmap | others' CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in result["cases"]:
         for row in case["rows"]:
             jx = row[row.get("best_jax", "jax")]
@@ -141,13 +145,16 @@ def table(result: dict) -> str:
 
             best = row.get(row.get("best_torch", ""), {})
             ratio = f"{row['jax_over_best_torch']:.2f}×" if "jax_over_best_torch" in row else "–"
+            scan = row.get("jax_scan", {})
+            scan_ratio = (f"{scan['lane_steps_per_s'] / best['lane_steps_per_s']:.2f}×"
+                          if "lane_steps_per_s" in scan and "lane_steps_per_s" in best else "–")
             flops = (f"{jx['xla_flops_per_lane_step'] / 1e9:,.3f}; {loop.get('flops_per_lane_step', 0) / 1e9:,.3f}; "
                      f"{jx['analytic_flops_per_lane_step'] / 1e9:,.3f}")
             share = f"{100 * jx['fraction_of_matmul']:.0f}%; " + (f"{100 * best['fraction_of_matmul']:.0f}%"
                                                                    if "fraction_of_matmul" in best else "–")
-            lines.append(f"| {case['label']} | {row['lanes']} | {rate(row['jax'])} | {rate(row.get('jax_map'))} | "
-                         f"{rate(loop)} | {rate(compiled)} | "
-                         f"{rate(vm)} | {ratio} | "
+            lines.append(f"| {case['label']} | {row['lanes']} | {rate(row['jax'])} | {rate(scan)} | "
+                         f"{rate(row.get('jax_map'))} | {rate(loop)} | {rate(compiled)} | "
+                         f"{rate(vm)} | {ratio} | {scan_ratio} | "
                          f"{flops} | {share} | {_mb(jx['peak_rss_mb'])} ({_mb(jx.get('device_memory_mb'))}) | "
                          f"{_mb(loop.get('peak_rss_mb'))} | {_mb(vm.get('peak_rss_mb'))} | "
                          f"{100 * row['others_cpu_max']:.0f}% |")
@@ -172,6 +179,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--groups", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--steps-per-call", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--scan", type=int, default=20, metavar="K",
+                        help="also time gradual-jax's steps K at a time in a lax.scan, as its engine runs them "
+                             "(an epoch of the MNIST presets is 20 steps; 1: skip)")
     args = parser.parse_args(argv)
     unknown = set(args.torch.split(",")) - {"loop", "compile", "vmap"}
     if unknown or "loop" not in args.torch.split(","):

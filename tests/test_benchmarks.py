@@ -662,6 +662,15 @@ def test_conv_profile_runs(tmp_path):
             row["op_seconds"])
 
 
+def test_scanned_runs_the_step_k_times_on_the_same_data_and_returns_the_last_loss():
+    def step(state, data):  # state counts the steps; the loss is the state it was given times the data
+        return state + 1, state * data
+
+    state, loss = jax.jit(model_steps.scanned(step, 5))(jnp.int32(2), jnp.int32(10))
+    assert (int(state), int(loss)) == (7, 60)  # steps 2, 3, 4, 5, 6: the last loss is 6 × 10
+    assert model_steps.scanned(step, 1) is step
+
+
 @pytest.mark.slow
 def test_model_steps_runs(tmp_path):
     """Tiny ResNet-18 and T5 steps, 2 lanes; no timing assertions."""
@@ -688,20 +697,25 @@ def test_model_steps_runs(tmp_path):
 def test_models_vs_torch_runs(tmp_path):
     out = tmp_path / "models.json"
     proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--torch", "loop,vmap", "--json", out)
-    assert "| case | lanes | gradual-jax vmap | gradual-jax one at a time |" in proc.stdout
+    assert "| case | lanes | gradual-jax vmap | gradual-jax vmap in a scan | gradual-jax one at a time |" in proc.stdout
     result = read_record(out, "models_vs_torch")
     assert [c["label"] for c in result["cases"]] == ["resnet18 b4", "t5 b2"]
     for case in result["cases"]:
         row, = case["rows"]
         assert case["jax_sizes"]["params"] == case["torch_sizes"]["params"]  # the same models on both sides
-        for key in ("jax", "jax_map", "torch_loop", "torch_vmap"):
+        for key in ("jax", "jax_scan", "jax_map", "torch_loop", "torch_vmap"):
             assert row[key]["lane_steps_per_s"] > 0 and row[key]["peak_rss_mb"] > 0, (case["label"], key)
         assert (row["jax"]["groups"], row["jax_map"]["groups"]) == (1, 2)  # one vmap; the lanes one at a time
+        assert (row["jax"]["steps_per_call"], row["jax_scan"]["steps_per_call"]) == (1, 20)
+        assert row["jax_scan"]["steps"] % 20 == 0
+        # a scan's body is counted once: per lane-step the same FLOPs as the step alone
+        assert row["jax_scan"]["xla_flops_per_lane_step"] == pytest.approx(row["jax"]["xla_flops_per_lane_step"],
+                                                                           rel=0.2)
         # the same step either way: XLA's FLOPs per lane-step agree to the loop's slicing (a loop's body is
         # counted once, so a missed factor of groups would read half here)
         assert row["jax_map"]["xla_flops_per_lane_step"] == pytest.approx(row["jax"]["xla_flops_per_lane_step"],
                                                                           rel=0.2)
-        assert row["best_jax"] in ("jax", "jax_map")
+        assert row["best_jax"] in ("jax", "jax_scan", "jax_map")
         assert row["jax"]["device_memory_mb"] > 0
         # PyTorch counts dense FLOPs of forward + backward (no input gradient of the first layer):
         # below the analytic 6 × MACs × batch, above forward + weight gradients
