@@ -819,14 +819,16 @@ def test_conv_by_patches_is_the_convolution_and_its_gradient(side, kernel, strid
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change", ["conv-dots", "max-pool", "conv-patches"])
-def test_archived_resnet_ab_runs(tmp_path, change):
+@pytest.mark.parametrize("change, scan", [("conv-dots", 1), ("max-pool", 1), ("conv-patches", 1),
+                                          ("canonical-conv", 3)])
+def test_archived_resnet_ab_runs(tmp_path, change, scan):
     out = tmp_path / "resnet_ab.json"
     run_module("archive.resnet_ab", "--change", change, "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1,
-               "--repeats", 1, "--seconds", 0.1, "--json", out)
+               "--scan", scan, "--repeats", 1, "--seconds", 0.1, "--json", out)
     result = read_record(out, "resnet_ab")
     row, = result["rows"]
     assert result["change"] == change and row["lanes"] == 1 and row["ratio"] > 0
+    assert row["steps_per_call"] == scan and row["steps"] % scan == 0
     assert set(result["variants"]) == {"before", "after"} <= set(row)
     # same parameters, same batch: the first losses agree to float32 rounding
     assert row["before"]["first_loss"] == pytest.approx(row["after"]["first_loss"], rel=1e-4)

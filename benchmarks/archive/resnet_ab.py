@@ -2,7 +2,7 @@
 both in one process, interleaved.
 
     python -m benchmarks.archive.resnet_ab --change conv-dots [--settings cifar-0.125,cifar-0.25,mnist-0.125]
-        [--lanes 1,4] [--batch 250] [--repeats 3] [--seconds 3] [--json OUT.json]
+        [--lanes 1,4] [--batch 250] [--scan K] [--repeats 3] [--seconds 3] [--json OUT.json]
 
 Changes (``--change``; gradual_jax/models/resnet.py):
 
@@ -10,6 +10,10 @@ Changes (``--change``; gradual_jax/models/resnet.py):
   against ``lax.conv_general_dilated`` in every ``nnx.Conv``;
 * ``max-pool``: the stem's max-pool as strided slices with a first-maximum gradient
   (``max_pool``), against ``nnx.max_pool`` (a ``reduce_window``, differentiated by XLA);
+* ``canonical-conv``: on CPU the plain convolutions differentiate into canonical-layout ones
+  (``gradual_jax.models.canonical_conv``), against JAX's own gradients (permuted dimension
+  numbers, which XLA:CPU canonicalises at the top level only): run it with ``--scan K``, the
+  engine's form, where the difference is;
 * ``conv-patches`` (a candidate, not in the model: "before" is the model as it is, "after" has
   the candidate patched in): every other convolution as one matrix product of its patches
   (:func:`conv_by_patches`: the kh·kw strided views of the padded map side by side, times the
@@ -18,7 +22,8 @@ Changes (``--change``; gradual_jax/models/resnet.py):
 A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
 presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
 setting and lane count R, both variants' steps (``model_steps``' ResNet case: AdamW, batch
-statistics, ``jit(vmap(step))`` over R lanes) are compiled, then timed ``--repeats`` times each,
+statistics, ``jit(vmap(step))`` over R lanes, or K of them in a ``lax.scan`` with ``--scan K``) are
+compiled, then timed ``--repeats`` times each,
 alternating which goes first; the fastest timing of each is kept, and the ratio is after /
 before. Each timing records the share of the CPU that other processes used meanwhile ("others' CPU"). The
 loss of each variant's first step is recorded too: both start from the same parameters and see the
@@ -76,12 +81,24 @@ def patches_or_dots(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
 _MODEL_CONV = resnet.conv_general_dilated  # the model's own, kept before the candidate is patched in
 
 
+def dots_or_lax(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """The model's convolution with JAX's own gradients: small output maps by ``resnet.conv_by_dots``,
+    every other convolution by ``lax.conv_general_dilated``."""
+    if resnet.uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                        dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
+        return resnet.conv_by_dots(lhs, rhs, window_strides, padding, precision)
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision, **kwargs)
+
+
 #: change -> the attribute of gradual_jax.models.resnet it swaps, the "before" variant and the
 #: "after" one (None: the model as it is). ``conv_general_dilated`` is read when the model is
 #: built, ``max_pool`` when it is traced.
 CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, None),
            "max-pool": ("max_pool", _reduce_window_pool, None),
-           "conv-patches": ("conv_general_dilated", None, patches_or_dots)}
+           "conv-patches": ("conv_general_dilated", None, patches_or_dots),
+           "canonical-conv": ("conv_general_dilated", dots_or_lax, None)}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 
@@ -100,14 +117,16 @@ def setting_case(setting: str, batch: int) -> model_steps.Case:
     return model_steps.resnet_case(batch, float(width), image, False, "float32", in_channels=channels)
 
 
-def compiled_runner(case: model_steps.Case, lanes: int):
-    """``run(n)``: n steps of the compiled ``jit(vmap(step))`` on fixed data, blocking, -> the mean
-    loss of the last; the compile time; and the first step's mean loss."""
+def compiled_runner(case: model_steps.Case, lanes: int, steps_per_call: int = 1):
+    """``run(n)``: n calls of the compiled ``jit(vmap(step))`` (``steps_per_call`` steps each, in a
+    ``lax.scan``) on fixed data, blocking, -> the mean loss of the last step; the compile time; and
+    the first call's mean loss."""
     keys = jax.vmap(lambda i: jax.random.key(i, impl="rbg"))(jnp.arange(lanes))
     box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(case.lane_step), donate_argnums=0).lower(box["state"], data).compile()
+    step = model_steps.scanned(jax.vmap(case.lane_step), steps_per_call)
+    compiled = jax.jit(step, donate_argnums=0).lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
 
     def run(n):
@@ -120,23 +139,25 @@ def compiled_runner(case: model_steps.Case, lanes: int):
     return run, compile_s, first_loss
 
 
-def compare(change: str, setting: str, lanes: int, *, batch: int, repeats: int, seconds: float) -> dict:
+def compare(change: str, setting: str, lanes: int, *, batch: int, repeats: int, seconds: float,
+            steps_per_call: int = 1) -> dict:
     names = list(VARIANTS)
     runners = {}
     for name in names:
         with variant(change, name):
-            runners[name] = compiled_runner(setting_case(setting, batch), lanes)
+            runners[name] = compiled_runner(setting_case(setting, batch), lanes, steps_per_call)
     one = min(common.best_time(lambda: runners[name][0](1), repeats=1, warmup=0)["seconds"] for name in names)
     n = common.calibrated_steps(one, seconds, 2, 500)
     timings = {name: [] for name in names}
     for k in range(repeats):
         for name in (names if k % 2 == 0 else names[::-1]):
             timings[name].append(common.best_time(lambda: runners[name][0](n), repeats=1, warmup=0))
-    row = {"setting": setting, "lanes": lanes, "batch": batch, "steps": n}
+    steps = n * steps_per_call
+    row = {"setting": setting, "lanes": lanes, "batch": batch, "steps_per_call": steps_per_call, "steps": steps}
     for name in names:
         best = min(timings[name], key=lambda t: t["seconds"])
-        row[name] = {"lane_steps_per_s": lanes * n / best["seconds"], "others_cpu": best["others_cpu"],
-                     "all_lane_steps_per_s": [lanes * n / t["seconds"] for t in timings[name]],
+        row[name] = {"lane_steps_per_s": lanes * steps / best["seconds"], "others_cpu": best["others_cpu"],
+                     "all_lane_steps_per_s": [lanes * steps / t["seconds"] for t in timings[name]],
                      "compile_s": runners[name][1], "first_loss": runners[name][2]}
     row["ratio"] = row[names[1]]["lane_steps_per_s"] / row[names[0]]["lane_steps_per_s"]
     return row
@@ -149,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="comma separated SHAPE-WIDTH, SHAPE one of: " + ", ".join(SHAPES))
     parser.add_argument("--lanes", default="1,4", help="lane counts R (comma separated)")
     parser.add_argument("--batch", type=int, default=250, help="examples per lane-step")
+    parser.add_argument("--scan", type=int, default=1, metavar="K",
+                        help="K steps per call in a lax.scan, as the engine runs them (default 1: the step alone)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per variant; the fastest is kept")
     parser.add_argument("--seconds", type=float, default=3.0, help="target time of one timing")
     parser.add_argument("--json", help="also write the numbers to this file")
@@ -157,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for setting in args.settings.split(","):
         for lanes in common.parse_ints(args.lanes):
-            row = compare(args.change, setting, lanes, batch=args.batch, repeats=args.repeats, seconds=args.seconds)
+            row = compare(args.change, setting, lanes, batch=args.batch, repeats=args.repeats, seconds=args.seconds,
+                          steps_per_call=args.scan)
             rows.append(row)
             print(f"{setting}, R = {lanes}: " + ", ".join(
                 f"{n} {row[n]['lane_steps_per_s']:,.2f} lane-steps/s (others' CPU {100 * row[n]['others_cpu']:.0f}%)"
@@ -173,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
               "variants": {name: f"resnet.{attribute} as it is" if fn is None else
                            f"resnet.{attribute} = {fn.__module__}.{fn.__qualname__}"
                            for name, fn in zip(VARIANTS, variants)},
-              "batch": args.batch, "repeats": args.repeats, "selection": "fastest timing per variant",
+              "batch": args.batch, "steps_per_call": args.scan, "repeats": args.repeats, "selection": "fastest timing per variant",
               "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
