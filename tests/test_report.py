@@ -203,6 +203,13 @@ def test_a_run_not_yet_made_reads_not_run_with_its_command_and_cost(tmp_path):
     assert "| study | output_interp Δ=0.5 − abrupt | +0.400" in text  # the other run, as a replicate
 
 
+def test_a_run_with_no_comparable_finished_run_says_so_instead_of_a_time():
+    from gradual_jax.analysis import plan
+
+    text = plan.Cost(8, 153_600, None, "").text()
+    assert text.startswith("8 lanes, 0.15 M lane-steps, no comparable finished run") and " h" not in text
+
+
 def test_the_equal_exposure_reading_comes_from_the_epoch_curves(tmp_path):
     """E = 30, k = 2 in the cpu preset: abrupt lanes are read at epoch (1 + k/2)·E = 60 of each task."""
     run = write_run(tmp_path / "run", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})

@@ -33,7 +33,8 @@ class Cost:
     def text(self) -> str:
         steps = f"{self.lanes} lanes, {self.lane_steps / 1e6:.2f} M lane-steps"
         if self.seconds is None:
-            return steps + ", no measured rate for this model yet"
+            return steps + ", no comparable finished run to time it by yet (same model, task family, batch and " \
+                           "mitigations or none)"
         return f"{steps}, ~{_duration(self.seconds)} at {self.rate:,.0f} lane-steps/s ({self.rate_from})"
 
 
