@@ -259,17 +259,24 @@ def write_json(path: str | Path, benchmark: str, result: dict, command: str | No
 
 # --------------------------------------------------------------------------- runs of the command
 def command_run(experiment: str, preset: str, overrides: list[str]) -> dict:
-    """One ``gradual-jax run`` of ``experiment``'s ``preset`` with ``overrides``, through the
-    runner's own code into a temporary folder: what its ``config.json`` records (lanes, programs,
-    compile and training seconds, lane-steps/s; compile apart) and the share of the CPU other
-    processes used meanwhile."""
-    import tempfile
-
+    """One ``gradual-jax run`` of ``experiment``'s ``preset`` with ``overrides``: :func:`config_run`'s
+    record."""
     from gradual_jax import experiments
     from gradual_jax.config import apply_overrides
+
+    return config_run(apply_overrides(experiments.get_config(experiment, preset), overrides))[0]
+
+
+def config_run(cfg) -> tuple[dict, Any]:
+    """One run of ``cfg`` through the runner's own code into a temporary folder: what its
+    ``config.json`` records (lanes, programs, compile and training seconds, lane-steps/s; compile
+    apart) with the share of the CPU other processes used meanwhile, and its results table."""
+    import tempfile
+
+    import pandas as pd
+
     from gradual_jax.runner import train
 
-    cfg = apply_overrides(experiments.get_config(experiment, preset), overrides)
     with tempfile.TemporaryDirectory() as out:
         def run() -> dict:
             train.run(cfg, out, progress=False, echo=lambda *_: None)
@@ -278,4 +285,4 @@ def command_run(experiment: str, preset: str, overrides: list[str]) -> dict:
                     "compile_seconds": meta["compile_seconds"], "train_seconds": meta["train_seconds"],
                     "lane_steps_per_second": meta["lane_steps_per_second"]}
 
-        return measured(run)
+        return measured(run), pd.read_csv(Path(out) / "results.csv")

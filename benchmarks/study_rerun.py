@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,20 +47,11 @@ def parts_of(run: Path) -> list[Path]:
 def rerun(part: Path, tasks: int) -> tuple[dict, pd.DataFrame]:
     """Train ``part``'s recorded config for its first ``tasks`` tasks; its rate and rows."""
     from gradual_jax import config as config_lib
-    from gradual_jax.runner import train
 
     stored = json.loads((part / "config.json").read_text())
     cfg = config_lib.apply_overrides(config_lib.from_dict(stored["config"]),
                                      [f"task.num_tasks={tasks}", "run.checkpoint_every=0"])
-    with tempfile.TemporaryDirectory() as out:
-        def run() -> dict:
-            train.run(cfg, out, progress=False, echo=lambda *_: None)
-            meta = json.loads((Path(out) / "config.json").read_text())
-            return {key: meta[key] for key in ("compile_seconds", "train_seconds", "lane_steps_per_second")}
-
-        timing = common.measured(run)
-        rows = pd.read_csv(Path(out) / "results.csv")
-    return timing, rows
+    return common.config_run(cfg)
 
 
 def arm_agreement(new: pd.DataFrame, old: pd.DataFrame, metric: str) -> dict:
