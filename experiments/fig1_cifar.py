@@ -107,9 +107,9 @@ def study() -> ExperimentConfig:
 def _verdict(preset: str, **sweep) -> ExperimentConfig:
     """The ``tasks32`` search's choice, ``lr1e-4-images1280`` (1,280 MNIST images, 32 tasks, the
     paper's learning rate 1e-4; its abrupt arm lost +0.033 [+0.022, +0.044] on seeds 100–102), on
-    8 fresh seeds. One run of all its arms would take about 9 hours here (about 9 minutes a lane
-    at the ~35 lane-steps/s the ResNet runs measured), so each group of arms is split into two
-    runs of 4 seeds (8 lanes, about 1.2 hours each), which the report reads together by arm."""
+    8 fresh seeds. Each group of arms is split into two runs of 4 seeds (8 lanes, 0.15 M
+    lane-steps: about 31 minutes at the 82 lane-steps/s the first of them measured here), which
+    the report reads together by arm."""
     return searched(cpu(), SEARCHES["tasks32"], "lr1e-4-images1280", preset,
                     **{"seeds": VERDICT_SEEDS[:8], **sweep})
 

@@ -203,6 +203,32 @@ def test_a_run_not_yet_made_reads_not_run_with_its_command_and_cost(tmp_path):
     assert "| study | output_interp Δ=0.5 − abrupt | +0.400" in text  # the other run, as a replicate
 
 
+def test_runs_split_by_seeds_are_read_as_one_run_and_the_gate_reads_every_seed(tmp_path):
+    first = {ABRUPT: [0.9, 0.9, 0.9, 0.9, 0.9]}
+    a = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]},
+                  seeds=(10, 11, 12), first=first)
+    b = write_run(tmp_path / "fig1-mnist-study", {ABRUPT: [0.5, 0.7], GRADUAL: [0.8, 0.9]}, preset="study",
+                  seeds=(13, 14), first=first)
+    q = question(runs=(Run("fig1-mnist", "verdict"), Run("fig1-mnist", "study")))
+    answer = verdicts.answer(q, runs.load([a, b]))
+    [reading] = answer.readings
+    assert reading.paper.n == 5 and reading.paper.mean == pytest.approx(np.mean([0.4, 0.3, 0.5, 0.3, 0.2]))
+    assert reading.runs == ("fig1-mnist-verdict", "fig1-mnist-study")
+    # the abrupt arm's drop from the first task (0.9) to the final window, over all five seeds
+    assert answer.drop.first.n == 5 and answer.drop.first.mean == pytest.approx(0.9 - np.mean([0.5, 0.6, 0.4, 0.5, 0.7]))
+
+
+def test_runs_of_the_same_seeds_are_not_added_up(tmp_path):
+    a = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    b = write_run(tmp_path / "fig1-mnist-study", {ABRUPT: [0.5, 0.7], GRADUAL: [0.8, 0.9]}, preset="study",
+                  seeds=(10, 11))
+    assert verdicts.read_together(runs.load([a, b])) == {"fig1-mnist-verdict": "fig1-mnist-verdict",
+                                                         "fig1-mnist-study": "fig1-mnist-study"}
+    q = question(runs=(Run("fig1-mnist", "verdict"), Run("fig1-mnist", "study")))
+    [reading] = verdicts.answer(q, runs.load([a, b])).readings
+    assert reading.paper.n == 3 and reading.runs == ("fig1-mnist-verdict",)  # the first run's arms
+
+
 def test_a_run_with_no_comparable_finished_run_says_so_instead_of_a_time():
     from gradual_jax.analysis import plan
 

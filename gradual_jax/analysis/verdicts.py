@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Sequence
 
@@ -173,11 +174,31 @@ def equal_exposure_column(part: RunPart, metric: str) -> pd.Series | None:
     return pd.Series(np.where(abrupt, read, part.frame[metric].to_numpy(float)), index=part.frame.index)
 
 
-def _pooled(parts: Sequence[RunPart], metric: str) -> pd.DataFrame:
-    """The parts' rows with a ``run`` column and, where every part has curves, the equal-exposure readout."""
-    frames = []
+def read_together(parts: Sequence[RunPart]) -> dict[str, str]:
+    """Each part's label -> the label its lanes are read under: parts that differ only in their
+    seeds (one setting, the same arms: a run split into runs of fewer seeds) and share none are
+    read as one run, ``A + B``, so that their seeds add up."""
+    groups: list[tuple[tuple, set, list[str]]] = []  # (setting and arms, seeds, labels)
     for p in parts:
-        frame = p.frame.assign(run=p.label)
+        sweep = {k: v for k, v in (p.config or {}).get("sweep", {}).items() if k != "seeds"}
+        key = (setting_key(p.config), json.dumps(sweep, sort_keys=True, default=str), p.part) if p.config else p.label
+        seeds = set(p.seeds)
+        group = next((g for g in groups if g[0] == key and not g[1] & seeds), None)
+        if group is None:
+            groups.append((key, seeds, [p.label]))
+        else:
+            group[1].update(seeds)
+            group[2].append(p.label)
+    return {label: " + ".join(labels) for _, _, labels in groups for label in labels}
+
+
+def _pooled(parts: Sequence[RunPart], metric: str) -> pd.DataFrame:
+    """The parts' rows with a ``run`` column (:func:`read_together`) and, where every part has
+    curves, the equal-exposure readout."""
+    frames = []
+    joint = read_together(parts)
+    for p in parts:
+        frame = p.frame.assign(run=joint[p.label])
         column = equal_exposure_column(p, metric)
         frames.append(frame.assign(**{EQUAL_EXPOSURE: column if column is not None else math.nan}))
     return pd.concat(frames, ignore_index=True)
@@ -224,9 +245,10 @@ def readings(question: Question, parts: Sequence[RunPart], classes: int | None =
         paper = diff("final")
         if paper is None or paper.n == 0:
             continue
+        labels = (label for joint in (arm["run"], baseline["run"]) for label in joint.split(" + "))
         out.append(Reading(claims_lib.comparison_label(arm, baseline), paper, diff("final_at_E"), diff("final_equal"),
                            question.margin, _at_chance(seeds, baseline, question.metric, classes),
-                           tuple(dict.fromkeys((arm["run"], baseline["run"])))))
+                           tuple(dict.fromkeys(labels))))
     return out
 
 
