@@ -229,6 +229,40 @@ def test_runs_of_the_same_seeds_are_not_added_up(tmp_path):
     assert reading.paper.n == 3 and reading.runs == ("fig1-mnist-verdict",)  # the first run's arms
 
 
+def _methods_catalog(q: Question) -> report.Catalog:
+    """``verdict``: the cpu preset; ``study``: its abrupt arm with ReDo only (no plain abrupt lane)."""
+    def configs(experiment, preset):
+        cfg = dataclasses.replace(experiments.get_config("fig1-mnist", "cpu"), preset=preset)
+        if preset == "study":
+            cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, schedules=("abrupt",),
+                                                                     methods=("redo",)))
+        return {"": cfg}
+
+    return report.Catalog((Claim("mine", "Fig. 1 caption", "Gradual beats abrupt.", questions=(q,)),),
+                          configs, lambda _: set())
+
+
+@pytest.mark.parametrize("abrupt_final,status", [(0.98, "not posed"), (0.5, "not run")])
+def test_a_question_whose_missing_runs_cannot_hold_the_gate_reads_not_posed_when_the_made_runs_fail_it(
+        tmp_path, abrupt_final, status):
+    """The mitigation run is missing; the gate reads the plain abrupt arm, which only the verdict
+    run trains: where that arm does not lose (0.98 after 1.0), no missing run could pose the
+    question; where it does (0.5), the question waits for its runs."""
+    run = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [abrupt_final] * 3, GRADUAL: [0.9, 0.9, 0.9]})
+    q = question(comparison=Versus(Arm("output_interp", 0.5), Arm("abrupt", method="redo")),
+                 runs=(Run("fig1-mnist", "verdict"), Run("fig1-mnist", "study")))
+    cat = _methods_catalog(q)
+    [answer] = report.answers(cat, runs.load([run]))["mine"]
+    assert answer.status == status and answer.missing == (Run("fig1-mnist", "study"),)
+    text = report.render(cat, runs.load([run]), tmp_path / "R.md", "test")
+    assert ("since the runs made show the question not posed" in text) == (status == "not posed")
+    assert ("Runs still to make" in text) == (status == "not run")
+    # a missing run that trains the plain abrupt arm could change the gate: the question waits for it
+    plain = question(runs=(Run("fig1-mnist", "verdict"), Run("fig1-mnist", "paper")))
+    [waiting] = report.answers(_methods_catalog(plain), runs.load([run]))["mine"]
+    assert waiting.status == "not run"
+
+
 def test_a_run_with_no_comparable_finished_run_says_so_instead_of_a_time():
     from gradual_jax.analysis import plan
 

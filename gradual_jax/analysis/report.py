@@ -84,8 +84,14 @@ def answers(catalog: Catalog, parts: Sequence[RunPart]) -> dict[str, list[Answer
         for q in claim.questions:
             declared = [catalog.config(r) for r in q.runs]
             out[claim.key].append(verdicts.answer(q, parts, catalog.search_seeds, _classes(parts),
-                                                  declared_setting=_declared_setting(declared)))
+                                                  declared_setting=_declared_setting(declared),
+                                                  holds_gate=lambda run: _trains_plain_abrupt(catalog.config(run))))
     return out
+
+
+def _trains_plain_abrupt(cfg: config_lib.ExperimentConfig | None) -> bool:
+    """Whether a declared run has unmitigated abrupt lanes (unknown, a setting awaiting its search: yes)."""
+    return cfg is None or ("abrupt" in cfg.sweep.schedules and "none" in cfg.sweep.methods)
 
 
 def _declared_setting(configs: Sequence[config_lib.ExperimentConfig | None]) -> str | None:
@@ -245,10 +251,15 @@ def claim_section(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalo
     lines.append("")
     for a in mine:
         lines += _answer_details(a, catalog, parts, out)
-    missing = list(dict.fromkeys(run for a in mine for run in a.missing))
+    missing = list(dict.fromkeys(run for a in mine if a.status == "not run" for run in a.missing))
     if missing:
         lines += ["Runs still to make (declared above, not yet run):", "",
                   "| run | command | cost on this machine |", "|---|---|---|", *_plan_rows(missing, catalog, parts), ""]
+    moot = [run for run in dict.fromkeys(run for a in mine for run in a.missing) if run not in missing]
+    if moot:
+        lines += ["Runs declared above and not made, since the runs made show the question not posed (none of "
+                  "these trains the plain abrupt arm the gate reads, so none could pose it):", "",
+                  "| run | command | cost on this machine |", "|---|---|---|", *_plan_rows(moot, catalog, parts), ""]
     return lines
 
 

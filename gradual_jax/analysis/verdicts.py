@@ -334,10 +334,13 @@ def _replicates(question: Question, setting: str | None, found: Sequence[RunPart
 
 
 def answer(question: Question, parts: Sequence[RunPart], search_seeds: Callable[[str], set[int]] = lambda _: set(),
-           classes: int | None = None, declared_setting: str | None = None) -> Answer:
+           classes: int | None = None, declared_setting: str | None = None,
+           holds_gate: Callable[[Run], bool] = lambda _: True) -> Answer:
     """The question answered from its declared runs among ``parts`` (see the module's rules);
     ``declared_setting`` (the :func:`setting_key` of its declared config) finds its replicates
-    even before the declared runs exist."""
+    even before the declared runs exist. ``holds_gate(run)``: whether a declared run trains the
+    plain abrupt arm the gate reads; where none of the missing runs does and the runs made show
+    the abrupt arm not losing, no missing run can pose the question, and it reads not posed."""
     found = [find(run, parts) for run in question.runs]
     missing = tuple(run for run, part in zip(question.runs, found) if part is None)
     present = tuple(p for p in found if p is not None)
@@ -345,6 +348,10 @@ def answer(question: Question, parts: Sequence[RunPart], search_seeds: Callable[
     setting = setting_key(present[0].config) if present and present[0].config else declared_setting
     replicates = _replicates(question, setting, present, parts, classes)
     if missing:
+        drop = abrupt_drop(question, present) if present and not any(map(holds_gate, missing)) else None
+        if drop is not None and not drop.posed:
+            return Answer(question, "not posed", tuple(readings(question, present, classes)), drop, present,
+                          missing=missing, replicates=replicates)
         return Answer(question, "not run", runs=present, missing=missing, replicates=replicates)
     got = tuple(readings(question, present, classes))
     if not got:
