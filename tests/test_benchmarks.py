@@ -27,6 +27,7 @@ from benchmarks import (common, compare, conv_profile, lane_groups, lane_scaling
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
+from gradual_jax.runner.xla_flags import DEFAULT_FLAGS as DEFAULT_XLA_FLAGS
 
 try:
     import torch
@@ -778,6 +779,17 @@ def test_archived_xla_flags_ab_model_steps_runs(tmp_path):
     run_module("archive.xla_flags_ab", "--model-steps", "--quick", "--lanes", 1, "--repeats", 1, "--json", out)
     result = read_record(out, "xla_flags_ab_model_steps")
     assert [r["case"] for r in result["rows"]] == ["resnet18 R=1", "t5 R=1"]
+
+
+@pytest.mark.slow
+def test_archived_xla_flags_ab_against_other_flags_and_sizes(tmp_path):
+    out = tmp_path / "ab.json"
+    baseline = "--xla_cpu_experimental_ynn_fusion_type="
+    run_module("archive.xla_flags_ab", "--model-steps", "--quick", "--lanes", 1, "--repeats", 1,
+               f"--baseline={baseline}", "--model-steps-args", "--models resnet18", "--json", out)
+    result = read_record(out, "xla_flags_ab_model_steps")
+    assert result["variants"] == {f"XLA_FLAGS={baseline}": baseline, "gradual-jax CLI": " ".join(DEFAULT_XLA_FLAGS)}
+    assert [r["case"] for r in result["rows"]] == ["resnet18 R=1"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ sweep: lane-steps/s with JAX's default flags and with the CLI's, measured in one
 
     python -m benchmarks.archive.xla_flags_ab [--lanes 8,32] [--tasks 1] [--repeats 2] [--json OUT.json]
     python -m benchmarks.archive.xla_flags_ab --model-steps [--lanes 1,4] [--repeats 1] [--json OUT.json]
+        [--baseline XLA_FLAGS] [--model-steps-args "ARGS"]
 
 For each lane count R and each repeat, both variants run ``throughput.measure`` (the program of
 ``benchmarks/throughput.py``: LayerNorm MLP 784-256×4-10, Adam, batch 64, 5,120 MNIST-shaped
@@ -13,7 +14,9 @@ kept, and the ratio is CLI flags / JAX defaults. Each measurement records the sh
 that *other* processes used meanwhile ("others' CPU").
 
 ``--model-steps``: the same A/B on the ResNet-18 and T5 steps, each variant one run of
-``benchmarks/model_steps.py`` (its default, CPU-sized models) in a fresh process.
+``benchmarks/model_steps.py`` (its default, CPU-sized models, or ``--model-steps-args``) in a
+fresh process. ``--baseline`` compares the CLI's flags with other flags than JAX's defaults
+(e.g. an earlier default of the command).
 ``--num-train`` and ``--quick`` shrink both workloads, for smoke tests only.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -31,6 +35,12 @@ from benchmarks import common
 from gradual_jax.runner import xla_flags
 
 VARIANTS = {"jax defaults": "", "gradual-jax CLI": " ".join(xla_flags.DEFAULT_FLAGS)}
+
+
+def variants(baseline: str) -> dict[str, str]:
+    """The two variants, named: ``baseline`` (JAX's defaults when empty) and the CLI's flags."""
+    name = f"XLA_FLAGS={baseline}" if baseline else "jax defaults"
+    return {name: baseline, "gradual-jax CLI": VARIANTS["gradual-jax CLI"]}
 
 
 def variant_env(flags: str) -> dict:
@@ -47,11 +57,12 @@ def run_variant(num_lanes: int, tasks: int, flags: str, num_train: int) -> dict:
     return common.measured(lambda: common.run_worker(cmd, env=variant_env(flags)))
 
 
-def run_model_steps(lanes: str, flags: str, quick: bool = False) -> dict:
+def run_model_steps(lanes: str, flags: str, quick: bool = False, extra: tuple[str, ...] = ()) -> dict:
     """One run of model_steps.py under ``flags``: {"resnet18 R=1": {...row}, ...}."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "steps.json"
-        cmd = common.module_cmd("model_steps", "--lanes", lanes, "--json", out, *(["--quick"] if quick else []))
+        cmd = common.module_cmd("model_steps", "--lanes", lanes, "--json", out, *(["--quick"] if quick else []),
+                                *extra)
 
         def go():
             proc = subprocess.run(cmd, capture_output=True, text=True, env=variant_env(flags), cwd=common.ROOT)
@@ -69,11 +80,13 @@ def run_model_steps(lanes: str, flags: str, quick: bool = False) -> dict:
 
 def main_model_steps(args) -> None:
     start = time.perf_counter()
-    names = list(VARIANTS)
+    chosen = variants(args.baseline)
+    names = list(chosen)
+    extra = tuple(shlex.split(args.model_steps_args))
     runs = {n: [] for n in names}
     for k in range(args.repeats):
         for n in (names if k % 2 == 0 else names[::-1]):
-            runs[n].append(run_model_steps(args.lanes, VARIANTS[n], args.quick))
+            runs[n].append(run_model_steps(args.lanes, chosen[n], args.quick, extra))
             print(f"{n} ({k + 1}/{args.repeats}): " + ", ".join(
                 f"{key} {row['lane_steps_per_s']:,.2f}" for key, row in runs[n][-1].items()), flush=True)
     rows = []
@@ -89,8 +102,9 @@ def main_model_steps(args) -> None:
         others = max(row[n]["others_cpu"] for n in names)
         print(f"| {row['case']} | {row[names[0]]['lane_steps_per_s']:,.2f} | {row[names[1]]['lane_steps_per_s']:,.2f} "
               f"| {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    result = {"workload": f"benchmarks/model_steps.py ({'--quick' if args.quick else 'default sizes'})",
-              "variants": VARIANTS, "repeats": args.repeats, "selection": "best repeat per variant", "rows": rows,
+    sizes = " ".join(extra) or "default sizes"
+    result = {"workload": f"benchmarks/model_steps.py ({'--quick' if args.quick else sizes})",
+              "variants": chosen, "repeats": args.repeats, "selection": "best repeat per variant", "rows": rows,
               "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
     if args.json:
@@ -107,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="A/B the ResNet-18 and T5 steps (benchmarks/model_steps.py) instead of the MLP sweep")
     parser.add_argument("--num-train", type=int, default=5120, help="MLP examples (smaller only for smoke tests)")
     parser.add_argument("--quick", action="store_true", help="--model-steps: model_steps.py --quick (smoke tests)")
+    parser.add_argument("--baseline", default="", help="XLA_FLAGS of the variant the CLI's flags are compared "
+                        "with (default: none, JAX's defaults)")
+    parser.add_argument("--model-steps-args", default="", help="--model-steps: further arguments of model_steps.py, "
+                        "e.g. \"--models resnet18 --resnet-width 0.125 --scan 20\"")
     args = parser.parse_args(argv)
     if args.model_steps:
         if args.lanes == parser.get_default("lanes"):
@@ -114,15 +132,16 @@ def main(argv: list[str] | None = None) -> None:
         main_model_steps(args)
         return
     start = time.perf_counter()
-    names = list(VARIANTS)
+    chosen = variants(args.baseline)
+    names = list(chosen)
     print("variants: "
-          + "; ".join(f"{n}: XLA_FLAGS={f!r}" for n, f in VARIANTS.items()))
+          + "; ".join(f"{n}: XLA_FLAGS={f!r}" for n, f in chosen.items()))
     rows = []
     for r in (int(v) for v in args.lanes.split(",")):
         runs = {n: [] for n in names}
         for k in range(args.repeats):
             for n in (names if k % 2 == 0 else names[::-1]):
-                out = run_variant(r, args.tasks, VARIANTS[n], args.num_train)
+                out = run_variant(r, args.tasks, chosen[n], args.num_train)
                 runs[n].append(out)
                 print(f"R = {r}, {n} ({k + 1}/{args.repeats}): {out['lane_steps_per_s']:,.0f} lane-steps/s, "
                       f"compile {out['compile_s']:.1f} s, others' CPU {100 * out['others_cpu']:.0f}%", flush=True)
@@ -139,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         others = max(max(row[n]["others_cpu"] for n in names), 0.0)
         print(f"| {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.0f} | {row[names[1]]['lane_steps_per_s']:,.0f} "
               f"| {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    result = {"variants": VARIANTS, "tasks": args.tasks, "num_train": args.num_train,
+    result = {"variants": chosen, "tasks": args.tasks, "num_train": args.num_train,
               "steps_per_task": 2 * -(-args.num_train // 64), "repeats": args.repeats,
               "selection": "best repeat per variant", "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
