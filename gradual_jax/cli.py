@@ -4,9 +4,9 @@ Every input error (unknown experiment, preset or key, a bad value, missing data)
 prints one line naming the field and the allowed values and exits with status 2
 before anything is compiled.
 
-XLA flags: on CPU the command keeps only the convolutions of XLA's experimental YNNPACK fusions
-(``--xla_cpu_experimental_ynn_fusion_type=individual_convolution`` appended to ``XLA_FLAGS``, set
-before JAX is imported; faster MLP and ResNet-18 sweeps, see ``benchmarks/README.md``). A user's own setting of
+XLA flags: on CPU the command turns off XLA's experimental YNNPACK fusions
+(``--xla_cpu_experimental_ynn_fusion_type=`` appended to ``XLA_FLAGS``, set before JAX is
+imported; faster MLP and ResNet-18 sweeps, see ``benchmarks/README.md``). A user's own setting of
 that flag in ``XLA_FLAGS`` wins;
 ``GRADUAL_JAX_KEEP_XLA_FLAGS=1`` leaves ``XLA_FLAGS`` untouched. See ``gradual_jax/runner/xla_flags.py``.
 """

@@ -784,12 +784,23 @@ def test_archived_xla_flags_ab_model_steps_runs(tmp_path):
 @pytest.mark.slow
 def test_archived_xla_flags_ab_against_other_flags_and_sizes(tmp_path):
     out = tmp_path / "ab.json"
-    baseline = "--xla_cpu_experimental_ynn_fusion_type="
+    off, conv = "--xla_cpu_experimental_ynn_fusion_type=", "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
     run_module("archive.xla_flags_ab", "--model-steps", "--quick", "--lanes", 1, "--repeats", 1,
-               f"--baseline={baseline}", "--model-steps-args", "--models resnet18", "--json", out)
+               f"--baseline={off}", f"--candidate={conv}", "--model-steps-args", "--models resnet18", "--json", out)
     result = read_record(out, "xla_flags_ab_model_steps")
-    assert result["variants"] == {f"XLA_FLAGS={baseline}": baseline, "gradual-jax CLI": " ".join(DEFAULT_XLA_FLAGS)}
+    assert result["variants"] == {f"XLA_FLAGS={off}": off, f"XLA_FLAGS={conv}": conv}
     assert [r["case"] for r in result["rows"]] == ["resnet18 R=1"]
+
+
+def test_xla_flags_ab_variants():
+    from benchmarks.archive import xla_flags_ab
+
+    cli = " ".join(DEFAULT_XLA_FLAGS)
+    assert xla_flags_ab.variants() == {"jax defaults": "", "gradual-jax CLI": cli}
+    assert xla_flags_ab.variants("--a=1") == {"XLA_FLAGS=--a=1": "--a=1", "gradual-jax CLI": cli}
+    assert xla_flags_ab.variants("--a=1", "--b=") == {"XLA_FLAGS=--a=1": "--a=1", "XLA_FLAGS=--b=": "--b="}
+    with pytest.raises(SystemExit, match="same flags"):
+        xla_flags_ab.variants("--a=1", "--a=1")
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ sweep: lane-steps/s with JAX's default flags and with the CLI's, measured in one
 
     python -m benchmarks.archive.xla_flags_ab [--lanes 8,32] [--tasks 1] [--repeats 2] [--json OUT.json]
     python -m benchmarks.archive.xla_flags_ab --model-steps [--lanes 1,4] [--repeats 1] [--json OUT.json]
-        [--baseline XLA_FLAGS] [--model-steps-args "ARGS"]
+        [--baseline XLA_FLAGS] [--candidate XLA_FLAGS] [--model-steps-args "ARGS"]
 
 For each lane count R and each repeat, both variants run ``throughput.measure`` (the program of
 ``benchmarks/throughput.py``: LayerNorm MLP 784-256×4-10, Adam, batch 64, 5,120 MNIST-shaped
@@ -15,8 +15,8 @@ that *other* processes used meanwhile ("others' CPU").
 
 ``--model-steps``: the same A/B on the ResNet-18 and T5 steps, each variant one run of
 ``benchmarks/model_steps.py`` (its default, CPU-sized models, or ``--model-steps-args``) in a
-fresh process. ``--baseline`` compares the CLI's flags with other flags than JAX's defaults
-(e.g. an earlier default of the command).
+fresh process. ``--baseline`` and ``--candidate`` replace the two variants (JAX's defaults, the
+CLI's flags) by other flags, to measure a flag before the command sets it.
 ``--num-train`` and ``--quick`` shrink both workloads, for smoke tests only.
 """
 
@@ -37,10 +37,14 @@ from gradual_jax.runner import xla_flags
 VARIANTS = {"jax defaults": "", "gradual-jax CLI": " ".join(xla_flags.DEFAULT_FLAGS)}
 
 
-def variants(baseline: str) -> dict[str, str]:
-    """The two variants, named: ``baseline`` (JAX's defaults when empty) and the CLI's flags."""
-    name = f"XLA_FLAGS={baseline}" if baseline else "jax defaults"
-    return {name: baseline, "gradual-jax CLI": VARIANTS["gradual-jax CLI"]}
+def variants(baseline: str = "", candidate: str | None = None) -> dict[str, str]:
+    """The two variants, named: ``baseline`` (JAX's defaults when empty) and ``candidate`` (the
+    CLI's flags when ``None``)."""
+    first = f"XLA_FLAGS={baseline}" if baseline else "jax defaults"
+    second = "gradual-jax CLI" if candidate is None else f"XLA_FLAGS={candidate}"
+    if first == second:
+        raise SystemExit(f"--baseline and --candidate are the same flags ({baseline!r}): nothing to compare")
+    return {first: baseline, second: VARIANTS["gradual-jax CLI"] if candidate is None else candidate}
 
 
 def variant_env(flags: str) -> dict:
@@ -80,7 +84,7 @@ def run_model_steps(lanes: str, flags: str, quick: bool = False, extra: tuple[st
 
 def main_model_steps(args) -> None:
     start = time.perf_counter()
-    chosen = variants(args.baseline)
+    chosen = variants(args.baseline, args.candidate)
     names = list(chosen)
     extra = tuple(shlex.split(args.model_steps_args))
     runs = {n: [] for n in names}
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="--model-steps: model_steps.py --quick (smoke tests)")
     parser.add_argument("--baseline", default="", help="XLA_FLAGS of the variant the CLI's flags are compared "
                         "with (default: none, JAX's defaults)")
+    parser.add_argument("--candidate", default=None, help="XLA_FLAGS of the variant compared with the baseline "
+                        "(default: the CLI's flags)")
     parser.add_argument("--model-steps-args", default="", help="--model-steps: further arguments of model_steps.py, "
                         "e.g. \"--models resnet18 --resnet-width 0.125 --scan 20\"")
     args = parser.parse_args(argv)
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         main_model_steps(args)
         return
     start = time.perf_counter()
-    chosen = variants(args.baseline)
+    chosen = variants(args.baseline, args.candidate)
     names = list(chosen)
     print("variants: "
           + "; ".join(f"{n}: XLA_FLAGS={f!r}" for n, f in chosen.items()))

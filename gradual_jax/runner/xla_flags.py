@@ -1,14 +1,12 @@
 """XLA flags the ``gradual-jax`` command sets by default, before JAX is imported.
 
-One flag today: ``--xla_cpu_experimental_ynn_fusion_type=individual_convolution``, which keeps
-one of XLA:CPU's experimental YNNPACK fusions: each convolution alone, run by YNNPACK's kernel
-instead of XLA's own. In jax/jaxlib 0.10.2 the default list is dots and small reductions such as
-the bias and LayerNorm gradients; those made the MLP and vmapped ResNet-18 sweeps slower on a CPU,
-while YNNPACK's convolutions made the ResNet-18 faster and leave every program without a
-convolution (the MLP and T5 steps compile to the same program as with no fusion at all). The A/B
-measurements and their commands are in ``benchmarks/README.md``. On a CPU shared with another
-busy process the MLP sweep was slower without the dot fusions, hence the opt-out below. The flag
-only changes how XLA compiles for the CPU; GPU and TPU programs are not affected.
+One flag today: ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list), which turns off
+XLA:CPU's experimental YNNPACK fusions. In jax/jaxlib 0.10.2 they are on by default (dots, and
+small reductions such as the bias and LayerNorm gradients); turning them off made the MLP and
+vmapped ResNet-18 sweeps faster on a CPU and left T5 about unchanged (the A/B measurements
+and their commands are in ``benchmarks/README.md``). On a CPU shared with another busy
+process the MLP sweep was slower with the flag, hence the opt-out below. The flag only changes
+how XLA compiles for the CPU; GPU and TPU programs are not affected.
 
 Rules (:func:`xla_flags_with_defaults`, a pure function of the environment):
 
@@ -35,7 +33,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-DEFAULT_FLAGS = (f"{YNN_FUSION_FLAG}=individual_convolution",)  # YNNPACK for convolutions only
+DEFAULT_FLAGS = (f"{YNN_FUSION_FLAG}=",)  # empty list: every experimental YNNPACK fusion off
 OPT_OUT_ENV = "GRADUAL_JAX_KEEP_XLA_FLAGS"
 VERIFIED_JAXLIB = ("0.10.2",)  # jaxlib versions on which every flag above was checked to parse
 _FALSE = ("", "0", "false", "no", "off")
