@@ -300,6 +300,15 @@ def test_the_report_opens_with_one_line_per_claim(tmp_path):
     assert "| fig1-mnist-cpu | output_interp Δ=0.5 − abrupt | online_train_acc | +0.400" in appendix
 
 
+def test_two_questions_reading_the_same_arms_are_told_apart_by_their_labels(tmp_path):
+    run = write_run(tmp_path / "fig1-mnist-verdict", {ABRUPT: [0.5, 0.6, 0.4], GRADUAL: [0.9, 0.9, 0.9]})
+    questions = (question(label="at E = 10"), question(label="at E = 20", role="secondary"))
+    text = report.render(catalog(*questions), runs.load([run]), tmp_path / "R.md", "cmd")
+    rows = [line for line in text.splitlines() if line.startswith(("| primary |", "| secondary |"))]
+    assert [row.split(" | ")[1:3] for row in rows] == [["at E = 10", "output_interp Δ=0.5 − abrupt"],
+                                                       ["at E = 20", "output_interp Δ=0.5 − abrupt"]]
+
+
 def test_a_run_without_the_arms_its_question_needs_is_refused(tmp_path, capsys):
     run = write_run(tmp_path / "abrupt-only", {ABRUPT: [0.5, 0.6, 0.4]})
     with pytest.raises(verdicts.claims_lib.MissingArmsError, match="output_interp Δ=0.5"):

@@ -207,15 +207,18 @@ def _figure(part: RunPart, out: Path) -> str:
 
 
 def _reading_rows(role: str, a: Answer) -> list[str]:
+    """One row per comparison read; a question's label names which question each answers, since two
+    questions may read comparisons of the same arms (the same Δ on two models, or at two E)."""
     flags = list(a.flags)
+    head = f"| {role} | {a.question.label} |"
     if not a.readings:
-        return [f"| {role} | {a.question.label} | – | – | **{a.verdict}** | – | – | {', '.join(flags) or '–'} |"]
+        return [f"{head} – | – | – | **{a.verdict}** | – | – | {', '.join(flags) or '–'} |"]
     if isinstance(a.question.comparison, AllChecksHold):
-        return [f"| {role} | {r.comparison} | – | – | **{a.verdict}** | – | – | – |" for r in a.readings]
+        return [f"{head} {r.comparison} | – | – | **{a.verdict}** | – | – | – |" for r in a.readings]
     rows = []
     for r in a.readings:
         mine = flags + (["baseline at chance"] if r.baseline_at_chance else [])
-        rows.append(f"| {role} | {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
+        rows.append(f"{head} {r.comparison} | {_ci(r.paper)} | {r.paper.positive()}/{r.paper.n} | "
                     f"**{a.verdict if a.status != 'decided' else r.verdict}** | {_ci(r.at_E)} | {_ci(r.equal)} | "
                     f"{', '.join(mine) or '–'} |")
     return rows
@@ -244,8 +247,8 @@ def claim_section(claim: Claim, by_key: dict[str, list[Answer]], catalog: Catalo
     mine = by_key[claim.key]
     if not mine:
         return lines + [""]
-    lines += ["", "| role | comparison | difference, paper's readout [95% CI] | seeds > 0 | verdict | at epoch E | "
-              "equal exposure | flags |", "|---|---|---:|---:|---|---:|---:|---|"]
+    lines += ["", "| role | question | comparison | difference, paper's readout [95% CI] | seeds > 0 | verdict | "
+              "at epoch E | equal exposure | flags |", "|---|---|---|---:|---:|---|---:|---:|---|"]
     for a in mine:
         lines += _reading_rows(a.question.role, a)
     lines.append("")
