@@ -813,7 +813,7 @@ def test_archived_optax_flatten_runs(tmp_path):
 
 
 @pytest.mark.parametrize("side,kernel,stride,padding", [(7, 3, 1, 1), (8, 3, 2, 1), (9, 7, 2, 3), (8, 1, 2, 0), (5, 3, 1, 0)])
-def test_conv_by_patches_is_the_convolution_and_its_gradient(side, kernel, stride, padding):
+def test_conv_by_concatenated_patches_is_the_convolution_and_its_gradient(side, kernel, stride, padding):
     """The candidate convolution of ``archive.resnet_ab`` against ``lax.conv_general_dilated``:
     outputs and both gradients, at the strides and paddings a ResNet-18 uses, under vmap over lanes."""
     from benchmarks.archive import resnet_ab
@@ -832,7 +832,7 @@ def test_conv_by_patches_is_the_convolution_and_its_gradient(side, kernel, strid
                                             precision="highest")
 
     def candidate(x, w, strides, pads):
-        return resnet_ab.conv_by_patches(x, w, strides, pads, precision="highest")
+        return resnet_ab.conv_by_concatenated_patches(x, w, strides, pads, precision="highest")
 
     (_, want), want_grads = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(reference, x, w)
     (_, got), got_grads = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(candidate, x, w)
@@ -843,7 +843,7 @@ def test_conv_by_patches_is_the_convolution_and_its_gradient(side, kernel, strid
 
 @pytest.mark.slow
 @pytest.mark.parametrize("change, scan", [("conv-dots", 1), ("max-pool", 1), ("conv-patches", 1),
-                                          ("canonical-conv", 3)])
+                                          ("canonical-conv", 3), ("fused-batchnorm", 1), ("gray-patches", 1)])
 def test_archived_resnet_ab_runs(tmp_path, change, scan):
     out = tmp_path / "resnet_ab.json"
     run_module("archive.resnet_ab", "--change", change, "--settings", "mnist-0.0625", "--batch", 8, "--lanes", 1,
@@ -855,6 +855,17 @@ def test_archived_resnet_ab_runs(tmp_path, change, scan):
     assert set(result["variants"]) == {"before", "after"} <= set(row)
     # same parameters, same batch: the first losses agree to float32 rounding
     assert row["before"]["first_loss"] == pytest.approx(row["after"]["first_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_archived_conv_layout_runs(tmp_path):
+    out = tmp_path / "layout.json"
+    run_module("archive.conv_layout", "--cases", "4x4x2,3x2x3", "--scan", 2, "--repeats", 1, "--json", out)
+    result = read_record(out, "conv_layout")
+    assert [(r["batch"], r["side"], r["channels"]) for r in result["rows"]] == [(4, 4, 2), (3, 2, 3)]
+    for row in result["rows"]:
+        assert row["max_relative_difference"] < 1e-5  # the two layouts compute the same gradients
+        assert row["nchw_over_nhwc_in_scan"] == pytest.approx(row["nchw_in_scan_ms"] / row["nhwc_in_scan_ms"])
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])

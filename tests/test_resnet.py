@@ -1,4 +1,4 @@
-"""ResNet-18: parameter counts by hand, PyTorch BatchNorm semantics, spatial sizes, init, lanes, bf16."""
+"""ResNet-18: parameter counts by hand, spatial sizes, init, lanes, bf16."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from gradual_jax.models import resnet
-from gradual_jax.models.resnet import BatchNorm, ResNet18
+from gradual_jax.models.resnet import ResNet18
 
 TINY = 1 / 16  # widths 4/8/16/32
 
@@ -168,64 +168,6 @@ def test_torchvision_init():
     assert model.init == "torchvision"
     with pytest.raises(ValueError, match="init"):
         ResNet18(10, init="xavier", rngs=nnx.Rngs(0))
-
-
-# --------------------------------------------------------------------------- BatchNorm
-@pytest.mark.slow
-def test_batchnorm_train_normalises_with_batch_statistics():
-    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (16, 5, 5, 6))
-    bn = BatchNorm(6)
-    y = np.asarray(bn(x, train=True))
-    np.testing.assert_allclose(y.mean((0, 1, 2)), 0.0, atol=1e-5)
-    var = np.asarray(x).var((0, 1, 2))  # biased variance normalises: y.var = var / (var + eps)
-    np.testing.assert_allclose(y.var((0, 1, 2)), var / (var + 1e-5), rtol=1e-4)
-
-
-def test_batchnorm_running_statistics_pytorch_formula():
-    # 2 examples × 1×2 pixels × 2 channels: n = 4 values per channel
-    x1 = np.array([[[[1.0, -2.0], [3.0, 0.0]]], [[[5.0, 2.0], [7.0, 6.0]]]], np.float32)
-    x2 = np.array([[[[0.0, 1.0], [0.0, 1.0]]], [[[2.0, 1.0], [2.0, 5.0]]]], np.float32)
-    bn = BatchNorm(2)
-    bn(jnp.asarray(x1), train=True)
-    # by hand: channel 0 = {1, 3, 5, 7}: mean 4, unbiased var (9+1+1+9)/3 = 20/3;
-    #          channel 1 = {-2, 0, 2, 6}: mean 1.5, unbiased var (12.25+2.25+0.25+20.25)/3 = 35/3
-    np.testing.assert_allclose(bn.mean[...], [0.1 * 4.0, 0.1 * 1.5], rtol=1e-6)
-    np.testing.assert_allclose(bn.var[...], [0.9 + 0.1 * 20 / 3, 0.9 + 0.1 * 35 / 3], rtol=1e-6)
-    # a second step by PyTorch's formula in numpy
-    rm = 0.9 * np.array([0.4, 0.15]) + 0.1 * x2.reshape(-1, 2).mean(0)
-    rv = 0.9 * np.array([0.9 + 2 / 3, 0.9 + 3.5 / 3]) + 0.1 * x2.reshape(-1, 2).var(0, ddof=1)
-    bn(jnp.asarray(x2), train=True)
-    np.testing.assert_allclose(bn.mean[...], rm, rtol=1e-6)
-    np.testing.assert_allclose(bn.var[...], rv, rtol=1e-6)
-    # flax's own nnx.BatchNorm uses the biased variance (8.75 for channel 1) for the running
-    # update: the reason this module has its own BatchNorm
-    flax_bn = nnx.BatchNorm(2, momentum=0.9, epsilon=1e-5, use_fast_variance=False, rngs=nnx.Rngs(0))
-    flax_bn(jnp.asarray(x1))
-    np.testing.assert_allclose(flax_bn.var[...], [0.9 + 0.1 * 5.0, 0.9 + 0.1 * 8.75], rtol=1e-6)
-
-
-def test_batchnorm_eval_uses_running_statistics():
-    bn = BatchNorm(3)
-    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.5])
-    gamma, beta = np.array([1.5, -0.5, 2.0]), np.array([0.1, 0.2, -0.3])
-    bn.mean[...], bn.var[...] = jnp.asarray(rm, jnp.float32), jnp.asarray(rv, jnp.float32)
-    bn.scale[...], bn.bias[...] = jnp.asarray(gamma, jnp.float32), jnp.asarray(beta, jnp.float32)
-    x = np.asarray(jax.random.normal(jax.random.key(1), (4, 3, 3, 3)))
-    y = bn(jnp.asarray(x), train=False)
-    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-5) * gamma + beta, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(bn.mean[...], rm.astype(np.float32))  # eval leaves them alone
-    np.testing.assert_array_equal(bn.var[...], rv.astype(np.float32))
-
-
-def test_batchnorm_mask_ignores_padded_examples():
-    x = jax.random.normal(jax.random.key(2), (6, 2, 2, 3))
-    valid = jnp.array([True, True, True, True, False, False])
-    masked, plain = BatchNorm(3), BatchNorm(3)
-    y = masked(x.at[4:].set(100.0), train=True, mask=valid)
-    want = plain(x[:4], train=True)
-    np.testing.assert_allclose(y[:4], want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(masked.mean[...], plain.mean[...], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(masked.var[...], plain.var[...], rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- lanes
@@ -466,3 +408,54 @@ def test_dots_keep_the_compute_dtype():
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(got.astype(jnp.float32), lax_conv(x, w, strides, padding).astype(jnp.float32),
                                rtol=2e-2, atol=5e-2)
+
+
+# --------------------------------------------------------------------------- one input channel as patches
+# (input side, kernel, stride, padding): the ImageNet stem on 28×28 and 32×32 grey-scale images, the
+# CIFAR stem, and a stride that does not divide the padded side
+ONE_CHANNEL = {"28x28 ImageNet stem": (28, 7, 2, 3), "32x32 ImageNet stem": (32, 7, 2, 3),
+               "CIFAR stem": (9, 3, 1, 1), "uneven stride": (10, 3, 3, 0)}
+
+
+@pytest.mark.parametrize("case", list(ONE_CHANNEL))
+def test_one_channel_convolutions_are_products_equal_to_the_convolution(case):
+    x, w, strides, padding = conv_args(*ONE_CHANNEL[case], channels=(1, 6))
+    assert resnet.uses_patches(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    want, want_vjp = jax.vjp(lambda x, w: lax_conv(x, w, strides, padding), x, w)
+    got, got_vjp = jax.vjp(lambda x, w: resnet.conv_by_patches(x, w, strides, padding), x, w)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.key(2), want.shape)
+    for g, h in zip(got_vjp(cotangent), want_vjp(cotangent)):
+        np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-5)
+    grad = jax.grad(lambda x, w: jnp.sum(jnp.sin(resnet.conv_by_patches(x, w, strides, padding))), argnums=(0, 1))
+    assert not has_convolution(grad, x, w)  # forward and backward: products, slices and pads
+
+
+def test_one_channel_rule_by_shape():
+    x, w, strides, padding = conv_args(28, 7, 2, 3, channels=(1, 4))
+    assert resnet.uses_patches(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    x3, w3, *_ = conv_args(28, 7, 2, 3, channels=(3, 4))  # colour images keep the convolution
+    assert not resnet.uses_patches(x3.shape, w3.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    x1, w1, s1, p1 = conv_args(*SMALL_MAPS["1x1 map, 3x3 stride 1"], channels=(1, 4))  # small maps: dots
+    assert not resnet.uses_patches(x1.shape, w1.shape, s1, p1, dimension_numbers=resnet.NHWC_HWIO)
+    assert not resnet.uses_patches(x.shape, w.shape, strides, "SAME", dimension_numbers=resnet.NHWC_HWIO)
+
+
+def test_grey_scale_stem_on_cpu_is_a_product():
+    """On CPU the model's stem on 28×28×1 images has no convolution; layer1 and layer2's 10 stay."""
+    model = ResNet18(10, in_channels=1, width_multiplier=TINY, rngs=nnx.Rngs(0))
+    graphdef, params, stats = resnet.split(model)
+    jaxpr = str(jax.make_jaxpr(lambda p: resnet.apply(graphdef, p, stats, jnp.zeros((2, 28, 28, 1)),
+                                                      train=True)[0])(params))
+    want = 9 if jax.default_backend() == "cpu" else 10
+    assert jaxpr.count("conv_general_dilated[") == want
+
+
+def test_patches_keep_the_compute_dtype():
+    x, w, strides, padding = conv_args(*ONE_CHANNEL["28x28 ImageNet stem"], channels=(1, 6))
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    got = resnet.conv_by_patches(x, w, strides, padding)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(got.astype(jnp.float32), lax_conv(x, w, strides, padding).astype(jnp.float32),
+                               rtol=2e-2, atol=1e-1)

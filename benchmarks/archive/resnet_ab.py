@@ -16,8 +16,14 @@ Changes (``--change``; gradual_jax/models/resnet.py):
   engine's form, where the difference is;
 * ``conv-patches`` (a candidate, not in the model: "before" is the model as it is, "after" has
   the candidate patched in): every other convolution as one matrix product of its patches
-  (:func:`conv_by_patches`: the kh·kw strided views of the padded map side by side, times the
-  flattened kernel), so that lanes batch a product rather than group a convolution.
+  (:func:`conv_by_concatenated_patches`: the kh·kw strided views of the padded map side by side, times the
+  flattened kernel), so that lanes batch a product rather than group a convolution;
+* ``gray-patches``: on CPU a convolution of one input channel (the stem of 28×28×1 images) as a
+  product of its patches (``resnet.conv_by_patches``), against the canonical-layout convolution
+  (:func:`canonical_for_one_channel`);
+* ``fused-batchnorm``: BatchNorm's training-mode arithmetic as one function with its closed-form
+  gradient (``gradual_jax.models.batch_norm.normalize``), against the same arithmetic
+  differentiated by JAX step by step (:class:`StepwiseBatchNorm`).
 
 A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
 presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
@@ -42,14 +48,35 @@ import jax.numpy as jnp
 from flax import nnx
 
 from benchmarks import common, model_steps
-from gradual_jax.models import resnet
+from gradual_jax.models import batch_norm, canonical_conv, resnet
 
 
 def _reduce_window_pool(x, window, stride, padding):
     return nnx.max_pool(x, (window, window), strides=(stride, stride), padding=((padding, padding),) * 2)
 
 
-def conv_by_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision=None) -> jax.Array:
+class StepwiseBatchNorm(batch_norm.BatchNorm):
+    """The model's BatchNorm with its training-mode arithmetic left to JAX to differentiate: the
+    mean, then the mean squared deviation, as reductions over the kept examples."""
+
+    def __call__(self, x, train: bool, mask=None):
+        if not train:
+            return super().__call__(x, train, mask)
+        x32 = x.astype(jnp.float32)
+        axes = tuple(range(x.ndim - 1))
+        weights = batch_norm.mask_weights(x32, mask)
+        n = batch_norm.count(x32, weights)
+        kept = 1.0 if weights is None else weights
+        mean = (x32 * kept).sum(axes) / jnp.maximum(n, 1.0)
+        var = (jnp.square(x32 - mean) * kept).sum(axes) / jnp.maximum(n, 1.0)
+        m = self.momentum
+        self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+        self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(var * n / jnp.maximum(n - 1.0, 1.0))
+        y = (x32 - mean) * (jax.lax.rsqrt(var + self.epsilon) * self.scale[...]) + self.bias[...]
+        return y.astype(self.dtype or x.dtype)
+
+
+def conv_by_concatenated_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision=None) -> jax.Array:
     """A zero-padded NHWC convolution (HWIO kernel, no dilation, no groups) as one product: the
     kh·kw strided views of the padded map concatenated along channels (tap-major, as the HWIO
     kernel flattens), times the kernel flattened to [kh·kw·in, out]."""
@@ -67,13 +94,13 @@ def conv_by_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision
 def patches_or_dots(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                     dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """The candidate in ``resnet.conv_general_dilated``'s place: small output maps by
-    ``resnet.conv_by_dots`` as now, every other plain NHWC convolution by :func:`conv_by_patches`."""
+    ``resnet.conv_by_dots`` as now, every other plain NHWC convolution by :func:`conv_by_concatenated_patches`."""
     plain = (dimension_numbers == resnet.NHWC_HWIO and feature_group_count == 1 and not isinstance(padding, str)
              and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
              and all(v is None for v in kwargs.values()))
     if plain and not resnet.uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
                                       dimension_numbers, feature_group_count):
-        return conv_by_patches(lhs, rhs, window_strides, padding, precision)
+        return conv_by_concatenated_patches(lhs, rhs, window_strides, padding, precision)
     return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, precision, **kwargs)
 
@@ -92,13 +119,25 @@ def dots_or_lax(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
                                         dimension_numbers, feature_group_count, precision=precision, **kwargs)
 
 
+def canonical_for_one_channel(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """The model's convolution with one-channel convolutions left to ``canonical_conv.conv``."""
+    if resnet.uses_patches(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                           dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
+        return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
+    return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, precision, **kwargs)
+
+
 #: change -> the attribute of gradual_jax.models.resnet it swaps, the "before" variant and the
-#: "after" one (None: the model as it is). ``conv_general_dilated`` is read when the model is
-#: built, ``max_pool`` when it is traced.
+#: "after" one (None: the model as it is). ``conv_general_dilated`` and ``BatchNorm`` are read when
+#: the model is built, ``max_pool`` when it is traced.
 CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, None),
            "max-pool": ("max_pool", _reduce_window_pool, None),
            "conv-patches": ("conv_general_dilated", None, patches_or_dots),
-           "canonical-conv": ("conv_general_dilated", dots_or_lax, None)}
+           "canonical-conv": ("conv_general_dilated", dots_or_lax, None),
+           "fused-batchnorm": ("BatchNorm", StepwiseBatchNorm, None),
+           "gray-patches": ("conv_general_dilated", canonical_for_one_channel, None)}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 

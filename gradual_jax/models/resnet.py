@@ -15,8 +15,10 @@ Every padding is explicit and symmetric, as in PyTorch, so an ``H``-pixel input 
 ImageNet stem; 224 → 112 → 56 → 56 → 28 → 14 → 7). Inputs are NHWC float32 (normalised images).
 A conv whose output map has at most 4 pixels (layers 3–4 at 28- to 32-pixel inputs) is computed
 as matrix products over the taps that land inside its input map (:func:`conv_by_dots`): the same
-function with the same parameters, which XLA:CPU runs faster than a convolution there; on CPU the
-other convolutions differentiate into canonical-layout ones (:mod:`canonical_conv`), which
+function with the same parameters, which XLA:CPU runs faster than a convolution there; on CPU a
+conv of one input channel (the stem of grey-scale images) is one product of its patches
+(:func:`conv_by_patches`) and the other convolutions differentiate into canonical-layout ones
+(:mod:`canonical_conv`), which
 XLA:CPU runs fast inside the training scan as well; the stem's
 max-pool is strided slices with PyTorch's first-maximum gradient (:func:`max_pool`), for the same
 reason.
@@ -30,12 +32,9 @@ Initialisation (``init=``):
   weights ~ N(0, 2/fan_out) (kaiming_normal, mode="fan_out", nonlinearity="relu", fan_out =
   out_channels·kh·kw); BN γ = 1, β = 0; the head keeps nn.Linear's default U(±1/√fan_in).
 
-BatchNorm (:class:`BatchNorm`) follows ``torch.nn.BatchNorm2d``, not ``nnx.BatchNorm``:
-``nnx.BatchNorm`` updates the running variance with the *biased* batch variance, PyTorch with
-the *unbiased* one (n/(n-1)·var, n = examples × pixels). Training normalises with the batch
-mean and biased batch variance and updates running = (1 - 0.1)·running + 0.1·batch (PyTorch's
-momentum convention: ``momentum=0.1`` here is flax's 0.9); evaluation normalises with the
-running statistics. eps = 1e-5, γ = 1, β = 0, running mean 0, running variance 1.
+BatchNorm (:class:`~gradual_jax.models.batch_norm.BatchNorm`) follows ``torch.nn.BatchNorm2d``
+(the unbiased variance in the running statistics, PyTorch's momentum convention), not
+``nnx.BatchNorm``; its training-mode arithmetic has a closed-form gradient.
 
 Functional use (the engine's lanes): the running statistics are ``nnx.BatchStat`` variables,
 separate from the ``nnx.Param`` ones::
@@ -63,6 +62,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gradual_jax.models import canonical_conv
+from gradual_jax.models.batch_norm import BatchNorm
 from gradual_jax.models.init import normal, torch_linear, uniform
 from gradual_jax.models.paths import leaf_dict
 from gradual_jax.models.units import UnitLayer
@@ -154,18 +154,56 @@ def conv_by_dots(x: jax.Array, kernel: jax.Array, strides, padding, precision=No
     return jnp.stack(pixels, axis=1).reshape(n, len(rows), len(cols), out_channels)
 
 
+def uses_patches(input_shape, kernel_shape, strides, padding, lhs_dilation=None, rhs_dilation=None,
+                 dimension_numbers=None, feature_group_count: int = 1) -> bool:
+    """Whether :func:`conv_general_dilated` computes this convolution on CPU by
+    :func:`conv_by_patches`: a plain NHWC/HWIO convolution of a single input channel (the stem of a
+    grey-scale image) whose output map is larger than :func:`conv_by_dots` takes."""
+    return (is_plain(input_shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
+            and input_shape[3] == 1
+            and not uses_dots(input_shape, kernel_shape, strides, padding, lhs_dilation, rhs_dilation,
+                              dimension_numbers, feature_group_count))
+
+
+def conv_by_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision=None) -> jax.Array:
+    """A zero-padded NHWC convolution of one input channel (HWIO kernel ``[kh, kw, 1, out]``, no
+    dilation, no groups) as one matrix product: the kernel's taps, flattened to ``[out, kh·kw]``,
+    times the kh·kw strided views of the padded image stacked as ``[kh·kw, examples·pixels]``.
+
+    Why: XLA:CPU runs a convolution whose contraction is one channel wide far below its
+    matrix-product rate (a 7×7 stride-2 stem on 28×28×1 images: about a sixth of a width-1/8
+    ResNet-18 step), while the product's contraction is the kh·kw taps. The views are slices, so
+    the product differentiates into products and pads; the kernel's gradient is the patches
+    times the output's gradient."""
+    kh, kw, _, out_channels = kernel.shape
+    image = jnp.pad(x[..., 0], ((0, 0), tuple(padding[0]), tuple(padding[1])))
+    n, height, width = image.shape
+    out_h, out_w = (height - kh) // strides[0] + 1, (width - kw) // strides[1] + 1
+    views = [jax.lax.slice(image, (0, i, j), (n, i + strides[0] * (out_h - 1) + 1, j + strides[1] * (out_w - 1) + 1),
+                           (1, strides[0], strides[1]))
+             for i in range(kh) for j in range(kw)]
+    patches = jnp.stack(views).reshape(kh * kw, n * out_h * out_w)
+    out = jnp.dot(kernel.reshape(kh * kw, out_channels).T, patches.astype(jnp.result_type(x, kernel)),
+                  precision=precision)
+    return out.reshape(out_channels, n, out_h, out_w).transpose(1, 2, 3, 0)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """``lax.conv_general_dilated``, by :func:`conv_by_dots` where :func:`uses_dots` says so
-    (small output maps); on CPU by :func:`canonical_conv.conv` (whose gradients XLA:CPU runs fast
-    inside a scan) for the other plain NHWC convolutions; by the convolution otherwise (GPU and
-    TPU compilers lay out every convolution themselves). ``nnx.Conv`` calls it in its place."""
+    (small output maps); on CPU by :func:`conv_by_patches` where :func:`uses_patches` says so (one
+    input channel) and by :func:`canonical_conv.conv` (whose gradients XLA:CPU runs fast inside a
+    scan) for the other plain NHWC convolutions; by the convolution otherwise (GPU and TPU
+    compilers lay out every convolution themselves). ``nnx.Conv`` calls it in its place."""
     plain = is_plain(lhs.shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count) \
         and all(v is None for v in kwargs.values())
     if plain and uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
                            dimension_numbers, feature_group_count):
         return conv_by_dots(lhs, rhs, window_strides, padding, precision)
     if plain and jax.default_backend() == "cpu":
+        if uses_patches(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                        dimension_numbers, feature_group_count):
+            return conv_by_patches(lhs, rhs, window_strides, padding, precision)
         return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, precision=precision, **kwargs)
@@ -231,57 +269,6 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
 
 
 max_pool.defvjp(_pool_fwd, _pool_bwd)
-
-
-# --------------------------------------------------------------------------- BatchNorm
-class BatchNorm(nnx.Module):
-    """``torch.nn.BatchNorm2d`` over the last (channel) axis of NHWC (or NC) inputs.
-
-    Parameters ``scale`` (γ, 1) and ``bias`` (β, 0) are ``nnx.Param``; ``mean`` (0) and
-    ``var`` (1) are ``nnx.BatchStat``. ``momentum`` uses PyTorch's convention (the weight of the
-    new batch statistic). Statistics are computed in float32 by two passes (mean, then the
-    mean squared deviation); the output has the input's dtype unless ``dtype`` is given.
-    """
-
-    def __init__(self, num_features: int, *, momentum: float = 0.1, epsilon: float = 1e-5, dtype=None):
-        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
-        self.num_features = num_features
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.dtype = dtype
-
-    def batch_stats(self, x: jax.Array, mask: jax.Array | None = None):
-        """Batch mean, biased variance and element count n per channel (float32)."""
-        x = x.astype(jnp.float32)
-        axes = tuple(range(x.ndim - 1))
-        if mask is None:
-            n = jnp.float32(math.prod(x.shape[:-1]))
-            mean = x.mean(axes)
-            var = jnp.square(x - mean).mean(axes)
-        else:
-            w = mask.astype(jnp.float32).reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
-            n = w.sum() * math.prod(x.shape[mask.ndim:-1])
-            denom = jnp.maximum(n, 1.0)
-            mean = (x * w).sum(axes) / denom
-            var = (jnp.square(x - mean) * w).sum(axes) / denom
-        return mean, var, n
-
-    def __call__(self, x: jax.Array, train: bool, mask: jax.Array | None = None) -> jax.Array:
-        out_dtype = self.dtype or x.dtype
-        if train:
-            mean, var, n = self.batch_stats(x, mask)
-            unbiased = var * n / jnp.maximum(n - 1.0, 1.0)
-            m = self.momentum
-            self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
-            self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
-        else:
-            mean, var = self.mean[...], self.var[...]
-        inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
-        y = (x.astype(jnp.float32) - mean) * inv + self.bias[...]
-        return y.astype(out_dtype)
 
 
 # --------------------------------------------------------------------------- blocks
