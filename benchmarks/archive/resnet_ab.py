@@ -18,6 +18,9 @@ Changes (``--change``; gradual_jax/models/resnet.py):
   the candidate patched in): every other convolution as one matrix product of its patches
   (:func:`conv_by_concatenated_patches`: the kh·kw strided views of the padded map side by side, times the
   flattened kernel), so that lanes batch a product rather than group a convolution;
+* ``colour-patches`` (a candidate, not in the model): a convolution of up to 4 input channels (the
+  stem of colour images) as the sum over its channels of ``resnet.conv_by_patches``
+  (:func:`channelwise_patches`);
 * ``gray-patches``: on CPU a convolution of one input channel (the stem of 28×28×1 images) as a
   product of its patches (``resnet.conv_by_patches``), against the canonical-layout convolution
   (:func:`canonical_for_one_channel`);
@@ -129,6 +132,20 @@ def canonical_for_one_channel(lhs, rhs, window_strides, padding, lhs_dilation=No
                        feature_group_count, precision, **kwargs)
 
 
+def channelwise_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                        dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """The candidate in ``resnet.conv_general_dilated``'s place: a plain convolution of 2 to 4 input
+    channels as one patch product per channel, summed; every other convolution as the model's."""
+    if (resnet.is_plain(lhs.shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
+            and 1 < lhs.shape[-1] <= 4 and all(v is None for v in kwargs.values())
+            and not resnet.uses_dots(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                                     dimension_numbers, feature_group_count)):
+        return sum(resnet.conv_by_patches(lhs[..., c:c + 1], rhs[:, :, c:c + 1], window_strides, padding, precision)
+                   for c in range(lhs.shape[-1]))
+    return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, precision, **kwargs)
+
+
 #: change -> the attribute of gradual_jax.models.resnet it swaps, the "before" variant and the
 #: "after" one (None: the model as it is). ``conv_general_dilated`` and ``BatchNorm`` are read when
 #: the model is built, ``max_pool`` when it is traced.
@@ -137,7 +154,8 @@ CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, N
            "conv-patches": ("conv_general_dilated", None, patches_or_dots),
            "canonical-conv": ("conv_general_dilated", dots_or_lax, None),
            "fused-batchnorm": ("BatchNorm", StepwiseBatchNorm, None),
-           "gray-patches": ("conv_general_dilated", canonical_for_one_channel, None)}
+           "gray-patches": ("conv_general_dilated", canonical_for_one_channel, None),
+           "colour-patches": ("conv_general_dilated", None, channelwise_patches)}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 
