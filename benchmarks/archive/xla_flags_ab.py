@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="A/B the ResNet-18 and T5 steps (benchmarks/model_steps.py) instead of the MLP sweep")
     parser.add_argument("--num-train", type=int, default=5120, help="MLP examples (smaller only for smoke tests)")
     parser.add_argument("--quick", action="store_true", help="--model-steps: model_steps.py --quick (smoke tests)")
-    parser.add_argument("--baseline", default="", help="XLA_FLAGS of the variant the CLI's flags are compared "
+    parser.add_argument("--baseline", default="", help="XLA_FLAGS of the variant the candidate is compared "
                         "with (default: none, JAX's defaults)")
     parser.add_argument("--candidate", default=None, help="XLA_FLAGS of the variant compared with the baseline "
                         "(default: the CLI's flags)")
