@@ -870,6 +870,19 @@ def test_archived_conv_layout_runs(tmp_path):
         assert row["nchw_over_nhwc_in_scan"] == pytest.approx(row["nchw_in_scan_ms"] / row["nhwc_in_scan_ms"])
 
 
+@pytest.mark.slow
+def test_archived_stem_forms_are_the_stem(tmp_path):
+    out = tmp_path / "stem.json"
+    run_module("archive.stem_forms", "--cases", "4x9x3x4,3x10x2x3", "--repeats", 1, "--no-torch", "--json", out)
+    result = read_record(out, "stem_forms")
+    assert [(r["side"], r["channels"]) for r in result["rows"]] == [(9, 3), (10, 2)]  # odd and even sides
+    for row in result["rows"]:
+        for form in ("convolution", "space_to_depth", "unrolled_columns", "patch_rows"):
+            assert row[f"{form}_max_relative_difference"] < 1e-5, form  # the same function, outputs and gradients
+            assert row[f"{form}_ms"] > 0
+        assert "torch_ms" not in row
+
+
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_lanes_step_in_groups_is_the_vmapped_step(groups):
     """lax.map over groups of vmapped lanes computes what one vmap of every lane computes."""
