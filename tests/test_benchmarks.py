@@ -844,10 +844,10 @@ def test_conv_by_concatenated_patches_is_the_convolution_and_its_gradient(side, 
 @pytest.mark.slow
 @pytest.mark.parametrize("change, scan", [("conv-dots", 1), ("max-pool", 1), ("conv-patches", 1),
                                           ("canonical-conv", 3), ("fused-batchnorm", 1), ("gray-patches", 1),
-                                          ("colour-patches", 1), ("stem-space-to-depth", 1)])
+                                          ("colour-patches", 1), ("space-to-depth", 1)])
 def test_archived_resnet_ab_runs(tmp_path, change, scan):
     out = tmp_path / "resnet_ab.json"
-    setting = "cifar-0.0625" if change in ("colour-patches", "stem-space-to-depth") else "mnist-0.0625"  # 3 channels or 1
+    setting = "cifar-0.0625" if change in ("colour-patches", "space-to-depth") else "mnist-0.0625"  # 3 channels or 1
     run_module("archive.resnet_ab", "--change", change, "--settings", setting, "--batch", 8, "--lanes", 1,
                "--scan", scan, "--repeats", 1, "--seconds", 0.1, "--json", out)
     result = read_record(out, "resnet_ab")

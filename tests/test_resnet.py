@@ -417,7 +417,7 @@ ONE_CHANNEL = {"28x28 ImageNet stem": (28, 7, 2, 3), "32x32 ImageNet stem": (32,
                "CIFAR stem": (9, 3, 1, 1), "uneven stride": (10, 3, 3, 0)}
 
 
-@pytest.mark.parametrize("case", list(ONE_CHANNEL))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if "ImageNet" in c else c for c in ONE_CHANNEL])
 def test_one_channel_convolutions_are_products_equal_to_the_convolution(case):
     x, w, strides, padding = conv_args(*ONE_CHANNEL[case], channels=(1, 6))
     assert resnet.uses_patches(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
@@ -453,9 +453,55 @@ def test_grey_scale_stem_on_cpu_is_a_product():
 
 
 def test_patches_keep_the_compute_dtype():
-    x, w, strides, padding = conv_args(*ONE_CHANNEL["28x28 ImageNet stem"], channels=(1, 6))
+    x, w, strides, padding = conv_args(*ONE_CHANNEL["CIFAR stem"], channels=(1, 6))
     x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
     got = resnet.conv_by_patches(x, w, strides, padding)
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(got.astype(jnp.float32), lax_conv(x, w, strides, padding).astype(jnp.float32),
                                rtol=2e-2, atol=1e-1)
+
+
+# --------------------------------------------------------------------------- colour stem by space-to-depth
+# (input side, kernel, stride, padding): the ImageNet stem at 32 and 28 pixels, an odd side, a
+# stride-2 3×3, and an even kernel whose last input row no output reads
+STRIDE_TWO = {"32x32 ImageNet stem": (32, 7, 2, 3), "28x28 ImageNet stem": (28, 7, 2, 3),
+              "odd side": (9, 7, 2, 3), "3x3 stride 2": (10, 3, 2, 1), "even kernel": (11, 4, 2, 0)}
+
+
+@pytest.mark.parametrize("case, channels", [
+    *[pytest.param(c, 3, marks=pytest.mark.slow) if c == "28x28 ImageNet stem" else (c, 3) for c in STRIDE_TWO],
+    ("32x32 ImageNet stem", 2), ("3x3 stride 2", 4)])
+def test_space_to_depth_is_the_convolution_and_its_gradients(case, channels):
+    x, w, strides, padding = conv_args(*STRIDE_TWO[case], channels=(channels, 5))
+    assert resnet.uses_space_to_depth(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    want, want_vjp = jax.vjp(lambda x, w: lax_conv(x, w, strides, padding), x, w)
+    got, got_vjp = jax.vjp(lambda x, w: resnet.conv_by_space_to_depth(x, w, padding), x, w)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    cotangent = jax.random.normal(jax.random.key(2), want.shape)
+    for g, h in zip(got_vjp(cotangent), want_vjp(cotangent)):
+        np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-4)
+
+
+def test_space_to_depth_rule_by_shape():
+    x, w, strides, padding = conv_args(32, 7, 2, 3, channels=(3, 4))
+    assert resnet.uses_space_to_depth(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    for channels in (1, 8):  # grey-scale images take patches; a block's convolutions stay themselves
+        x, w, *_ = conv_args(32, 7, 2, 3, channels=(channels, 4))
+        assert not resnet.uses_space_to_depth(x.shape, w.shape, strides, padding, dimension_numbers=resnet.NHWC_HWIO)
+    x, w, *_ = conv_args(32, 3, 1, 1, channels=(3, 4))  # stride 1
+    assert not resnet.uses_space_to_depth(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)), dimension_numbers=resnet.NHWC_HWIO)
+    x, w, s, p = conv_args(*SMALL_MAPS["2x2 to 1x1, 3x3 stride 2"], channels=(3, 4))  # small maps: dots
+    assert not resnet.uses_space_to_depth(x.shape, w.shape, s, p, dimension_numbers=resnet.NHWC_HWIO)
+
+
+def test_colour_stem_on_cpu_goes_by_space_to_depth(monkeypatch):
+    """At width 1/8 (blocks of 8 channels and more) the stem is the one stride-2 convolution of
+    at most 4 channels."""
+    calls = []
+    monkeypatch.setattr(resnet, "conv_by_space_to_depth",
+                        lambda *a, fn=resnet.conv_by_space_to_depth: calls.append(a[0].shape) or fn(*a))
+    model = ResNet18(10, width_multiplier=1 / 8, rngs=nnx.Rngs(0))
+    graphdef, params, stats = resnet.split(model)
+    jax.make_jaxpr(lambda p: resnet.apply(graphdef, p, stats, jnp.zeros((2, 32, 32, 3)), train=True)[0])(params)
+    assert calls == ([(2, 32, 32, 3)] if jax.default_backend() == "cpu" else [])

@@ -21,9 +21,9 @@ Changes (``--change``; gradual_jax/models/resnet.py):
 * ``colour-patches`` (a candidate, not in the model): a convolution of up to 4 input channels (the
   stem of colour images) as the sum over its channels of ``resnet.conv_by_patches``
   (:func:`channelwise_patches`);
-* ``stem-space-to-depth`` (a candidate, not in the model): the colour stem (7×7, stride 2, 2 to 4
-  input channels) as a 4×4 stride-1 convolution of 2×2 pixel blocks (``stem_forms.space_to_depth``,
-  :func:`space_to_depth_stem`);
+* ``space-to-depth``: on CPU a stride-2 convolution of 2 to 4 input channels (the stem of colour
+  images) as a stride-1 convolution of 2×2 pixel blocks (``resnet.conv_by_space_to_depth``),
+  against the canonical-layout convolution (:func:`canonical_for_colour_stem`);
 * ``gray-patches``: on CPU a convolution of one input channel (the stem of 28×28×1 images) as a
   product of its patches (``resnet.conv_by_patches``), against the canonical-layout convolution
   (:func:`canonical_for_one_channel`);
@@ -54,7 +54,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from benchmarks import common, model_steps
-from benchmarks.archive import stem_forms
 from gradual_jax.models import batch_norm, canonical_conv, resnet
 
 
@@ -150,16 +149,12 @@ def channelwise_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rh
                        feature_group_count, precision, **kwargs)
 
 
-def space_to_depth_stem(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                        dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-    """The candidate in ``resnet.conv_general_dilated``'s place: the ImageNet stem of 2 to 4 input
-    channels by ``stem_forms.space_to_depth``; every other convolution as the model's."""
-    stem = (rhs.shape[:2] == (stem_forms.KERNEL,) * 2 and tuple(window_strides) == (stem_forms.STRIDE,) * 2
-            and [tuple(p) for p in padding] == [(stem_forms.PAD, stem_forms.PAD)] * 2
-            if not isinstance(padding, str) else False)
-    if (stem and 1 < lhs.shape[-1] <= 4 and all(v is None for v in kwargs.values())
-            and resnet.is_plain(lhs.shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)):
-        return stem_forms.space_to_depth(lhs, rhs)
+def canonical_for_colour_stem(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """The model's convolution with the colour stem left to ``canonical_conv.conv``."""
+    if resnet.uses_space_to_depth(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                                  dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
+        return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, precision, **kwargs)
 
@@ -174,7 +169,7 @@ CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, N
            "fused-batchnorm": ("BatchNorm", StepwiseBatchNorm, None),
            "gray-patches": ("conv_general_dilated", canonical_for_one_channel, None),
            "colour-patches": ("conv_general_dilated", None, channelwise_patches),
-           "stem-space-to-depth": ("conv_general_dilated", None, space_to_depth_stem)}
+           "space-to-depth": ("conv_general_dilated", canonical_for_colour_stem, None)}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 

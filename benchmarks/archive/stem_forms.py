@@ -9,10 +9,11 @@ input is the data, so its step needs the forward and the kernel's gradient only;
 ``jit`` of both (the kernel's VJP pulled back by half the output), timed as the best of
 ``--repeats`` timings of 10 calls, interleaved. The forms, all the same function:
 
-* ``convolution``: the model's (``resnet.conv_general_dilated``: on CPU the canonical-layout
-  convolution and its canonical kernel gradient);
+* ``convolution``: the canonical-layout convolution and its canonical kernel gradient
+  (``canonical_conv.conv``, the model's way for most convolutions on CPU);
 * ``space_to_depth``: the padded image's 2×2 pixel blocks folded into 4·C channels, so the stem is
-  a 4×4 stride-1 convolution of the 8×8-padded kernel folded alike;
+  a 4×4 stride-1 convolution of the 8×8-padded kernel folded alike (``resnet.conv_by_space_to_depth``,
+  the model's way for the colour stem on CPU);
 * ``unrolled_columns``: each output column's 7 input columns unrolled into 7·C channels, then a
   7×1 stride-(2, 1) convolution over them;
 * ``patch_rows``: the 49·C strided views of the channel-major image stacked as one
@@ -32,14 +33,13 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from gradual_jax.models import resnet
+from gradual_jax.models import canonical_conv, resnet
 
 STRIDE, PAD, KERNEL = 2, 3, 7
 
 
 def convolution(x, kernel):
-    return resnet.conv_general_dilated(x, kernel, (STRIDE, STRIDE), ((PAD, PAD), (PAD, PAD)),
-                                       dimension_numbers=resnet.NHWC_HWIO)
+    return canonical_conv.conv(x, kernel, (STRIDE, STRIDE), ((PAD, PAD), (PAD, PAD)), None)
 
 
 def _out_size(side: int) -> int:
@@ -47,15 +47,7 @@ def _out_size(side: int) -> int:
 
 
 def space_to_depth(x, kernel):
-    n, side, _, c = x.shape
-    padded = jnp.pad(x, ((0, 0), (PAD, PAD + side % 2), (PAD, PAD + side % 2), (0, 0)))
-    half = padded.shape[1] // 2
-    blocks = padded.reshape(n, half, 2, half, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, half, half, 4 * c)
-    k = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # 8×8: tap (2a + p, 2b + q) -> block tap (a, b), (p, q, c)
-    k = k.reshape(4, 2, 4, 2, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, 4 * c, -1)
-    out = resnet.conv_general_dilated(blocks, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=resnet.NHWC_HWIO)
-    size = _out_size(side)
-    return out[:, :size, :size]
+    return resnet.conv_by_space_to_depth(x, kernel, ((PAD, PAD), (PAD, PAD)))
 
 
 def unrolled_columns(x, kernel):

@@ -17,7 +17,9 @@ A conv whose output map has at most 4 pixels (layers 3–4 at 28- to 32-pixel in
 as matrix products over the taps that land inside its input map (:func:`conv_by_dots`): the same
 function with the same parameters, which XLA:CPU runs faster than a convolution there; on CPU a
 conv of one input channel (the stem of grey-scale images) is one product of its patches
-(:func:`conv_by_patches`) and the other convolutions differentiate into canonical-layout ones
+(:func:`conv_by_patches`), a stride-2 conv of a colour image's 3 channels a stride-1 one over
+2×2 pixel blocks (:func:`conv_by_space_to_depth`), and the other convolutions differentiate into
+canonical-layout ones
 (:mod:`canonical_conv`), which
 XLA:CPU runs fast inside the training scan as well; the stem's
 max-pool is strided slices with PyTorch's first-maximum gradient (:func:`max_pool`), for the same
@@ -188,11 +190,50 @@ def conv_by_patches(x: jax.Array, kernel: jax.Array, strides, padding, precision
     return out.reshape(out_channels, n, out_h, out_w).transpose(1, 2, 3, 0)
 
 
+def uses_space_to_depth(input_shape, kernel_shape, strides, padding, lhs_dilation=None, rhs_dilation=None,
+                        dimension_numbers=None, feature_group_count: int = 1) -> bool:
+    """Whether :func:`conv_general_dilated` computes this convolution on CPU by
+    :func:`conv_by_space_to_depth`: a plain NHWC/HWIO stride-2 convolution of 2 to 4 input
+    channels (the stem of a colour image; below width 1/8 also a block's first convolution) whose
+    output map is larger than :func:`conv_by_dots` takes."""
+    return (is_plain(input_shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
+            and 2 <= input_shape[3] <= 4 and tuple(strides) == (2, 2)
+            and not uses_dots(input_shape, kernel_shape, strides, padding, lhs_dilation, rhs_dilation,
+                              dimension_numbers, feature_group_count))
+
+
+def conv_by_space_to_depth(x: jax.Array, kernel: jax.Array, padding, precision=None) -> jax.Array:
+    """A zero-padded stride-2 NHWC convolution (HWIO kernel, no dilation, no groups) as a stride-1
+    one over 2×2 pixel blocks: the padded image's blocks folded into 4·C channels, the kernel
+    zero-padded to even sides and folded alike (tap (2a + p, 2b + q) of channel c becomes tap
+    (a, b) of channel (p, q, c)), and the output cut to the convolution's size.
+
+    Why: XLA:CPU's convolution contracts over the input channels in its innermost loop, which for
+    the 3 channels of a colour image's stem runs far below its matrix-product rate; the folded
+    convolution contracts over 12 and takes a quarter of the kernel positions."""
+    n, height, width, channels = x.shape
+    kh, kw, _, out_channels = kernel.shape
+    out_h = (height + sum(padding[0]) - kh) // 2 + 1
+    out_w = (width + sum(padding[1]) - kw) // 2 + 1
+    kh2, kw2 = -(-kh // 2), -(-kw // 2)  # the folded kernel's sides
+    rows, cols = 2 * (out_h - 1 + kh2), 2 * (out_w - 1 + kw2)  # even, and every tap's reach
+    zero = jnp.zeros((), x.dtype)  # lax.pad: a negative high padding cuts rows no output reads
+    padded = jax.lax.pad(x, zero, ((0, 0, 0), (padding[0][0], rows - height - padding[0][0], 0),
+                                   (padding[1][0], cols - width - padding[1][0], 0), (0, 0, 0)))
+    blocks = padded.reshape(n, rows // 2, 2, cols // 2, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(n, rows // 2, cols // 2, 4 * channels)
+    folded = jnp.pad(kernel, ((0, 2 * kh2 - kh), (0, 2 * kw2 - kw), (0, 0), (0, 0)))
+    folded = folded.reshape(kh2, 2, kw2, 2, channels, out_channels).transpose(0, 2, 1, 3, 4, 5)
+    folded = folded.reshape(kh2, kw2, 4 * channels, out_channels)
+    return canonical_conv.conv(blocks, folded, (1, 1), ((0, 0), (0, 0)), precision)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """``lax.conv_general_dilated``, by :func:`conv_by_dots` where :func:`uses_dots` says so
     (small output maps); on CPU by :func:`conv_by_patches` where :func:`uses_patches` says so (one
-    input channel) and by :func:`canonical_conv.conv` (whose gradients XLA:CPU runs fast inside a
+    input channel), by :func:`conv_by_space_to_depth` where :func:`uses_space_to_depth` says so
+    (a colour stem) and by :func:`canonical_conv.conv` (whose gradients XLA:CPU runs fast inside a
     scan) for the other plain NHWC convolutions; by the convolution otherwise (GPU and TPU
     compilers lay out every convolution themselves). ``nnx.Conv`` calls it in its place."""
     plain = is_plain(lhs.shape, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count) \
@@ -204,6 +245,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
         if uses_patches(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
                         dimension_numbers, feature_group_count):
             return conv_by_patches(lhs, rhs, window_strides, padding, precision)
+        if uses_space_to_depth(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
+                               dimension_numbers, feature_group_count):
+            return conv_by_space_to_depth(lhs, rhs, padding, precision)
         return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, precision=precision, **kwargs)
