@@ -125,14 +125,28 @@ def dots_or_lax(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
                                         dimension_numbers, feature_group_count, precision=precision, **kwargs)
 
 
-def canonical_for_one_channel(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                              dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-    """The model's convolution with one-channel convolutions left to ``canonical_conv.conv``."""
-    if resnet.uses_patches(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
-                           dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
-        return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
-    return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                       feature_group_count, precision, **kwargs)
+def _canonical_where(rule, name: str, doc: str):
+    """The model's convolution, except where ``rule`` (a ``resnet.uses_*`` predicate) holds: there
+    ``canonical_conv.conv``, the model's way before that rule's path."""
+    def convolution(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                    dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+        if rule(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                feature_group_count) and all(v is None for v in kwargs.values()):
+            return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
+        return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                           feature_group_count, precision, **kwargs)
+
+    convolution.__name__ = convolution.__qualname__ = name
+    convolution.__doc__ = doc
+    return convolution
+
+
+canonical_for_one_channel = _canonical_where(
+    resnet.uses_patches, "canonical_for_one_channel",
+    "The model's convolution with one-channel convolutions left to ``canonical_conv.conv``.")
+canonical_for_colour_stem = _canonical_where(
+    resnet.uses_space_to_depth, "canonical_for_colour_stem",
+    "The model's convolution with the colour stem left to ``canonical_conv.conv``.")
 
 
 def channelwise_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -145,16 +159,6 @@ def channelwise_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rh
                                      dimension_numbers, feature_group_count)):
         return sum(resnet.conv_by_patches(lhs[..., c:c + 1], rhs[:, :, c:c + 1], window_strides, padding, precision)
                    for c in range(lhs.shape[-1]))
-    return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                       feature_group_count, precision, **kwargs)
-
-
-def canonical_for_colour_stem(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                              dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-    """The model's convolution with the colour stem left to ``canonical_conv.conv``."""
-    if resnet.uses_space_to_depth(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
-                                  dimension_numbers, feature_group_count) and all(v is None for v in kwargs.values()):
-        return canonical_conv.conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return _MODEL_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, precision, **kwargs)
 
