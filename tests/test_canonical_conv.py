@@ -60,6 +60,29 @@ class GradientsTest(parameterized.TestCase):
                                     jax.vmap(jax.grad(loss(lax_conv), (0, 1)))(*lanes), rtol=1e-5, atol=1e-4)
 
 
+def test_example_chunks_by_hand():
+    assert canonical_conv.example_chunks(70, 32) == [(0, 32), (32, 64), (64, 70)]
+    assert canonical_conv.example_chunks(64, 32) == [(0, 32), (32, 64)]
+    assert canonical_conv.example_chunks(5, 32) == [(0, 5)]
+
+
+def test_kernel_gradient_in_chunks_is_lax_s(monkeypatch):
+    """Five examples in chunks of two: three kernel-gradient convolutions, summed, equal to JAX's
+    gradient of the one convolution; the input's gradient is untouched."""
+    monkeypatch.setattr(canonical_conv, "KERNEL_GRADIENT_EXAMPLES", 2)
+    x = jax.random.normal(jax.random.key(0), (5, 7, 8, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+    strides, padding = (2, 2), ((1, 1), (1, 1))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding)))
+
+    chex.assert_trees_all_close(jax.grad(loss(canonical_conv.conv), (0, 1))(x, w),
+                                jax.grad(loss(lax_conv), (0, 1))(x, w), rtol=1e-5, atol=1e-4)
+    grad_of_kernel = jax.grad(loss(canonical_conv.conv), 1)
+    assert len(conv_labels(grad_of_kernel, x, w)) == 1 + 3  # the forward, then one per chunk
+
+
 def test_padding_of_the_gradients_by_hand():
     # 3×3 stride 2 padding 1 on 7 pixels → 4 outputs: (4-1)·2+1 = 7 dilated
     assert canonical_conv.input_gradient_padding(7, 3, 2, (1, 1), 4) == (1, 1)

@@ -4,7 +4,7 @@ both in one process, interleaved.
     python -m benchmarks.archive.resnet_ab --change conv-dots [--settings cifar-0.125,cifar-0.25,mnist-0.125]
         [--lanes 1,4] [--batch 250] [--scan K] [--repeats 3] [--seconds 3] [--json OUT.json]
 
-Changes (``--change``; gradual_jax/models/resnet.py):
+Changes (``--change``; gradual_jax/models/resnet.py unless named):
 
 * ``conv-dots``: output maps of at most 4 pixels computed by matrix products (``conv_by_dots``),
   against ``lax.conv_general_dilated`` in every ``nnx.Conv``;
@@ -30,6 +30,9 @@ Changes (``--change``; gradual_jax/models/resnet.py):
 * ``fused-batchnorm``: BatchNorm's training-mode arithmetic as one function with its closed-form
   gradient (``gradual_jax.models.batch_norm.normalize``), against the same arithmetic
   differentiated by JAX step by step (:class:`StepwiseBatchNorm`).
+* ``kernel-gradient-chunks``: on CPU a convolution's kernel gradient contracts over at most
+  ``canonical_conv.KERNEL_GRADIENT_EXAMPLES`` examples per convolution, the chunks summed, against
+  one convolution over every example (:data:`ONE_KERNEL_GRADIENT_CHUNK`).
 
 A setting is an input shape and a width: ``cifar-W`` is 32×32×3, ``mnist-W`` 28×28×1 (the MNIST
 presets' images), both with the ImageNet stem, so layers 3 and 4 see 2×2 and 1×1 maps. For each
@@ -163,9 +166,13 @@ def channelwise_patches(lhs, rhs, window_strides, padding, lhs_dilation=None, rh
                        feature_group_count, precision, **kwargs)
 
 
-#: change -> the attribute of gradual_jax.models.resnet it swaps, the "before" variant and the
-#: "after" one (None: the model as it is). ``conv_general_dilated`` and ``BatchNorm`` are read when
-#: the model is built, ``max_pool`` when it is traced.
+#: Examples per kernel-gradient convolution that no batch reaches: one convolution over them all.
+ONE_KERNEL_GRADIENT_CHUNK = 2 ** 31
+
+#: change -> the attribute it swaps (of gradual_jax.models.resnet, unless it names another module
+#: of gradual_jax.models), the "before" variant and the "after" one (None: the model as it is).
+#: ``conv_general_dilated`` and ``BatchNorm`` are read when the model is built, ``max_pool`` and
+#: ``KERNEL_GRADIENT_EXAMPLES`` when it is traced.
 CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, None),
            "max-pool": ("max_pool", _reduce_window_pool, None),
            "conv-patches": ("conv_general_dilated", None, patches_or_dots),
@@ -173,16 +180,35 @@ CHANGES = {"conv-dots": ("conv_general_dilated", jax.lax.conv_general_dilated, N
            "fused-batchnorm": ("BatchNorm", StepwiseBatchNorm, None),
            "gray-patches": ("conv_general_dilated", canonical_for_one_channel, None),
            "colour-patches": ("conv_general_dilated", None, channelwise_patches),
-           "space-to-depth": ("conv_general_dilated", canonical_for_colour_stem, None)}
+           "space-to-depth": ("conv_general_dilated", canonical_for_colour_stem, None),
+           "kernel-gradient-chunks": ("canonical_conv.KERNEL_GRADIENT_EXAMPLES", ONE_KERNEL_GRADIENT_CHUNK, None)}
+MODULES = {"resnet": resnet, "canonical_conv": canonical_conv}
 VARIANTS = ("before", "after")
 SHAPES = {"cifar": (32, 3), "mnist": (28, 1)}  # image side, channels
 
 
 def variant(change: str, name: str):
     """A context in which ``resnet`` is the model ``before`` the change or ``after`` it."""
-    attribute, *variants = CHANGES[change]
+    target, *variants = CHANGES[change]
     swapped = dict(zip(VARIANTS, variants))[name]
-    return contextlib.nullcontext() if swapped is None else mock.patch.object(resnet, attribute, swapped)
+    module, attribute = _module_and_attribute(target)
+    return contextlib.nullcontext() if swapped is None else mock.patch.object(module, attribute, swapped)
+
+
+def _module_and_attribute(target: str):
+    module, _, attribute = target.rpartition(".")
+    return MODULES[module or "resnet"], attribute
+
+
+def _described(target: str, swapped) -> str:
+    """How a variant sets ``target``, for the result file."""
+    module, attribute = _module_and_attribute(target)
+    where = f"{module.__name__.rpartition('.')[2]}.{attribute}"
+    if swapped is None:
+        return f"{where} as it is"
+    if callable(swapped):
+        return f"{where} = {swapped.__module__}.{swapped.__qualname__}"
+    return f"{where} = {swapped!r}"
 
 
 def setting_case(setting: str, batch: int) -> model_steps.Case:
@@ -267,11 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
         others = max(row[n]["others_cpu"] for n in names)
         print(f"| {row['setting']} | {row['lanes']} | {row[names[0]]['lane_steps_per_s']:,.2f} | "
               f"{row[names[1]]['lane_steps_per_s']:,.2f} | {row['ratio']:.2f}× | {100 * others:.0f}% |")
-    attribute, *variants = CHANGES[args.change]
+    target, *variants = CHANGES[args.change]
     result = {"change": args.change,
-              "variants": {name: f"resnet.{attribute} as it is" if fn is None else
-                           f"resnet.{attribute} = {fn.__module__}.{fn.__qualname__}"
-                           for name, fn in zip(VARIANTS, variants)},
+              "variants": {name: _described(target, swapped) for name, swapped in zip(VARIANTS, variants)},
               "batch": args.batch, "steps_per_call": args.scan, "repeats": args.repeats, "selection": "fastest timing per variant",
               "rows": rows, "total_seconds": time.perf_counter() - start}
     print(f"\ntotal {result['total_seconds']:.0f} s")
