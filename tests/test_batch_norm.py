@@ -11,6 +11,7 @@ import pytest
 from absl.testing import parameterized
 from flax import nnx
 
+from gradual_jax.models import batch_norm
 from gradual_jax.models.batch_norm import BatchNorm, count, mask_weights, normalize
 
 
@@ -130,3 +131,14 @@ def test_an_example_left_out_of_the_statistics_is_normalised_by_them_alone():
     np.testing.assert_allclose(own[3], np.broadcast_to(np.asarray(scale) * inv_std, (2, 2, 3)), rtol=1e-5)
     (others,) = pull(jax.random.normal(jax.random.key(5), (5, 2, 2, 3)).at[3].set(0.0))  # on the kept ones
     np.testing.assert_array_equal(others[3], 0.0)
+
+
+@pytest.mark.parametrize("shape", [(250, 16, 16, 8), (250, 1, 1, 64), (7, 3)])
+def test_channel_sum_is_the_sum_over_all_but_the_channels(shape):
+    # an offset, so that the float32 sum's rounding shows: the reduction's tree is within 1e-6 of
+    # the float64 sum at 64,000 values (a product with a vector of ones is within 1e-5 only)
+    x = 3.0 + np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    want = x.astype(np.float64).sum(axis=tuple(range(len(shape) - 1)))
+    got = batch_norm.channel_sum(jnp.asarray(x))
+    assert got.shape == (shape[-1],) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)

@@ -845,7 +845,7 @@ def test_conv_by_concatenated_patches_is_the_convolution_and_its_gradient(side, 
 @pytest.mark.parametrize("change, scan", [("conv-dots", 1), ("max-pool", 1), ("conv-patches", 1),
                                           ("canonical-conv", 3), ("fused-batchnorm", 1), ("gray-patches", 1),
                                           ("colour-patches", 1), ("space-to-depth", 1),
-                                          ("kernel-gradient-chunks", 1)])
+                                          ("kernel-gradient-chunks", 1), ("channel-sums-as-dots", 1)])
 def test_archived_resnet_ab_runs(tmp_path, change, scan):
     out = tmp_path / "resnet_ab.json"
     setting = "cifar-0.0625" if change in ("colour-patches", "space-to-depth") else "mnist-0.0625"  # 3 channels or 1
