@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 
+from gradual_jax import models
 from gradual_jax.runner import sharding
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 
@@ -28,6 +29,18 @@ def layout(lanes_per_device: int, devices: int = 1, platform: str = "cpu") -> sh
 def test_lane_groups_on_a_cpu(lanes, vmap_lanes, groups):
     got = layout(lanes).lane_groups(vmap_lanes)
     assert got == groups and lanes % got == 0
+
+
+@pytest.mark.parametrize("lanes", [1, 5, 6, 15])
+def test_automatic_lanes_one_at_a_time_where_the_model_asks(lanes):
+    """A model whose ``cpu_vmap_lanes`` is 1 (the ResNet, the T5) trains its lanes one at a time on
+    a CPU, a prime count included; on an accelerator still one wide vmap."""
+    assert layout(lanes).lane_groups(0, cpu_vmap_lanes=1) == lanes
+    assert layout(lanes, platform="gpu").lane_groups(0, cpu_vmap_lanes=1) == 1
+    assert layout(lanes).lane_groups(lanes, cpu_vmap_lanes=1) == 1  # an explicit run.vmap_lanes wins
+    for name, one_at_a_time in (("resnet18", True), ("t5", True), ("mlp", False), ("crelu_mlp", False)):
+        got = layout(lanes).lane_groups(0, models.get(name).cpu_vmap_lanes)
+        assert (got == lanes) == (one_at_a_time or lanes == 1), name
 
 
 def test_lane_groups_per_device_and_on_accelerators():

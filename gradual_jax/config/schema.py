@@ -231,8 +231,8 @@ class RunConfig:
                                       "(--lanes-per-chunk)")
     split_programs: bool = setting(True, "one compiled program per mitigation structure, so a lane does only its own "
                                          "method's work (false: one program with every method of the sweep)")
-    vmap_lanes: int = setting(0, "lanes one vectorised step trains, groups run one after another (0: 4 on a CPU, "
-                                 "all on a GPU/TPU)")
+    vmap_lanes: int = setting(0, "lanes one vectorised step trains, groups run one after another (0: on a CPU 4 "
+                                 "for the MLPs, 1 for the ResNet and T5; all on a GPU/TPU)")
     distributed: bool = setting(False, "jax.distributed.initialize() for a multi-host run (--distributed)")
     snapshot_every: int = setting(0, "keep every lane's readout parameters every N tasks for `gradual-jax analyze` "
                                      "(0: never)")

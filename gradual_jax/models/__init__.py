@@ -44,7 +44,11 @@ class ModelSpec:
     ``inputs`` is ``"images"`` or ``"text"``; ``short(model)`` names it in results tables and
     ``words(model)`` in figures (both from the config's ``model`` section as a dict);
     ``mitigation`` holds the fields of :class:`~gradual_jax.mitigations.MitigationStructure` in
-    which its mitigations differ from the MLP's (docs/protocol.md).
+    which its mitigations differ from the MLP's (docs/protocol.md). ``cpu_vmap_lanes`` is how
+    many lanes one vectorised step trains at once on a CPU when ``run.vmap_lanes`` is 0
+    (automatic): groups of 4 for the MLPs, whose batch-64 matmuls gain from a few lanes side by
+    side, one lane at a time for the ResNet and the T5, whose single lane already keeps the cores
+    busy (docs/guide.md, "Lane groups").
     """
 
     name: str
@@ -56,6 +60,7 @@ class ModelSpec:
     words: Callable[[Mapping[str, Any]], str]
     caption: str
     mitigation: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    cpu_vmap_lanes: int = 4
 
 
 def _mlp_shape(model: Mapping[str, Any], sep: str) -> str:
@@ -131,7 +136,8 @@ register(ModelSpec(
     short=lambda m: f"resnet18 x{m.get('width_multiplier', 1.0):g}", words=_resnet_words,
     caption="ResNet-18 (torchvision's layout, BatchNorm)",
     # L2 on kernels only (ndim > 1); the spectral term without biases and normalisation layers
-    mitigation={"l2_kernels_only": True, "spectral_bias_l2": False, "spectral_exclude": ("norm", "bn")}))
+    mitigation={"l2_kernels_only": True, "spectral_bias_l2": False, "spectral_exclude": ("norm", "bn")},
+    cpu_vmap_lanes=1))
 register(ModelSpec(
     name="t5", build=_build_t5, unit_layers=t5.unit_layers,
     keys=("d_model", "num_heads", "d_kv", "d_ff", "num_layers"), inputs="text",
@@ -139,7 +145,8 @@ register(ModelSpec(
     caption="the customised T5-small (encoder–decoder, relative position buckets)",
     # ReDo scores are the raw mean activation (the released code's absolute threshold); redrawn
     # FFN weights follow T5's N(0, 1/fan_in); no biases for the spectral term
-    mitigation={"redo_normalize": False, "init_fn": normal_fan_in, "spectral_bias_l2": False}))
+    mitigation={"redo_normalize": False, "init_fn": normal_fan_in, "spectral_bias_l2": False},
+    cpu_vmap_lanes=1))
 MODELS.seal()
 
 __all__ = ["MLP", "MODELS", "DataShape", "ModelSpec", "get", "names", "reading", "register", "unregister"]

@@ -158,9 +158,10 @@ def on_main_process(write: Callable[[], None], what: str) -> None:
         raise OtherProcessError(f"process 0 could not {what} (see its error)")
 
 
-# Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0): small groups ran more
-# lane-steps/s than one vmap of all lanes for the MNIST MLP, at the cost of about one more copy
-# of the state (`python -m benchmarks.throughput --vmap-lanes ...`; docs/guide.md has the numbers).
+# Lanes one vectorised step trains at once on a CPU (run.vmap_lanes = 0) unless the model says
+# otherwise (ModelSpec.cpu_vmap_lanes): small groups ran more lane-steps/s than one vmap of all
+# lanes for the MNIST MLP, at the cost of about one more copy of the state
+# (`python -m benchmarks.throughput --vmap-lanes ...`; docs/guide.md has the numbers).
 CPU_VMAP_LANES = 4
 
 
@@ -209,21 +210,22 @@ class LaneLayout:
         """Inverse of :meth:`split` on host arrays: concatenate chunks, drop the padding lanes."""
         return jax.tree.map(lambda *xs: np.concatenate(xs)[:self.num_lanes], *chunks)
 
-    def lane_groups(self, vmap_lanes: int) -> int:
+    def lane_groups(self, vmap_lanes: int, cpu_vmap_lanes: int = CPU_VMAP_LANES) -> int:
         """How many groups of at most ``vmap_lanes`` lanes each device's lanes are trained in.
 
-        ``vmap_lanes`` 0 means automatic: :data:`CPU_VMAP_LANES` on a CPU, all lanes on an
-        accelerator (where wide vmaps are what makes it fast). The groups split each device's
-        lanes evenly (no padding lanes are added), so the group size may come out smaller than
-        asked; automatic grouping is skipped where it would leave single-lane groups.
+        ``vmap_lanes`` 0 means automatic: ``cpu_vmap_lanes`` (the model's) on a CPU, all lanes
+        on an accelerator (where wide vmaps are what makes it fast). The groups split each
+        device's lanes evenly (no padding lanes are added), so the group size may come out
+        smaller than asked; automatic groups of several lanes are given up for one vmap where
+        the split would leave single-lane groups.
         """
         local = self.chunk_size // self.mesh.size
         automatic = vmap_lanes == 0
         if automatic:
-            vmap_lanes = CPU_VMAP_LANES if self.mesh.devices.flat[0].platform == "cpu" else local
+            vmap_lanes = cpu_vmap_lanes if self.mesh.devices.flat[0].platform == "cpu" else local
         wanted = -(-local // min(vmap_lanes, local))
         groups = next(g for g in range(wanted, local + 1) if local % g == 0)
-        if automatic and groups == local and local > 1:
+        if automatic and vmap_lanes > 1 and groups == local and local > 1:
             return 1
         return groups
 

@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gradual_jax import config as config_lib
+from gradual_jax import models
 from gradual_jax.arms import arm_label
 from gradual_jax.config import ConfigError, ExperimentConfig, validate
 from gradual_jax.core import engine
@@ -218,13 +219,14 @@ def _compile(cfg: ExperimentConfig, lane_programs: list[programs.LaneProgram], s
     program has the same), with its device memory checked."""
     start = time.perf_counter()
     task_fns = []
+    cpu_vmap_lanes = models.get(cfg.model.name).cpu_vmap_lanes
     for p, first in zip(lane_programs, programs.first_chunks(lane_programs)):
         example_state = p.layout.to_devices(states[first]) if p.offload else states[first]
-        groups = p.layout.lane_groups(cfg.run.vmap_lanes)
+        groups = p.layout.lane_groups(cfg.run.vmap_lanes, cpu_vmap_lanes)
         task_fns.append(engine.make_task_fn(p.program, groups, p.layout.mesh.size).lower(
             p.hparams[0], example_state, task_data, jnp.int32(0)).compile())
     compile_s = time.perf_counter() - start
-    groups = lane_programs[0].layout.lane_groups(cfg.run.vmap_lanes)
+    groups = lane_programs[0].layout.lane_groups(cfg.run.vmap_lanes, cpu_vmap_lanes)
     grouping = f" ({groups} groups of lanes one after another per device)" if groups > 1 else ""
     what = "" if len(lane_programs) == 1 else f"{len(lane_programs)} programs "
     echo(f"compiled {what}in {compile_s:.1f} s{grouping}")
