@@ -188,24 +188,6 @@ def _cost_flops(compiled) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
-def lanes_step(lane_step: Callable, groups: int = 1) -> Callable:
-    """One step of R lanes: one ``vmap`` of all of them (``groups`` 1), or ``groups`` equal groups,
-    each ``vmap``-ed, run one after another by ``lax.map``: the two arrangements ``run.vmap_lanes``
-    chooses between (``groups`` = R: lanes one at a time)."""
-    step = jax.vmap(lane_step)
-    if groups == 1:
-        return step
-
-    def grouped(state, data):
-        def split(x):
-            return x.reshape(groups, x.shape[0] // groups, *x.shape[1:])
-
-        out = jax.lax.map(lambda group: step(*group), jax.tree.map(split, (state, data)))
-        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
-
-    return grouped
-
-
 def scanned(step: Callable, steps_per_call: int) -> Callable:
     """``steps_per_call`` steps on the same data in one ``lax.scan``: the engine's form, whose
     body XLA compiles apart from the top level (where ``steps_per_call`` is 1: the step itself)."""
@@ -219,10 +201,30 @@ def scanned(step: Callable, steps_per_call: int) -> Callable:
     return run
 
 
+def lanes_program(lane_step: Callable, groups: int = 1, steps_per_call: int = 1) -> Callable:
+    """One call of R lanes' ``steps_per_call`` steps, arranged as the engine arranges a task: the
+    lanes in ``groups`` equal groups run one after another (``lax.map``; ``groups`` = R: lanes one
+    at a time, what ``run.vmap_lanes=1`` runs), each group's lanes ``vmap``-ed and all its steps in
+    one :func:`scanned` before the next group starts (``groups`` 1: one ``vmap`` of every lane)."""
+    group = scanned(jax.vmap(lane_step), steps_per_call)
+    if groups == 1:
+        return group
+
+    def grouped(state, data):
+        def split(x):
+            return x.reshape(groups, x.shape[0] // groups, *x.shape[1:])
+
+        out = jax.lax.map(lambda part: group(*part), jax.tree.map(split, (state, data)))
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+    return grouped
+
+
 def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps: int, peak: float,
             repeats: int = 1, groups: int = 1, steps_per_call: int = 1) -> dict:
     """``steps_per_call`` > 1 times the steps inside a ``lax.scan`` (:func:`scanned`), as the
-    engine runs them; the counts of steps are then calls of it."""
+    engine runs them, each group of lanes (``groups``) through all its steps before the next
+    (:func:`lanes_program`); the counts of steps are then calls of it."""
     if groups < 1 or lanes % groups:
         raise ValueError(f"groups={groups}: expected a divisor of lanes={lanes}")
     # RBG keys: the init program then compiles in ~2 s instead of ~11 s (threefry, ResNet-18 on CPU);
@@ -231,7 +233,7 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
     jax.block_until_ready((box["state"], data))
-    step = jax.jit(scanned(lanes_step(case.lane_step, groups), steps_per_call), donate_argnums=0)
+    step = jax.jit(lanes_program(case.lane_step, groups, steps_per_call), donate_argnums=0)
     start = time.perf_counter()
     compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start

@@ -14,7 +14,8 @@ stem, 32×32×3 inputs, 10 classes; T5 at the paper's dims (d_model 256, 4 heads
 Every cell (model × framework × lane count × arrangement) runs in a fresh process of its own, so
 its peak RSS is its own: gradual-jax is ``model_steps.measure`` (one ``jit(vmap(step))`` of R
 lanes, state donated; the command's XLA flags; from R = 2 also the lanes one at a time,
-``lax.map`` over single-lane steps in one program, what ``run.vmap_lanes=1`` runs), PyTorch is ``torch_steps.py`` (``loop``: the R
+``lax.map`` over the lanes in one program, each lane's ``--scan`` K steps in its ``lax.scan``
+before the next lane's, what ``run.vmap_lanes=1`` runs), PyTorch is ``torch_steps.py`` (``loop``: the R
 models one after another; ``compile``: that loop with each model ``torch.compile``-d, its
 compilation in the warm-up; ``vmap``: torch.func over stacked lanes, which at R = 1 is the plain
 step, so it runs only from R = 2), all torch threads; ``--torch`` picks the arrangements. Steps are calibrated to about
@@ -79,7 +80,7 @@ def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, ove
     sizes = model_sizes.size_argv(cell)
     if framework == "jax":
         groups = lanes if arrangement == "map" else 1
-        steps_per_call = args.scan if arrangement == "scan" else 1
+        steps_per_call = args.scan if arrangement in ("scan", "map") else 1
         cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes,
                                 "--groups", groups, "--steps-per-call", steps_per_call, *sizes, *timing_argv(args))
     else:

@@ -885,8 +885,10 @@ def test_archived_stem_forms_are_the_stem(tmp_path):
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
-def test_lanes_step_in_groups_is_the_vmapped_step(groups):
-    """lax.map over groups of vmapped lanes computes what one vmap of every lane computes."""
+@pytest.mark.parametrize("steps", [1, 3])
+def test_lanes_program_in_groups_is_the_vmapped_program(groups, steps):
+    """lax.map over groups of vmapped lanes, each group's steps in a scan, computes what one vmap
+    of every lane, its steps in a scan, computes."""
     def lane_step(state, data):
         w, count = state
         loss = jnp.sum(jnp.tanh(data @ w) ** 2)
@@ -894,8 +896,9 @@ def test_lanes_step_in_groups_is_the_vmapped_step(groups):
 
     state = (jax.random.normal(jax.random.key(0), (4, 3, 2)), jnp.arange(4))
     data = jax.random.normal(jax.random.key(1), (4, 5, 3))
-    want = jax.vmap(lane_step)(state, data)
-    got = model_steps.lanes_step(lane_step, groups)(state, data)
+    want = model_steps.scanned(jax.vmap(lane_step), steps)(state, data)
+    got = model_steps.lanes_program(lane_step, groups, steps)(state, data)
+    assert int(got[0][1][0]) == steps  # every lane took the steps
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=1e-6)
     with pytest.raises(ValueError, match="groups=3"):
