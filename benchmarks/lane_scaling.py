@@ -85,7 +85,7 @@ def measure(num_lanes: int, lanes_per_chunk: int, tasks: int, repeats: int, num_
     start = time.perf_counter()
     groups = layout.lane_groups(0)
     example = layout.to_devices(states[0]) if offload else states[0]
-    run_task = engine.make_task_fn(program, groups, layout.mesh.size).lower(
+    run_task = engine.make_task_fn(program, groups, layout.mesh).lower(
         hparams[0], example, data, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
     box = {"task": 0}

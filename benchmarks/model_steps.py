@@ -53,8 +53,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from benchmarks import common, model_sizes
 from gradual_jax.runner import sharding
@@ -220,26 +222,43 @@ def lanes_program(lane_step: Callable, groups: int = 1, steps_per_call: int = 1)
     return grouped
 
 
+def on_devices(program: Callable, devices: int) -> tuple[Callable, Any]:
+    """``program`` run on each of the first ``devices`` devices for its own block of the lanes
+    (``shard_map``, as the engine spreads a sweep's lanes), and the lanes' sharding."""
+    mesh = Mesh(np.asarray(jax.devices()[:devices]), (sharding.LANES,))
+    lanes = PartitionSpec(sharding.LANES)
+    spread = jax.shard_map(program, mesh=mesh, in_specs=(lanes, lanes), out_specs=(lanes, lanes), check_vma=False)
+    return spread, NamedSharding(mesh, lanes)
+
+
 def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps: int, peak: float,
-            repeats: int = 1, groups: int = 1, steps_per_call: int = 1) -> dict:
+            repeats: int = 1, groups: int = 1, steps_per_call: int = 1, devices: int = 1) -> dict:
     """``steps_per_call`` > 1 times the steps inside a ``lax.scan`` (:func:`scanned`), as the
     engine runs them, each group of lanes (``groups``) through all its steps before the next
-    (:func:`lanes_program`); the counts of steps are then calls of it."""
-    if groups < 1 or lanes % groups:
-        raise ValueError(f"groups={groups}: expected a divisor of lanes={lanes}")
+    (:func:`lanes_program`); the counts of steps are then calls of it. ``devices`` > 1 spreads
+    the lanes over that many devices (:func:`on_devices`), ``groups`` then counting each device's."""
+    if devices < 1 or devices > jax.device_count() or lanes % devices:
+        raise ValueError(f"devices={devices}: expected a divisor of lanes={lanes}, at most the "
+                         f"{jax.device_count()} device(s) there are")
+    if groups < 1 or (lanes // devices) % groups:
+        raise ValueError(f"groups={groups}: expected a divisor of the {lanes // devices} lanes of a device")
     # RBG keys: the init program then compiles in ~2 s instead of ~11 s (threefry, ResNet-18 on CPU);
     # the values are as random either way and do not change the step's cost.
     keys = jax.vmap(lambda i: jax.random.key(i, impl="rbg"))(jnp.arange(lanes))
     box = {"state": jax.jit(jax.vmap(case.init_lane))(keys)}
     data = case.make_batch(lanes)
+    program = lanes_program(case.lane_step, groups, steps_per_call)
+    if devices > 1:
+        program, placement = on_devices(program, devices)
+        box["state"], data = jax.device_put((box["state"], data), placement)
     jax.block_until_ready((box["state"], data))
-    step = jax.jit(lanes_program(case.lane_step, groups, steps_per_call), donate_argnums=0)
+    step = jax.jit(program, donate_argnums=0)
     start = time.perf_counter()
     compiled = step.lower(box["state"], data).compile()
     compile_s = time.perf_counter() - start
     # XLA's cost analysis counts a while loop's body once: with lanes in groups, one group's FLOPs
     # (and in a scan of steps, one step's)
-    xla_flops = _cost_flops(compiled) * groups / lanes
+    xla_flops = _cost_flops(compiled) * groups * devices / lanes
 
     def run(n):
         for _ in range(n):
@@ -253,7 +272,7 @@ def measure(case: Case, lanes: int, *, seconds: float, min_steps: int, max_steps
     elapsed, steps = timing["seconds"], n * steps_per_call
     rate = lanes * steps / elapsed
     program_bytes = sharding.program_bytes(compiled)
-    return {"lanes": lanes, "groups": groups, "steps_per_call": steps_per_call, "steps": steps, "seconds": elapsed,
+    return {"lanes": lanes, "devices": devices, "groups": groups, "steps_per_call": steps_per_call, "steps": steps, "seconds": elapsed,
             "step_ms": 1e3 * elapsed / steps, "others_cpu": timing["others_cpu"],
             "all_lane_steps_per_s": [lanes * steps / t for t in timing["all_seconds"]],
             "lane_steps_per_s": rate, "compile_s": compile_s,

@@ -15,7 +15,9 @@ Every cell (model × framework × lane count × arrangement) runs in a fresh pro
 its peak RSS is its own: gradual-jax is ``model_steps.measure`` (one ``jit(vmap(step))`` of R
 lanes, state donated; the command's XLA flags; from R = 2 also the lanes one at a time,
 ``lax.map`` over the lanes in one program, each lane's ``--scan`` K steps in its ``lax.scan``
-before the next lane's, what ``run.vmap_lanes=1`` runs), PyTorch is ``torch_steps.py`` (``loop``: the R
+before the next lane's, what ``run.vmap_lanes=1`` runs; and where ``XLA_FLAGS`` gives several
+CPU devices, "over the cores": the lanes spread over the devices as a run spreads them,
+each device's lanes one at a time in that way), PyTorch is ``torch_steps.py`` (``loop``: the R
 models one after another; ``compile``: that loop with each model ``torch.compile``-d, its
 compilation in the warm-up; ``vmap``: torch.func over stacked lanes, which at R = 1 is the plain
 step, so it runs only from R = 2), all torch threads; ``--torch`` picks the arrangements. Steps are calibrated to about
@@ -68,21 +70,33 @@ def jax_worker(args) -> dict:
     case = model_steps.build_case(args.model, args)
     row = model_steps.measure(case, int(args.lanes), seconds=args.seconds, min_steps=args.min_steps,
                               max_steps=args.max_steps, peak=float("inf"), repeats=args.repeats,
-                              groups=int(args.groups), steps_per_call=int(args.steps_per_call))
+                              groups=int(args.groups), steps_per_call=int(args.steps_per_call),
+                              devices=int(args.devices))
     for key in ("model_flops_per_s", "fraction_of_matmul", "analytic_fraction_of_matmul"):
         row.pop(key)  # against the orchestrator's matmul reference instead
     return {"framework": "gradual-jax", "model": args.model, "sizes": case.sizes,
             "analytic_flops": case.analytic_source, **row}
 
 
+def lane_devices(lanes: int) -> int:
+    """The devices the engine spreads ``lanes`` lanes over (``sharding.devices_for``)."""
+    import jax
+
+    from gradual_jax.runner import sharding
+
+    return sharding.devices_for(lanes, jax.device_count())
+
+
 def run_cell(framework: str, model: str, lanes: int, arrangement: str, args, overrides: dict) -> dict:
     cell = argparse.Namespace(**{**vars(args), **overrides})
     sizes = model_sizes.size_argv(cell)
     if framework == "jax":
-        groups = lanes if arrangement == "map" else 1
-        steps_per_call = args.scan if arrangement in ("scan", "map") else 1
+        devices = lane_devices(lanes) if arrangement == "devices" else 1
+        groups = lanes // devices if arrangement in ("map", "devices") else 1
+        steps_per_call = args.scan if arrangement in ("scan", "map", "devices") else 1
         cmd = common.module_cmd("models_vs_torch", "--jax-worker", "--model", model, "--lanes", lanes,
-                                "--groups", groups, "--steps-per-call", steps_per_call, *sizes, *timing_argv(args))
+                                "--groups", groups, "--steps-per-call", steps_per_call, "--devices", devices,
+                                *sizes, *timing_argv(args))
     else:
         cmd = common.module_cmd("torch_steps", "--model", model, "--lanes", lanes, "--arrangement", arrangement,
                                 *sizes, *timing_argv(args))
@@ -97,11 +111,13 @@ def compare_case(model: str, overrides: dict, lane_counts: list[int], args, peak
             row["jax_scan"] = run_cell("jax", model, r, "scan", args, overrides)
         if r > 1:
             row["jax_map"] = run_cell("jax", model, r, "map", args, overrides)
+            if lane_devices(r) > 1:
+                row["jax_devices"] = run_cell("jax", model, r, "devices", args, overrides)
         for arrangement in (a for a in args.torch.split(",") if r > 1 or a != "vmap"):
             row[f"torch_{arrangement}"] = run_cell("torch", model, r, arrangement, args, overrides)
         torch_rates = {k: v["lane_steps_per_s"] for k, v in row.items()
                        if k.startswith("torch_") and "lane_steps_per_s" in v}
-        jax_rates = {k: row[k]["lane_steps_per_s"] for k in ("jax", "jax_scan", "jax_map")
+        jax_rates = {k: row[k]["lane_steps_per_s"] for k in ("jax", "jax_scan", "jax_map", "jax_devices")
                      if "lane_steps_per_s" in row.get(k, {})}
         for key in jax_rates:
             v = row[key]
@@ -132,10 +148,11 @@ def _mb(v) -> str:
 
 
 def table(result: dict) -> str:
-    lines = ["| case | lanes | gradual-jax vmap | gradual-jax vmap in a scan | gradual-jax one at a time | torch loop | "
+    lines = ["| case | lanes | gradual-jax vmap | gradual-jax vmap in a scan | gradual-jax one at a time | "
+             "gradual-jax over the cores | torch loop | "
              "torch compile | torch vmap | best jax / best torch | scan / best torch | GFLOP / lane-step (XLA; torch; analytic) | % of matmul (best jax; best torch) | "
              "RSS jax (program) | RSS torch loop | RSS torch vmap | others' CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in result["cases"]:
         for row in case["rows"]:
             jx = row[row.get("best_jax", "jax")]
@@ -154,7 +171,7 @@ def table(result: dict) -> str:
             share = f"{100 * jx['fraction_of_matmul']:.0f}%; " + (f"{100 * best['fraction_of_matmul']:.0f}%"
                                                                    if "fraction_of_matmul" in best else "–")
             lines.append(f"| {case['label']} | {row['lanes']} | {rate(row['jax'])} | {rate(scan)} | "
-                         f"{rate(row.get('jax_map'))} | {rate(loop)} | {rate(compiled)} | "
+                         f"{rate(row.get('jax_map'))} | {rate(row.get('jax_devices'))} | {rate(loop)} | {rate(compiled)} | "
                          f"{rate(vm)} | {ratio} | {scan_ratio} | "
                          f"{flops} | {share} | {_mb(jx['peak_rss_mb'])} ({_mb(jx.get('device_memory_mb'))}) | "
                          f"{_mb(loop.get('peak_rss_mb'))} | {_mb(vm.get('peak_rss_mb'))} | "
@@ -181,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--groups", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--steps-per-call", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--scan", type=int, default=20, metavar="K",
                         help="also time gradual-jax's steps K at a time in a lax.scan, as its engine runs them "
                              "(an epoch of the MNIST presets is 20 steps; 1: skip)")

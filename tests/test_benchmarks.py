@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import (common, compare, conv_profile, lane_groups, lane_scaling, model_sizes, model_steps, plots,
-                        study_rerun, throughput)
+from benchmarks import (common, compare, conv_profile, cpu_devices, lane_groups, lane_scaling, model_sizes,
+                        model_steps, plots, study_rerun, throughput)
 from gradual_jax.envs import schedules
 from gradual_jax.models import resnet, t5
 from gradual_jax.envs.text import tokenizer as tok
@@ -54,10 +54,10 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def run_module(module: str, *args, timeout: float = 1200) -> subprocess.CompletedProcess:
+def run_module(module: str, *args, timeout: float = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m benchmarks.<module> args`` from the repository root, as the README runs it."""
     proc = subprocess.run(common.module_cmd(module, *args), capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -561,6 +561,23 @@ def test_lane_groups_runs_each_grouping_through_the_runner(tmp_path):
         lane_groups.groupings("1,0", lanes=4)
 
 
+def test_cpu_devices_trains_the_same_lanes_on_one_device_and_on_two(tmp_path):
+    out = tmp_path / "devices.json"
+    run_module("cpu_devices", "--cases", "fig1-mnist:cpu", "--seeds", "0,1", "--devices", "1,2", "--epochs", 1,
+               "--set", "data.train_per_class=8", "--set", "model.hidden_sizes=16,16",
+               "--set", "protocol.batch_size=16", "--json", out, timeout=600)
+    case, = read_record(out, "cpu_devices")["cases"]
+    one, two = case["rows"]
+    assert (one["devices"], two["devices"]) == (1, 2) and one["lanes"] == two["lanes"] == 6
+    assert one["over_first"] == 1.0 and one["largest_difference_from_first"] == 0.0
+    assert two["largest_difference_from_first"] < 1e-5  # the same lanes, to float rounding
+    assert cpu_devices.largest_difference([{"a": 0.5, "b": "x"}], [{"a": 0.25, "b": "y"}]) == 0.25
+    assert cpu_devices.largest_difference([{"a": float("nan")}], [{"a": float("nan")}]) == 0.0
+    assert cpu_devices.largest_difference([{"a": float("nan")}], [{"a": 1.0}]) == float("inf")
+    with pytest.raises(SystemExit, match="EXPERIMENT:PRESET"):
+        cpu_devices.parse_cases("fig1-cifar")
+
+
 def rows_of(values: dict[tuple, list[float]], tasks: int = 2) -> "pd.DataFrame":
     """Results rows: per arm (schedule, Δ) one lane per seed, ``values[arm][seed]`` on every task."""
     import pandas as pd
@@ -697,7 +714,8 @@ def test_model_steps_runs(tmp_path):
 @needs_torch
 def test_models_vs_torch_runs(tmp_path):
     out = tmp_path / "models.json"
-    proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--torch", "loop,vmap", "--json", out)
+    proc = run_module("models_vs_torch", "--quick", "--lanes", "2", "--torch", "loop,vmap", "--json", out,
+                      env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert "| case | lanes | gradual-jax vmap | gradual-jax vmap in a scan | gradual-jax one at a time |" in proc.stdout
     result = read_record(out, "models_vs_torch")
     assert [c["label"] for c in result["cases"]] == ["resnet18 b4", "t5 b2"]
@@ -716,7 +734,11 @@ def test_models_vs_torch_runs(tmp_path):
         # counted once, so a missed factor of groups would read half here)
         assert row["jax_map"]["xla_flops_per_lane_step"] == pytest.approx(row["jax"]["xla_flops_per_lane_step"],
                                                                           rel=0.2)
-        assert row["best_jax"] in ("jax", "jax_scan", "jax_map")
+        assert row["best_jax"] in ("jax", "jax_scan", "jax_map", "jax_devices")
+        # two CPU devices: the lanes spread over them, one on each
+        assert (row["jax_devices"]["devices"], row["jax_devices"]["groups"]) == (2, 1)
+        assert row["jax_devices"]["xla_flops_per_lane_step"] == pytest.approx(
+            row["jax"]["xla_flops_per_lane_step"], rel=0.2)
         assert row["jax"]["device_memory_mb"] > 0
         # PyTorch counts dense FLOPs of forward + backward (no input gradient of the first layer):
         # below the analytic 6 × MACs × batch, above forward + weight gradients
@@ -904,3 +926,38 @@ def test_lanes_program_in_groups_is_the_vmapped_program(groups, steps):
     with pytest.raises(ValueError, match="groups=3"):
         model_steps.measure(model_steps.Case("x", {}, None, lane_step, None, 1.0, ""), 4, seconds=0.1, min_steps=1,
                             max_steps=1, peak=1.0, groups=3)
+
+
+ON_TWO_DEVICES = """
+import jax, jax.numpy as jnp, numpy as np
+from benchmarks import model_steps
+def lane_step(state, data):
+    return state - 0.1 * data.T @ jnp.tanh(data @ state), jnp.sum(state ** 2)
+state = jax.random.normal(jax.random.key(0), (4, 3, 2))
+data = jax.random.normal(jax.random.key(1), (4, 5, 3))
+want = model_steps.scanned(jax.vmap(lane_step), 3)(state, data)
+for groups in (1, 2):
+    program, placement = model_steps.on_devices(model_steps.lanes_program(lane_step, groups, 3), 2)
+    got = jax.jit(program)(*jax.device_put((state, data), placement))
+    assert got[0].sharding.is_equivalent_to(placement, 3) and len(got[0].devices()) == 2
+    print(groups, max(float(np.max(np.abs(g - w))) for g, w in zip(got, want)))
+try:
+    model_steps.measure(model_steps.Case("x", {}, None, lane_step, None, 1.0, ""), 4, seconds=0.1, min_steps=1,
+                        max_steps=1, peak=1.0, devices=3)
+except ValueError as err:
+    print(err)
+"""
+
+
+def test_lanes_on_two_devices_compute_the_vmapped_program():
+    """The lanes spread over two CPU devices, each device's lanes in one group or two, compute what
+    one vmap of every lane computes, and come back spread over the two devices."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    proc = subprocess.run([sys.executable, "-c", ON_TWO_DEVICES], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    for line, groups in zip(lines, ("1", "2")):
+        got_groups, difference = line.split()
+        assert got_groups == groups and float(difference) < 1e-6
+    assert lines[2].startswith("devices=3: expected a divisor of lanes=4")

@@ -160,13 +160,21 @@ def test_two_devices_equal_one_with_padding(tmp_path, reference):
         "cfg = apply_overrides(cfg, ['sweep.seeds=0,1,2', 'sweep.schedules=abrupt'])\n"
         "train.run(cfg, sys.argv[1], progress=False)\n"
         "train.run(apply_overrides(cfg, ['run.vmap_lanes=1']), sys.argv[2], progress=False)\n"
+        "from gradual_jax.config import ConfigError\n"
+        "try:\n"
+        "    train.run(apply_overrides(cfg, ['diagnostics.enabled=true']), sys.argv[3], progress=False)\n"
+        "except ConfigError as err:\n"
+        "    print('refused:', err)\n"
     )
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     two = tmp_path / "two"
     grouped = tmp_path / "grouped"  # each device's 2 lanes one after another
-    done = subprocess.run([sys.executable, "-c", script, str(two), str(grouped)], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    refused = tmp_path / "refused"
+    done = subprocess.run([sys.executable, "-c", script, str(two), str(grouped), str(refused)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: diagnostics.enabled=true on 2 CPU devices" in done.stdout  # it would never finish
+    assert not (refused / results.RESULTS_FILE).exists()
     assert "2 device(s), 1 chunk(s) of 4 lanes" in done.stdout
     assert "(2 groups of lanes one after another per device)" in done.stdout
     one = quiet_run(apply_overrides(tiny(5), ["sweep.seeds=0,1,2", "sweep.schedules=abrupt"]), tmp_path / "one")

@@ -49,6 +49,34 @@ def test_lane_groups_per_device_and_on_accelerators():
     assert layout(32, platform="gpu").lane_groups(4) == 8  # unless asked for
 
 
+@pytest.mark.parametrize("lanes, available, used", [
+    (1, 2, 1),  # one lane: the other device would only train a padding lane
+    (2, 2, 2), (3, 2, 2), (6, 2, 2), (6, 4, 3), (5, 4, 3), (7, 4, 4), (4, 16, 4), (17, 16, 9), (100, 8, 8),
+    (9, 1, 1),
+])
+def test_a_chunk_uses_the_fewest_devices_that_give_each_the_fewest_lanes(lanes, available, used):
+    assert sharding.devices_for(lanes, available) == used
+    assert -(-lanes // used) == -(-lanes // available)  # no device has more lanes than with all of them
+
+
+def test_layouts_use_the_devices_their_lanes_need():
+    import jax
+
+    for lanes in (1, 2, 3, 5):
+        layout = sharding.LaneLayout.create(lanes)
+        assert layout.mesh.size == sharding.devices_for(lanes, jax.device_count())
+        assert layout.chunk_size % layout.mesh.size == 0 and layout.padded_lanes - lanes < layout.mesh.size
+    assert sharding.LaneLayout.create(1).padded_lanes == 1
+
+
+def test_diagnostics_on_several_cpu_devices_are_refused_before_compute():
+    with pytest.raises(ConfigError, match=r"diagnostics.enabled=true on 2 CPU devices: .*diagnostics.enabled=false"):
+        sharding.check_cpu_devices(layout(3, devices=2), diagnostics_enabled=True)
+    sharding.check_cpu_devices(layout(3, devices=2), diagnostics_enabled=False)
+    sharding.check_cpu_devices(layout(6, devices=1), diagnostics_enabled=True)
+    sharding.check_cpu_devices(layout(3, devices=2, platform="gpu"), diagnostics_enabled=True)
+
+
 def test_vmap_lanes_must_not_be_negative():
     with pytest.raises(ConfigError, match="run.vmap_lanes=-1"):
         validate(apply_overrides(ExperimentConfig(), ["run.vmap_lanes=-1"]))

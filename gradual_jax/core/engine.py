@@ -347,31 +347,34 @@ def run_lane_task(program: Program, hp: LaneHParams, state: LaneState, data: Bas
     return state.replace(readout_params=snapshot, readout_batch_stats=snapshot_stats), result
 
 
-def make_task_fn(program: Program, lane_groups: int = 1, devices: int = 1):
+def make_task_fn(program: Program, lane_groups: int = 1, mesh: jax.sharding.Mesh | None = None):
     """``run_task(hparams, state, data, task)`` for all lanes, jitted (state donated).
 
-    With ``lane_groups`` G > 1 each device's lanes are trained in G groups one after another
-    inside the same program (``lax.map``), each group ``vmap``-ed: with L lanes per device
-    (``devices`` of them, the lane axis sharded in contiguous blocks), lane ``d·L + g·(L/G) + i``
-    is in group ``g``, so a group is contiguous in each device's memory (no copies) and spread
-    evenly over the devices. Lanes are independent, so this changes only the order of work, not
-    what a lane computes (see ``run.vmap_lanes``).
+    With a ``mesh`` (one axis, over which the lane axis of ``hparams`` and ``state`` is split in
+    contiguous blocks) each device trains its own block of lanes in a program of its own
+    (``shard_map``): lanes are independent, so no device waits for another or copies anything
+    inside the task, and the data and task index are the same on every device. With
+    ``lane_groups`` G > 1 each device's lanes are trained in G groups one after another
+    (``lax.map``), each group ``vmap``-ed; a device's L lanes ``g·(L/G) + i`` form group ``g``, so a
+    group is contiguous in its memory (no copies). Lanes are independent, so neither changes what a
+    lane computes, only the order and place of the work (see ``run.vmap_lanes``).
     """
     batched = jax.vmap(lambda hp, st, data, t: run_lane_task(program, hp, st, data, t),
                        in_axes=(0, 0, None, None))
-    if lane_groups == 1:
-        return jax.jit(batched, donate_argnums=1)
 
-    def split(x):  # [D·G·n, ...] -> [G, D·n, ...]
-        blocks = x.reshape(devices, lane_groups, -1, *x.shape[1:])
-        return jnp.swapaxes(blocks, 0, 1).reshape(lane_groups, -1, *x.shape[1:])
+    def own_lanes(hparams, state, data, task):
+        if lane_groups == 1:
+            return batched(hparams, state, data, task)
 
-    def join(x):  # [G, D·n, ...] -> [D·G·n, ...]
-        blocks = x.reshape(lane_groups, devices, -1, *x.shape[2:])
-        return jnp.swapaxes(blocks, 0, 1).reshape(-1, *x.shape[2:])
+        def split(x):  # [G·n, ...] -> [G, n, ...]
+            return x.reshape(lane_groups, -1, *x.shape[1:])
 
-    def grouped(hparams, state, data, task):
         out = jax.lax.map(lambda group: batched(*group, data, task), jax.tree.map(split, (hparams, state)))
-        return jax.tree.map(join, out)
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
-    return jax.jit(grouped, donate_argnums=1)
+    if mesh is None:
+        return jax.jit(own_lanes, donate_argnums=1)
+    lanes, whole = jax.sharding.PartitionSpec(mesh.axis_names), jax.sharding.PartitionSpec()
+    per_device = jax.shard_map(own_lanes, mesh=mesh, in_specs=(lanes, lanes, whole, whole),
+                               out_specs=(lanes, lanes), check_vma=False)
+    return jax.jit(per_device, donate_argnums=1)

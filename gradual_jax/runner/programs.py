@@ -60,6 +60,7 @@ def build_all(cfg: ExperimentConfig, lanes: Sequence[sweep.Lane], prepared: buil
     for group in (structure_groups(lanes, cfg) if groups is None else [tuple(g) for g in groups]):
         own = [lanes[i] for i in group]
         layout = sharding.LaneLayout.create(len(own), cfg.run.lanes_per_chunk)
+        sharding.check_cpu_devices(layout, cfg.diagnostics.enabled)
         hparams = tuple(layout.to_devices(h) for h in layout.split(sweep.to_hparams(own, cfg.mitigations)))
         made.append(LaneProgram(lanes=group, program=build.build_program(cfg, prepared, own), layout=layout,
                                 hparams=hparams))
@@ -70,6 +71,17 @@ def first_chunks(programs: Sequence[LaneProgram]) -> list[int]:
     """Where each program's chunks start in the run's flat list of lane states (each program's
     chunks in turn, programs in order: the order of the checkpoints)."""
     return np.cumsum([0] + [p.layout.num_chunks for p in programs[:-1]]).tolist()
+
+
+def place_data(programs: Sequence[LaneProgram], data: Any) -> list[Any]:
+    """``data`` replicated on each program's devices, in ``programs`` order; programs on the same
+    devices share one copy (a program of few lanes may use fewer devices than the others)."""
+    placed: dict[tuple[int, ...], Any] = {}
+    for p in programs:
+        devices = tuple(d.id for d in p.layout.mesh.devices.flat)
+        if devices not in placed:
+            placed[devices] = p.layout.replicate(data)
+    return [placed[tuple(d.id for d in p.layout.mesh.devices.flat)] for p in programs]
 
 
 def init_states(programs: Sequence[LaneProgram]) -> list[Any]:

@@ -1,9 +1,12 @@
 """Spreading a sweep's lanes over devices (and hosts), and cutting big sweeps into chunks.
 
 Lanes are independent, so the lane axis is split over a 1-D device mesh with
-``NamedSharding``: every device trains its own lanes and no collective is needed
-inside the step. The data set is replicated. The lane count is padded up to a multiple
-of the device count (padding lanes repeat the first lane and are dropped from results).
+``NamedSharding``: every device trains its own lanes in a program of its own
+(``engine.make_task_fn``) and no collective is needed inside a task. The data set is
+replicated. A chunk uses as few devices as give each the fewest lanes (:func:`devices_for`),
+its lane count padded up to a multiple of them (padding lanes repeat the first lane and are
+dropped from results). On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes
+N devices, and a sweep's lanes then run side by side on the cores.
 
 A sweep larger than the device memory runs in chunks of ``lanes_per_chunk`` lanes that
 share one compiled executable; between tasks the idle chunks' states wait in host memory.
@@ -165,20 +168,31 @@ def on_main_process(write: Callable[[], None], what: str) -> None:
 CPU_VMAP_LANES = 4
 
 
+def devices_for(lanes: int, available: int) -> int:
+    """How many of ``available`` devices a chunk of ``lanes`` lanes is spread over: the fewest that
+    give each device as few lanes as all of them would. A device's lanes take the chunk's time, so
+    more devices only add padding lanes (1 lane on 2 devices: one padding lane doing the same work
+    again; 6 lanes on 4 devices: 3 devices of 2 lanes, not 4 with 2 padding lanes)."""
+    per_device = -(-lanes // available)
+    return -(-lanes // per_device)
+
+
 @dataclasses.dataclass(frozen=True)
 class LaneLayout:
     """How ``num_lanes`` real lanes map onto chunks of ``chunk_size`` lanes each."""
 
     num_lanes: int
-    chunk_size: int  # a multiple of the device count
+    chunk_size: int  # a multiple of the devices it uses (mesh.size)
     num_chunks: int
     mesh: Mesh
 
     @classmethod
     def create(cls, num_lanes: int, lanes_per_chunk: int = 0) -> "LaneLayout":
         devices = np.asarray(jax.devices())
-        wanted = lanes_per_chunk if lanes_per_chunk > 0 else num_lanes
-        chunk = -(-min(wanted, num_lanes) // devices.size) * devices.size
+        wanted = min(lanes_per_chunk if lanes_per_chunk > 0 else num_lanes, num_lanes)
+        if jax.process_count() == 1:  # across hosts every process needs its share of the mesh
+            devices = devices[:devices_for(wanted, devices.size)]
+        chunk = -(-wanted // devices.size) * devices.size
         return cls(num_lanes=num_lanes, chunk_size=chunk, num_chunks=-(-num_lanes // chunk),
                    mesh=Mesh(devices, (LANES,)))
 
@@ -234,6 +248,17 @@ class LaneLayout:
 
     def replicate(self, tree: Any) -> Any:
         return to_global(tree, self.replicated)
+
+
+def check_cpu_devices(layout: LaneLayout, diagnostics_enabled: bool) -> None:
+    """Refuse what cannot finish: the readout diagnostics' SVD (LAPACK) on several CPU devices at
+    once. In jaxlib 0.10.2 the program then waits forever (seen from the first task, with either
+    of XLA:CPU's SVD algorithms); one device, or the diagnostics off, run."""
+    devices = layout.mesh.devices.flat
+    if diagnostics_enabled and layout.mesh.size > 1 and devices[0].platform == "cpu":
+        raise ConfigError(f"diagnostics.enabled=true on {layout.mesh.size} CPU devices: the diagnostics' SVD "
+                          "never finishes when CPU devices run it side by side; set diagnostics.enabled=false, or "
+                          "use one CPU device (XLA_FLAGS=--xla_force_host_platform_device_count=1)")
 
 
 def to_global(tree: Any, sharding: NamedSharding) -> Any:

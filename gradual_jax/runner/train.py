@@ -173,7 +173,7 @@ def _train(cfg: ExperimentConfig, out: Path | None, stop: signals.StopRequests, 
     if out is not None:
         _start_files(cfg, out, lanes, lane_programs, prepared, made_by, start_task)
     _announce(cfg, lanes, lane_programs, prepared, echo)
-    task_data = lane_programs[0].layout.replicate(prepared.task_data)
+    task_data = programs.place_data(lane_programs, prepared.task_data)
     stop.check()
     task_fns, compile_s = _compile(cfg, lane_programs, states, task_data, echo)
     stop.check()  # a signal during compilation stops here
@@ -213,18 +213,18 @@ def _announce(cfg: ExperimentConfig, lanes: list[sweep.Lane], lane_programs: lis
         echo("  " + line)
 
 
-def _compile(cfg: ExperimentConfig, lane_programs: list[programs.LaneProgram], states: list[Any], task_data: Any,
+def _compile(cfg: ExperimentConfig, lane_programs: list[programs.LaneProgram], states: list[Any], task_data: list[Any],
              echo: Callable[[str], None]) -> tuple[list[Any], float]:
     """Each program's task function, compiled for its first chunk's shapes (every chunk of a
     program has the same), with its device memory checked."""
     start = time.perf_counter()
     task_fns = []
     cpu_vmap_lanes = models.get(cfg.model.name).cpu_vmap_lanes
-    for p, first in zip(lane_programs, programs.first_chunks(lane_programs)):
+    for p, first, data in zip(lane_programs, programs.first_chunks(lane_programs), task_data):
         example_state = p.layout.to_devices(states[first]) if p.offload else states[first]
         groups = p.layout.lane_groups(cfg.run.vmap_lanes, cpu_vmap_lanes)
-        task_fns.append(engine.make_task_fn(p.program, groups, p.layout.mesh.size).lower(
-            p.hparams[0], example_state, task_data, jnp.int32(0)).compile())
+        task_fns.append(engine.make_task_fn(p.program, groups, p.layout.mesh).lower(
+            p.hparams[0], example_state, data, jnp.int32(0)).compile())
     compile_s = time.perf_counter() - start
     groups = lane_programs[0].layout.lane_groups(cfg.run.vmap_lanes, cpu_vmap_lanes)
     grouping = f" ({groups} groups of lanes one after another per device)" if groups > 1 else ""
@@ -245,7 +245,7 @@ class _TaskLoop:
     lanes: list[sweep.Lane]
     lane_programs: list[programs.LaneProgram]
     task_fns: list[Any]
-    task_data: Any
+    task_data: list[Any]  # the data set on each program's devices
     prepared: build.PreparedData
     echo: Callable[[str], None]
     on_task_end: Callable[[int, list[dict[str, Any]]], None] | None
@@ -302,11 +302,12 @@ class _TaskLoop:
         """Every chunk of every program trained on ``task`` (``states`` updated in place); the
         metrics on the host, in the sweep's lane order."""
         per_program = []
-        for p, task_fn, first in zip(self.lane_programs, self.task_fns, programs.first_chunks(self.lane_programs)):
+        for p, task_fn, first, data in zip(self.lane_programs, self.task_fns, programs.first_chunks(self.lane_programs),
+                                           self.task_data):
             chunk_metrics = []
             for c in range(p.layout.num_chunks):
                 state = p.layout.to_devices(states[first + c]) if p.offload else states[first + c]
-                state, m = task_fn(p.hparams[c], state, self.task_data, jnp.int32(task))
+                state, m = task_fn(p.hparams[c], state, data, jnp.int32(task))
                 states[first + c] = jax.device_get(state) if p.offload else state
                 chunk_metrics.append(sharding.to_host(m))
             per_program.append(p.layout.join(chunk_metrics))
