@@ -12,9 +12,10 @@ from gradual_jax.runner import sharding
 from gradual_jax.config import ConfigError, ExperimentConfig, apply_overrides, validate
 
 
-def layout(lanes_per_device: int, devices: int = 1, platform: str = "cpu") -> sharding.LaneLayout:
-    device = types.SimpleNamespace(platform=platform)
-    mesh = types.SimpleNamespace(size=devices, devices=np.array([device] * devices))
+def layout(lanes_per_device: int, devices: int = 1, platform: str = "cpu", processes: int = 1) -> sharding.LaneLayout:
+    """A layout over ``devices`` devices, spread evenly over ``processes`` processes (this one is 0)."""
+    device = [types.SimpleNamespace(platform=platform, process_index=i * processes // devices) for i in range(devices)]
+    mesh = types.SimpleNamespace(size=devices, devices=np.array(device))
     return sharding.LaneLayout(num_lanes=lanes_per_device * devices, chunk_size=lanes_per_device * devices,
                                num_chunks=1, mesh=mesh)
 
@@ -75,6 +76,9 @@ def test_diagnostics_on_several_cpu_devices_are_refused_before_compute():
     sharding.check_cpu_devices(layout(3, devices=2), diagnostics_enabled=False)
     sharding.check_cpu_devices(layout(6, devices=1), diagnostics_enabled=True)
     sharding.check_cpu_devices(layout(3, devices=2, platform="gpu"), diagnostics_enabled=True)
+    sharding.check_cpu_devices(layout(3, devices=2, processes=2), diagnostics_enabled=True)  # one CPU device each
+    with pytest.raises(ConfigError, match="on 2 CPU devices"):  # 2 of this process's own among 4
+        sharding.check_cpu_devices(layout(3, devices=4, processes=2), diagnostics_enabled=True)
 
 
 def test_vmap_lanes_must_not_be_negative():

@@ -253,10 +253,10 @@ class LaneLayout:
 def check_cpu_devices(layout: LaneLayout, diagnostics_enabled: bool) -> None:
     """Refuse what cannot finish: the readout diagnostics' SVD (LAPACK) on several CPU devices at
     once. In jaxlib 0.10.2 the program then waits forever (seen from the first task, with either
-    of XLA:CPU's SVD algorithms); one device, or the diagnostics off, run."""
-    devices = layout.mesh.devices.flat
-    if diagnostics_enabled and layout.mesh.size > 1 and devices[0].platform == "cpu":
-        raise ConfigError(f"diagnostics.enabled=true on {layout.mesh.size} CPU devices: the diagnostics' SVD "
+    of XLA:CPU's SVD algorithms); one device per process, or the diagnostics off, run."""
+    own = [d for d in layout.mesh.devices.flat if d.process_index == jax.process_index()]
+    if diagnostics_enabled and len(own) > 1 and own[0].platform == "cpu":
+        raise ConfigError(f"diagnostics.enabled=true on {len(own)} CPU devices: the diagnostics' SVD "
                           "never finishes when CPU devices run it side by side; set diagnostics.enabled=false, or "
                           "use one CPU device (XLA_FLAGS=--xla_force_host_platform_device_count=1)")
 
